@@ -1,0 +1,193 @@
+// Generated from protocol/kextbridge.json by scripts/gen-protocol.js. Do not edit.
+// Kernel-safe: plain C types only, no standard-library headers.
+#ifndef KEXTBRIDGE_PROTOCOL_GEN_H
+#define KEXTBRIDGE_PROTOCOL_GEN_H
+
+#include <stdint.h>
+
+#define KB_SAMPLE_BUNDLE_ID "org.kextbridge.sample"
+#define KB_SAMPLE_VERSION "0.1.0"
+#define KB_SAMPLE_EXECUTABLE "KextBridgeSample"
+#define KB_SERVICE_CLASS org_kextbridge_SampleService
+#define KB_USER_CLIENT_CLASS org_kextbridge_SampleUserClient
+#define KB_SERVICE_CLASS_NAME "org_kextbridge_SampleService"
+#define KB_USER_CLIENT_CLASS_NAME "org_kextbridge_SampleUserClient"
+
+namespace kb {
+
+static const uint32_t kProtocolVersion = 1;
+static const uint32_t kMaxScalars = 16;
+static const uint32_t kInfoStringSize = 64;
+static const uint32_t kLedgerCapacity = 256;
+
+enum Selector : uint32_t {
+  kSelectorGetInfo = 0,
+  kSelectorRetain = 1,
+  kSelectorRelease = 2,
+  kSelectorHeld = 3,
+  kSelectorCount = 4
+};
+
+// What each selector takes and gives, checked before any work is done.
+struct SelectorShape {
+  uint32_t scalarInputs;
+  uint32_t structInputSize;
+  uint32_t scalarOutputs;
+  uint32_t structOutputSize;
+  bool admin;
+};
+
+static const SelectorShape kSelectorShapes[kSelectorCount] = {
+  {0, 0, 4, 128, false}, // getInfo
+  {1, 0, 2, 0, true}, // retain
+  {1, 0, 2, 0, true}, // release
+  {0, 0, 0, 2048, false}, // held
+};
+
+// Return codes as unsigned 32-bit values. Prefixed RC_ so the names never collide with
+// the SDK's own macros (kIOReturnBadArgument, KERN_SUCCESS, ...).
+enum ReturnCode : uint32_t {
+  RC_kOSReturnSuccess = 0x00000000u,
+  RC_kOSReturnError = 0xDC000001u,
+  RC_kOSMetaClassInternal = 0xDC004001u,
+  RC_kOSMetaClassHasInstances = 0xDC004002u,
+  RC_kOSMetaClassNoInit = 0xDC004003u,
+  RC_kOSMetaClassNoTempData = 0xDC004004u,
+  RC_kOSMetaClassNoDicts = 0xDC004005u,
+  RC_kOSMetaClassNoKModSet = 0xDC004006u,
+  RC_kOSMetaClassNoInsKModSet = 0xDC004007u,
+  RC_kOSMetaClassNoSuper = 0xDC004008u,
+  RC_kOSMetaClassInstNoSuper = 0xDC004009u,
+  RC_kOSMetaClassDuplicateClass = 0xDC00400Au,
+  RC_kOSMetaClassNoKext = 0xDC00400Bu,
+  RC_kOSKextReturnInternalError = 0xDC008001u,
+  RC_kOSKextReturnNoMemory = 0xDC008002u,
+  RC_kOSKextReturnNoResources = 0xDC008003u,
+  RC_kOSKextReturnNotPrivileged = 0xDC008004u,
+  RC_kOSKextReturnInvalidArgument = 0xDC008005u,
+  RC_kOSKextReturnNotFound = 0xDC008006u,
+  RC_kOSKextReturnBadData = 0xDC008007u,
+  RC_kOSKextReturnSerialization = 0xDC008008u,
+  RC_kOSKextReturnUnsupported = 0xDC008009u,
+  RC_kOSKextReturnDisabled = 0xDC00800Au,
+  RC_kOSKextReturnNotAKext = 0xDC00800Bu,
+  RC_kOSKextReturnValidation = 0xDC00800Cu,
+  RC_kOSKextReturnAuthentication = 0xDC00800Du,
+  RC_kOSKextReturnDependencies = 0xDC00800Eu,
+  RC_kOSKextReturnArchNotFound = 0xDC00800Fu,
+  RC_kOSKextReturnCache = 0xDC008010u,
+  RC_kOSKextReturnDeferred = 0xDC008011u,
+  RC_kOSKextReturnBootLevel = 0xDC008012u,
+  RC_kOSKextReturnNotLoadable = 0xDC008013u,
+  RC_kOSKextReturnLoadedVersionDiffers = 0xDC008014u,
+  RC_kOSKextReturnDependencyLoadError = 0xDC008015u,
+  RC_kOSKextReturnLinkError = 0xDC008016u,
+  RC_kOSKextReturnStartStopError = 0xDC008017u,
+  RC_kOSKextReturnInUse = 0xDC008018u,
+  RC_kOSKextReturnTimeout = 0xDC008019u,
+  RC_kOSKextReturnStopping = 0xDC00801Au,
+  RC_kOSKextReturnSystemPolicy = 0xDC00801Bu,
+  RC_kOSKextReturnKCLoadFailure = 0xDC00801Cu,
+  RC_kOSKextReturnKCLoadFailureSystemKC = 0xDC00801Du,
+  RC_kOSKextReturnKCLoadFailureAuxKC = 0xDC00801Eu,
+  RC_kOSKextReturnKCLoadFailureBothKCs = 0xDC00801Fu,
+  RC_kIOReturnSuccess = 0x00000000u,
+  RC_kIOReturnError = 0xE00002BCu,
+  RC_kIOReturnNoMemory = 0xE00002BDu,
+  RC_kIOReturnNoResources = 0xE00002BEu,
+  RC_kIOReturnIPCError = 0xE00002BFu,
+  RC_kIOReturnNoDevice = 0xE00002C0u,
+  RC_kIOReturnNotPrivileged = 0xE00002C1u,
+  RC_kIOReturnBadArgument = 0xE00002C2u,
+  RC_kIOReturnLockedRead = 0xE00002C3u,
+  RC_kIOReturnLockedWrite = 0xE00002C4u,
+  RC_kIOReturnExclusiveAccess = 0xE00002C5u,
+  RC_kIOReturnBadMessageID = 0xE00002C6u,
+  RC_kIOReturnUnsupported = 0xE00002C7u,
+  RC_kIOReturnVMError = 0xE00002C8u,
+  RC_kIOReturnInternalError = 0xE00002C9u,
+  RC_kIOReturnIOError = 0xE00002CAu,
+  RC_kIOReturnCannotLock = 0xE00002CCu,
+  RC_kIOReturnNotOpen = 0xE00002CDu,
+  RC_kIOReturnNotReadable = 0xE00002CEu,
+  RC_kIOReturnNotWritable = 0xE00002CFu,
+  RC_kIOReturnNotAligned = 0xE00002D0u,
+  RC_kIOReturnBadMedia = 0xE00002D1u,
+  RC_kIOReturnStillOpen = 0xE00002D2u,
+  RC_kIOReturnRLDError = 0xE00002D3u,
+  RC_kIOReturnDMAError = 0xE00002D4u,
+  RC_kIOReturnBusy = 0xE00002D5u,
+  RC_kIOReturnTimeout = 0xE00002D6u,
+  RC_kIOReturnOffline = 0xE00002D7u,
+  RC_kIOReturnNotReady = 0xE00002D8u,
+  RC_kIOReturnNotAttached = 0xE00002D9u,
+  RC_kIOReturnNoChannels = 0xE00002DAu,
+  RC_kIOReturnNoSpace = 0xE00002DBu,
+  RC_kIOReturnPortExists = 0xE00002DDu,
+  RC_kIOReturnCannotWire = 0xE00002DEu,
+  RC_kIOReturnNoInterrupt = 0xE00002DFu,
+  RC_kIOReturnNoFrames = 0xE00002E0u,
+  RC_kIOReturnMessageTooLarge = 0xE00002E1u,
+  RC_kIOReturnNotPermitted = 0xE00002E2u,
+  RC_kIOReturnNoPower = 0xE00002E3u,
+  RC_kIOReturnNoMedia = 0xE00002E4u,
+  RC_kIOReturnUnformattedMedia = 0xE00002E5u,
+  RC_kIOReturnUnsupportedMode = 0xE00002E6u,
+  RC_kIOReturnUnderrun = 0xE00002E7u,
+  RC_kIOReturnOverrun = 0xE00002E8u,
+  RC_kIOReturnDeviceError = 0xE00002E9u,
+  RC_kIOReturnNoCompletion = 0xE00002EAu,
+  RC_kIOReturnAborted = 0xE00002EBu,
+  RC_kIOReturnNoBandwidth = 0xE00002ECu,
+  RC_kIOReturnNotResponding = 0xE00002EDu,
+  RC_kIOReturnIsoTooOld = 0xE00002EEu,
+  RC_kIOReturnIsoTooNew = 0xE00002EFu,
+  RC_kIOReturnNotFound = 0xE00002F0u,
+  RC_kIOReturnInvalid = 0xE0000001u,
+  RC_KERN_SUCCESS = 0x00000000u,
+  RC_KERN_INVALID_ADDRESS = 0x00000001u,
+  RC_KERN_PROTECTION_FAILURE = 0x00000002u,
+  RC_KERN_NO_SPACE = 0x00000003u,
+  RC_KERN_INVALID_ARGUMENT = 0x00000004u,
+  RC_KERN_FAILURE = 0x00000005u,
+  RC_KERN_RESOURCE_SHORTAGE = 0x00000006u,
+  RC_KERN_NO_ACCESS = 0x00000008u,
+  RC_KERN_ABORTED = 0x0000000Eu,
+  RC_KERN_INVALID_NAME = 0x0000000Fu,
+  RC_KERN_INVALID_TASK = 0x00000010u,
+  RC_KERN_INVALID_RIGHT = 0x00000011u,
+  RC_KERN_INVALID_VALUE = 0x00000012u,
+  RC_KERN_INVALID_CAPABILITY = 0x00000014u,
+  RC_KERN_TERMINATED = 0x00000025u,
+  RC_KERN_NOT_SUPPORTED = 0x0000002Eu,
+  RC_KERN_OPERATION_TIMED_OUT = 0x00000031u,
+  RC_KERN_DENIED = 0x00000035u,
+  RC_KERN_NOT_FOUND = 0x00000038u,
+  RC_MACH_SEND_INVALID_DATA = 0x10000002u,
+  RC_MACH_SEND_INVALID_DEST = 0x10000003u,
+  RC_MACH_SEND_TIMED_OUT = 0x10000004u,
+  RC_MACH_SEND_INTERRUPTED = 0x10000007u,
+  RC_MACH_SEND_INVALID_REPLY = 0x10000009u,
+  RC_MACH_SEND_INVALID_RIGHT = 0x1000000Au,
+  RC_MACH_SEND_NO_BUFFER = 0x1000000Du,
+  RC_MACH_SEND_TOO_LARGE = 0x1000000Eu,
+  RC_MACH_RCV_INVALID_NAME = 0x10004002u,
+  RC_MACH_RCV_TIMED_OUT = 0x10004003u,
+  RC_MACH_RCV_TOO_LARGE = 0x10004004u,
+  RC_MACH_RCV_INTERRUPTED = 0x10004005u,
+  RC_MACH_RCV_PORT_DIED = 0x10004009u,
+  RC_MIG_TYPE_ERROR = 0xFFFFFED4u,
+  RC_MIG_REPLY_MISMATCH = 0xFFFFFED3u,
+  RC_MIG_REMOTE_ERROR = 0xFFFFFED2u,
+  RC_MIG_BAD_ID = 0xFFFFFED1u,
+  RC_MIG_BAD_ARGUMENTS = 0xFFFFFED0u,
+  RC_MIG_NO_REPLY = 0xFFFFFECFu,
+  RC_MIG_EXCEPTION = 0xFFFFFECEu,
+  RC_MIG_ARRAY_TOO_LARGE = 0xFFFFFECDu,
+  RC_MIG_SERVER_DIED = 0xFFFFFECCu,
+  RC_MIG_TRAILER_ERROR = 0xFFFFFECBu,
+};
+
+} // namespace kb
+
+#endif

@@ -1,0 +1,64 @@
+// What a kextbridge user-client call does, decided once: the kext's IOUserClient and the
+// simulator both hand every externalMethod call here. Kernel-safe C++: no standard library,
+// no exceptions, no RTTI, no allocation.
+#ifndef KEXTBRIDGE_USER_CLIENT_CORE_H
+#define KEXTBRIDGE_USER_CLIENT_CORE_H
+
+#include <stdint.h>
+
+#include "kernel_api.h"
+#include "ledger.h"
+#include "protocol.gen.h"
+
+namespace kb {
+
+static const uint32_t kInvalidLoadTag = 0xFFFFFFFFu;  // kOSKextInvalidLoadTag
+
+// The parts of IOExternalMethodArguments the core reads and writes. Output counts and sizes
+// come in as the caller's capacity and go out as what was written.
+struct MethodArgs {
+  const uint64_t *scalarInput;
+  uint32_t scalarInputCount;
+  const void *structureInput;
+  uint32_t structureInputSize;
+  uint64_t *scalarOutput;
+  uint32_t scalarOutputCount;
+  void *structureOutput;
+  uint32_t structureOutputSize;
+  bool outOfLine;  // a structure came as an IOMemoryDescriptor; this protocol never uses one
+};
+
+class UserClientCore {
+ public:
+  // privileged: the opening task passed clientHasPrivilege(kIOClientPrivilegeAdministrator).
+  UserClientCore(KernelApi &kernel, Lock &lock, bool privileged);
+
+  // The IOReturn for externalMethod. Anything but success means MIG drops every output.
+  uint32_t externalMethod(uint32_t selector, MethodArgs &args);
+
+  // clientClose / clientDied: release everything this client still holds; later calls
+  // answer kIOReturnNotOpen. Safe to call more than once. Returns the releases made.
+  uint32_t close();
+
+  bool privileged() const { return privileged_; }
+  // Read under the lock, for tests and invariant checks.
+  uint32_t heldCount(uint32_t loadTag);
+  uint32_t outstanding();
+  bool closed();
+
+ private:
+  uint32_t getInfo(MethodArgs &args);
+  uint32_t retain(uint32_t loadTag, MethodArgs &args);
+  uint32_t release(uint32_t loadTag, MethodArgs &args);
+  uint32_t held(MethodArgs &args);
+
+  KernelApi &kernel_;
+  Lock &lock_;
+  const bool privileged_;
+  bool closed_;
+  Ledger ledger_;
+};
+
+} // namespace kb
+
+#endif

@@ -1,0 +1,53 @@
+// One backend contract for a connection to the sample kext's user client: the real one
+// (IOKitTransport, macOS) and the simulated one (SimTransport) answer identically.
+// Calls on one Transport are serialised by the Connection that owns it.
+#ifndef KEXTBRIDGE_TRANSPORT_H
+#define KEXTBRIDGE_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kb {
+
+// One entry of the loaded-kext table (the keys of KextManagerCopyLoadedKextInfo).
+struct KextInfo {
+  struct ClassInfo {
+    std::string name;        // OSMetaClassName
+    std::string superclass;  // OSMetaClassSuperclassName ("" for a root class)
+    uint32_t instances = 0;  // OSMetaClassTrackingCount
+  };
+  std::string bundleId;                // CFBundleIdentifier
+  std::string version;                 // CFBundleVersion
+  std::string uuid;                    // OSBundleUUID, "XXXXXXXX-XXXX-...", "" if none
+  uint32_t loadTag = 0;                // OSBundleLoadTag
+  int32_t retainCount = 0;             // OSBundleRetainCount (already less the kernel's own)
+  bool started = false;                // OSBundleStarted
+  std::vector<uint32_t> dependencies;  // OSBundleDependencies, load tags, descending
+  std::vector<ClassInfo> classes;      // OSBundleClasses
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // IOConnectCallMethod: a kern_return_t as unsigned. On anything but success no output
+  // is written (*outputCnt and *outStructCnt are set to 0), as MIG does.
+  virtual uint32_t callMethod(uint32_t selector, const uint64_t *input, uint32_t inputCnt,
+                              const void *inStruct, size_t inStructCnt, uint64_t *output,
+                              uint32_t *outputCnt, void *outStruct, size_t *outStructCnt) = 0;
+
+  // KextManagerCopyLoadedKextInfo for every loaded kext, ordered by load tag.
+  virtual uint32_t loadedKexts(std::vector<KextInfo> &out) = 0;
+
+  // IOServiceClose. The first close succeeds; afterwards every call, and a second close,
+  // answers MACH_SEND_INVALID_DEST.
+  virtual uint32_t close() = 0;
+};
+
+} // namespace kb
+
+#endif

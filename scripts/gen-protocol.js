@@ -1,0 +1,174 @@
+#!/usr/bin/env node
+// Derives the C++ and TypeScript protocol tables from protocol/kextbridge.json, the one
+// source of truth. `--check` exits 1 when a generated file is stale (run by the tests).
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+const root = path.join(__dirname, '..');
+const spec = JSON.parse(fs.readFileSync(path.join(root, 'protocol/kextbridge.json'), 'utf8'));
+const banner = 'Generated from protocol/kextbridge.json by scripts/gen-protocol.js. Do not edit.';
+
+function validate() {
+  const names = new Set();
+  for (const c of spec.codes) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(c.name)) throw new Error(`bad code name ${c.name}`);
+    if (names.has(c.name)) throw new Error(`duplicate code ${c.name}`);
+    if (!/^0x[0-9A-F]{8}$/.test(c.value)) throw new Error(`${c.name}: value must be 0x + 8 hex digits`);
+    names.add(c.name);
+  }
+  spec.selectors.forEach((s, i) => {
+    if (s.selector !== i) throw new Error(`selector ${s.name} must be numbered ${i}`);
+    for (const n of [...s.userClientCodes, ...s.kernelCodes])
+      if (!names.has(n)) throw new Error(`selector ${s.name} names unknown code ${n}`);
+    if (s.scalarInputs > spec.limits.maxScalars || s.scalarOutputs > spec.limits.maxScalars)
+      throw new Error(`selector ${s.name} exceeds the MIG scalar limit`);
+  });
+}
+
+const cIdent = (name) => name.replace(/^./, (c) => c.toUpperCase());
+const cString = (s) => JSON.stringify(s); // JSON string escapes are valid C escapes for this text
+
+function header() {
+  const sel = spec.selectors;
+  const L = spec.limits;
+  const k = spec.sampleKext;
+  return `// ${banner}
+// Kernel-safe: plain C types only, no standard-library headers.
+#ifndef KEXTBRIDGE_PROTOCOL_GEN_H
+#define KEXTBRIDGE_PROTOCOL_GEN_H
+
+#include <stdint.h>
+
+#define KB_SAMPLE_BUNDLE_ID ${cString(k.bundleId)}
+#define KB_SAMPLE_VERSION ${cString(k.version)}
+#define KB_SAMPLE_EXECUTABLE ${cString(k.executable)}
+#define KB_SERVICE_CLASS ${k.serviceClass}
+#define KB_USER_CLIENT_CLASS ${k.userClientClass}
+#define KB_SERVICE_CLASS_NAME ${cString(k.serviceClass)}
+#define KB_USER_CLIENT_CLASS_NAME ${cString(k.userClientClass)}
+
+namespace kb {
+
+static const uint32_t kProtocolVersion = ${spec.protocolVersion};
+static const uint32_t kMaxScalars = ${L.maxScalars};
+static const uint32_t kInfoStringSize = ${L.infoStringSize};
+static const uint32_t kLedgerCapacity = ${L.ledgerCapacity};
+
+enum Selector : uint32_t {
+${sel.map((s) => `  kSelector${cIdent(s.name)} = ${s.selector},`).join('\n')}
+  kSelectorCount = ${sel.length}
+};
+
+// What each selector takes and gives, checked before any work is done.
+struct SelectorShape {
+  uint32_t scalarInputs;
+  uint32_t structInputSize;
+  uint32_t scalarOutputs;
+  uint32_t structOutputSize;
+  bool admin;
+};
+
+static const SelectorShape kSelectorShapes[kSelectorCount] = {
+${sel.map((s) => `  {${s.scalarInputs}, ${s.structInputSize}, ${s.scalarOutputs}, ${s.structOutputSize}, ${s.admin}}, // ${s.name}`).join('\n')}
+};
+
+// Return codes as unsigned 32-bit values. Prefixed RC_ so the names never collide with
+// the SDK's own macros (kIOReturnBadArgument, KERN_SUCCESS, ...).
+enum ReturnCode : uint32_t {
+${spec.codes.map((c) => `  RC_${c.name} = ${c.value}u,`).join('\n')}
+};
+
+} // namespace kb
+
+#endif
+`;
+}
+
+function namesHeader() {
+  return `// ${banner}
+// The code table with names and messages, for user space only (the kext does not need it).
+#ifndef KEXTBRIDGE_PROTOCOL_NAMES_GEN_H
+#define KEXTBRIDGE_PROTOCOL_NAMES_GEN_H
+
+#include "protocol.gen.h"
+
+namespace kb {
+
+struct CodeInfo {
+  const char *name;
+  uint32_t value;
+  const char *message;
+};
+
+static const CodeInfo kCodeTable[] = {
+${spec.codes.map((c) => `  {${cString(c.name)}, ${c.value}u, ${cString(c.message)}},`).join('\n')}
+};
+
+static const char *const kSelectorNames[kSelectorCount] = {
+${spec.selectors.map((s) => `  ${cString(s.name)},`).join('\n')}
+};
+
+} // namespace kb
+
+#endif
+`;
+}
+
+function typescript() {
+  const q = (s) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  const arr = (a) => `[${a.map(q).join(', ')}]`;
+  return `// ${banner}
+
+export const PROTOCOL_VERSION = ${spec.protocolVersion};
+
+export const LIMITS = {
+  maxScalars: ${spec.limits.maxScalars},
+  infoStringSize: ${spec.limits.infoStringSize},
+  ledgerCapacity: ${spec.limits.ledgerCapacity},
+} as const;
+
+export const SAMPLE_KEXT = {
+${Object.entries(spec.sampleKext).map(([k, v]) => `  ${k}: ${q(v)},`).join('\n')}
+} as const;
+
+export const SELECTORS = {
+${spec.selectors.map((s) => `  ${s.name}: {
+    selector: ${s.selector},
+    scalarInputs: ${s.scalarInputs},
+    structInputSize: ${s.structInputSize},
+    scalarOutputs: ${s.scalarOutputs},
+    structOutputSize: ${s.structOutputSize},
+    admin: ${s.admin},
+    userClientCodes: ${arr(s.userClientCodes)},
+    kernelCodes: ${arr(s.kernelCodes)},
+  },`).join('\n')}
+} as const;
+
+export const CODES = [
+${spec.codes.map((c) => `  { name: ${q(c.name)}, value: ${c.value}, message: ${q(c.message)} },`).join('\n')}
+] as const;
+`;
+}
+
+const outputs = {
+  'kext-sample/core/protocol.gen.h': header,
+  'kext-sample/core/protocol_names.gen.h': namesHeader,
+  'lib/protocol.gen.ts': typescript,
+};
+
+validate();
+const check = process.argv.includes('--check');
+let stale = [];
+for (const [rel, make] of Object.entries(outputs)) {
+  const file = path.join(root, rel);
+  const text = make();
+  const current = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
+  if (current === text) continue;
+  if (check) stale.push(rel);
+  else fs.writeFileSync(file, text);
+}
+if (stale.length) {
+  console.error(`stale generated files (run npm run gen): ${stale.join(', ')}`);
+  process.exit(1);
+}
