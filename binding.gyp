@@ -1,0 +1,46 @@
+{
+  "targets": [
+    {
+      # The portable user-client core, built exactly as the kext needs it: no exceptions,
+      # no RTTI, no C++ standard library headers. If it compiles here, the rule holds.
+      "target_name": "kextbridge_core",
+      "type": "static_library",
+      "sources": [
+        "kext-sample/core/ledger.cpp",
+        "kext-sample/core/user_client_core.cpp"
+      ],
+      "include_dirs": ["kext-sample/core"],
+      "cflags_cc": ["-std=c++17", "-fno-exceptions", "-fno-rtti", "-nostdinc++", "-Wall", "-Wextra", "-Werror"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "NO",
+        "GCC_ENABLE_CPP_RTTI": "NO",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "MACOSX_DEPLOYMENT_TARGET": "11.0",
+        "OTHER_CPLUSPLUSFLAGS": ["-nostdinc++", "-Wall", "-Wextra", "-Werror"]
+      }
+    },
+    {
+      "target_name": "kextbridge",
+      "sources": [
+        "native/addon.cc",
+        "native/connection.cc",
+        "native/js_values.cc",
+        "native/sim_kernel_wrap.cc",
+        "native/sim_transport.cc",
+        "sim/sim_kernel.cpp"
+      ],
+      "include_dirs": ["native", "sim", "kext-sample/core"],
+      "dependencies": [
+        "kextbridge_core",
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+      ],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_cc": ["-std=c++17", "-fvisibility=hidden", "-Wall", "-Wextra"],
+      "xcode_settings": {
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "GCC_SYMBOLS_PRIVATE_EXTERN": "YES",
+        "MACOSX_DEPLOYMENT_TARGET": "11.0"
+      }
+    }
+  ]
+}

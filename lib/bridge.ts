@@ -1,0 +1,256 @@
+import { codeValue, describeReturn, isCodeName } from './codes';
+import { KextBridgeError } from './errors';
+import { binding, isOpenFailure, NativeCallResult, NativeConnection, NativeKext, NativeManyResult } from './native';
+import { LIMITS, PROTOCOL_VERSION, SELECTORS } from './protocol.gen';
+import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
+import { defaultSimKernel, SimKernel } from './sim';
+import { checkBoolean, checkLoadTag, checkLoadTags, checkOptions } from './validate';
+
+export type Backend = 'sim' | 'iokit';
+
+export interface OpenOptions {
+  /** 'auto' (default): iokit where the sample kext answers, else the simulator. */
+  backend?: 'auto' | Backend;
+  /** sim only: the simulated machine to open on (default: the process's own). */
+  kernel?: SimKernel;
+  /** sim only: open as an administrator (default true), like running as root. */
+  privileged?: boolean;
+}
+
+type Counted = 'retain' | 'release';
+type ResultFor<S extends Counted> = S extends 'retain' ? RetainResult : ReleaseResult;
+type Call = { selector: number; scalars: number[]; outScalars: number; outStruct: number };
+
+const sel = SELECTORS;
+const shape = (s: (typeof SELECTORS)[keyof typeof SELECTORS], scalars: number[] = []): Call => ({
+  selector: s.selector,
+  scalars,
+  outScalars: s.scalarOutputs,
+  outStruct: s.structOutputSize,
+});
+
+/** The same operations as KextBridge, run on the calling thread (after anything queued). */
+export interface SyncApi {
+  info(): Info;
+  retain(loadTag?: number): RetainResult;
+  release(loadTag?: number): ReleaseResult;
+  retainMany(loadTags: readonly number[] | Uint32Array): RetainResult[];
+  releaseMany(loadTags: readonly number[] | Uint32Array): ReleaseResult[];
+  held(): Held[];
+  loadedKexts(): LoadedKext[];
+}
+
+export class KextBridge {
+  readonly backend: Backend;
+  /** The simulated machine this connection runs on; undefined on the iokit backend. */
+  readonly sim: SimKernel | undefined;
+  readonly sync: SyncApi;
+  private readonly conn: NativeConnection;
+  private readonly ownLoadTag: number;
+  private closing: Promise<void> | undefined;
+
+  /** @internal use open() */
+  constructor(conn: NativeConnection, backend: Backend, sim: SimKernel | undefined, ownLoadTag: number) {
+    this.conn = conn;
+    this.backend = backend;
+    this.sim = sim;
+    this.ownLoadTag = ownLoadTag;
+    this.sync = {
+      info: () => decodeInfo(this.callSync('getInfo', shape(sel.getInfo))),
+      retain: (...a: [number?]) => this.countedSync('retain', this.tagOf(a[0], a.length)),
+      release: (...a: [number?]) => this.countedSync('release', this.tagOf(a[0], a.length)),
+      retainMany: (tags) => this.manySync('retain', checkLoadTags(tags)),
+      releaseMany: (tags) => this.manySync('release', checkLoadTags(tags)),
+      held: () => decodeHeld(this.callSync('held', shape(sel.held))),
+      loadedKexts: () => decodeKexts(this.conn.loadedKextsSync()),
+    };
+  }
+
+  /** The sample kext's identity and this connection's rights. */
+  async info(): Promise<Info> {
+    return decodeInfo(await this.call('getInfo', shape(sel.getInfo)));
+  }
+
+  /** OSKextRetainKextWithLoadTag, counted in this connection's ledger. Default: the sample kext. */
+  async retain(loadTag?: number): Promise<RetainResult> {
+    const tag = this.tagOf(loadTag, arguments.length);
+    return counted('retain', tag, await this.call('retain', shape(sel.retain, [tag]))) as RetainResult;
+  }
+
+  /** OSKextReleaseKextWithLoadTag, only for what this connection retained. Default: the sample kext. */
+  async release(loadTag?: number): Promise<ReleaseResult> {
+    const tag = this.tagOf(loadTag, arguments.length);
+    return counted('release', tag, await this.call('release', shape(sel.release, [tag]))) as ReleaseResult;
+  }
+
+  /** Many retains in one trip to the worker thread; one typed result per tag, in order. */
+  async retainMany(loadTags: readonly number[] | Uint32Array): Promise<RetainResult[]> {
+    const tags = checkLoadTags(loadTags);
+    return this.decodeMany('retain', tags, await this.conn.callMany(sel.retain.selector, tags));
+  }
+
+  async releaseMany(loadTags: readonly number[] | Uint32Array): Promise<ReleaseResult[]> {
+    const tags = checkLoadTags(loadTags);
+    return this.decodeMany('release', tags, await this.conn.callMany(sel.release.selector, tags));
+  }
+
+  /** What this connection holds: [{ loadTag, count }]. */
+  async held(): Promise<Held[]> {
+    return decodeHeld(await this.call('held', shape(sel.held)));
+  }
+
+  /** The loaded-kext table (KextManagerCopyLoadedKextInfo on a Mac). */
+  async loadedKexts(): Promise<LoadedKext[]> {
+    return decodeKexts(await this.conn.loadedKexts());
+  }
+
+  /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.conn.close().then(({ kr }) => {
+      if (kr !== 0 && kr !== codeValue('MACH_SEND_INVALID_DEST')) throw new KextBridgeError('close', kr);
+    });
+    return this.closing;
+  }
+
+  get closed(): boolean {
+    return this.conn.closed;
+  }
+
+  private tagOf(loadTag: unknown, argc: number): number {
+    return argc === 0 || loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
+  }
+
+  private async call(op: string, c: Call): Promise<NativeCallResult> {
+    return checkTransport(op, await this.conn.call(c.selector, c.scalars, null, c.outScalars, c.outStruct), c);
+  }
+
+  private callSync(op: string, c: Call): NativeCallResult {
+    return checkTransport(op, this.conn.callSync(c.selector, c.scalars, null, c.outScalars, c.outStruct), c);
+  }
+
+  private countedSync<S extends Counted>(op: S, loadTag: number): ResultFor<S> {
+    return counted(op, loadTag, this.callSync(op, shape(sel[op], [loadTag]))) as ResultFor<S>;
+  }
+
+  private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {
+    return this.decodeMany(op, tags, this.conn.callManySync(sel[op].selector, tags));
+  }
+
+  private decodeMany<S extends Counted>(op: S, tags: Uint32Array, r: NativeManyResult): ResultFor<S>[] {
+    if (r.kr !== 0) throw new KextBridgeError(`${op}Many`, r.kr);
+    const out: (RetainResult | ReleaseResult)[] = [];
+    for (let i = 0; i < tags.length; i++) {
+      const kr = r.results[i * 3];
+      if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(`${op}Many`, kr, `${describeReturn(kr).message} (tag ${tags[i]})`);
+      out.push(decode(op, tags[i], kr, r.results[i * 3 + 1], r.results[i * 3 + 2]));
+    }
+    return out as ResultFor<S>[];
+  }
+}
+
+/** Refusals the user client may answer for this selector, per the selector table. */
+function refusable(op: Counted, kr: number): boolean {
+  return (sel[op].userClientCodes as readonly string[]).includes(describeReturn(kr).name);
+}
+
+function checkTransport(op: string, r: NativeCallResult, c: Call): NativeCallResult {
+  if (r.kr === 0) {
+    if (r.scalars.length !== c.outScalars) throw new KextBridgeError(op, codeValue('kIOReturnBadArgument'), `the user client answered ${r.scalars.length} scalars, expected ${c.outScalars}`);
+    return r;
+  }
+  if ((op === 'retain' || op === 'release') && refusable(op, r.kr)) return r;
+  throw new KextBridgeError(op, r.kr);
+}
+
+function counted(op: Counted, loadTag: number, r: NativeCallResult): RetainResult | ReleaseResult {
+  return decode(op, loadTag, r.kr, Number(r.scalars[0] ?? 0), Number(r.scalars[1] ?? 0));
+}
+
+/** A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. */
+function decode(op: Counted, loadTag: number, kr: number, osReturn: number, held: number): RetainResult | ReleaseResult {
+  if (kr !== 0) {
+    const d = describeReturn(kr);
+    return { ok: false, layer: 'userclient', name: d.name, code: d.value, message: d.message, loadTag } as RetainResult | ReleaseResult;
+  }
+  const d = describeReturn(osReturn);
+  if (!(sel[op].kernelCodes as readonly string[]).includes(d.name))
+    throw new KextBridgeError(op, d.value, `the kernel answered ${d.name}, which ${op} cannot produce: ${d.message}`);
+  if (d.value === 0) return { ok: true, layer: 'kernel', name: 'kOSReturnSuccess', code: 0, message: d.message, loadTag, held };
+  return { ok: false, layer: 'kernel', name: d.name, code: d.value, message: d.message, loadTag, held } as RetainResult | ReleaseResult;
+}
+
+function cString(bytes: Buffer): string {
+  const end = bytes.indexOf(0);
+  return bytes.subarray(0, end < 0 ? bytes.length : end).toString('utf8');
+}
+
+function decodeInfo(r: NativeCallResult): Info {
+  const n = LIMITS.infoStringSize;
+  return {
+    protocolVersion: Number(r.scalars[0]),
+    loadTag: Number(r.scalars[1]),
+    privileged: r.scalars[2] === 1,
+    ledgerCap: Number(r.scalars[3]),
+    identifier: cString(r.struct.subarray(0, n)),
+    version: cString(r.struct.subarray(n, 2 * n)),
+  };
+}
+
+function decodeHeld(r: NativeCallResult): Held[] {
+  const held: Held[] = [];
+  for (let off = 0; off + 8 <= r.struct.length; off += 8)
+    held.push({ loadTag: r.struct.readUInt32LE(off), count: r.struct.readUInt32LE(off + 4) });
+  return held.sort((a, b) => a.loadTag - b.loadTag);
+}
+
+function decodeKexts(r: { kr: number; kexts: NativeKext[] }): LoadedKext[] {
+  if (r.kr !== 0) throw new KextBridgeError('loadedKexts', r.kr);
+  return r.kexts;
+}
+
+/** Opens a connection to the sample kext's user client, real or simulated. */
+export async function open(options?: OpenOptions): Promise<KextBridge> {
+  const o = checkOptions('options', options, ['backend', 'kernel', 'privileged']);
+  const backend = o.backend ?? 'auto';
+  if (backend !== 'auto' && backend !== 'sim' && backend !== 'iokit')
+    throw new TypeError(`options.backend must be 'auto', 'sim' or 'iokit', got ${JSON.stringify(backend)}`);
+  if (o.kernel !== undefined && !(o.kernel instanceof SimKernel))
+    throw new TypeError('options.kernel must be a SimKernel from createSimKernel()');
+  const privileged = o.privileged === undefined ? true : checkBoolean('options.privileged', o.privileged);
+  const simOnly = o.kernel !== undefined || o.privileged !== undefined;
+  if (backend === 'iokit' && simOnly)
+    throw new TypeError('options.kernel and options.privileged apply to the sim backend only');
+
+  const native = binding();
+  if (backend === 'iokit' || (backend === 'auto' && !simOnly && native.iokitAvailable)) {
+    const conn = native.openIOKit();
+    if (!isOpenFailure(conn)) return connect(conn, 'iokit', undefined);
+    if (backend === 'iokit') throw new KextBridgeError('open', conn.kr, iokitHelp(conn.why, native.iokitAvailable));
+  }
+  const kernel = (o.kernel as SimKernel | undefined) ?? defaultSimKernel();
+  const conn = native.openSim(kernel.native, privileged);
+  if (isOpenFailure(conn)) throw new KextBridgeError('open', conn.kr, kernel.panicked?.message ?? conn.why);
+  return connect(conn, 'sim', kernel);
+}
+
+async function connect(conn: NativeConnection, backend: Backend, sim: SimKernel | undefined): Promise<KextBridge> {
+  const r = await conn.call(sel.getInfo.selector, [], null, sel.getInfo.scalarOutputs, sel.getInfo.structOutputSize);
+  if (r.kr !== 0) {
+    await conn.close();
+    throw new KextBridgeError('open', r.kr, `the user client did not answer getInfo: ${describeReturn(r.kr).message}`);
+  }
+  const info = decodeInfo(r);
+  if (info.protocolVersion !== PROTOCOL_VERSION) {
+    await conn.close();
+    throw new KextBridgeError('open', codeValue('kIOReturnUnsupported'),
+      `the sample kext speaks protocol ${info.protocolVersion}, this kextbridge speaks ${PROTOCOL_VERSION}: rebuild and reload the kext`);
+  }
+  return new KextBridge(conn, backend, sim, info.loadTag);
+}
+
+function iokitHelp(why: string, available: boolean): string {
+  if (!available) return `${why}. Use open({ backend: 'sim' }) here, or run on the test Mac (docs/mac.md).`;
+  return `${why}. Load the sample kext with kext-sample/scripts/load.sh (docs/mac.md), or use open({ backend: 'sim' }).`;
+}
+
+

@@ -1,0 +1,113 @@
+// The one place the native addon is loaded, and the exact surface it exposes.
+import * as fs from 'fs';
+import * as path from 'path';
+
+export interface NativeCallResult {
+  kr: number;
+  scalars: (number | bigint)[];
+  struct: Buffer;
+}
+export interface NativeManyResult {
+  kr: number;
+  /** Per tag: [kr, scalar0, scalar1]. */
+  results: Float64Array;
+}
+export interface NativeKext {
+  bundleId: string;
+  loadTag: number;
+  retainCount: number;
+  started: boolean;
+  version: string;
+  uuid: string;
+  dependencies: number[];
+  classes: { name: string; superclass: string; instances: number }[];
+}
+export interface NativeConnection {
+  call(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): Promise<NativeCallResult>;
+  callSync(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): NativeCallResult;
+  callMany(selector: number, loadTags: Uint32Array): Promise<NativeManyResult>;
+  callManySync(selector: number, loadTags: Uint32Array): NativeManyResult;
+  loadedKexts(): Promise<{ kr: number; kexts: NativeKext[] }>;
+  loadedKextsSync(): { kr: number; kexts: NativeKext[] };
+  close(): Promise<{ kr: number }>;
+  readonly closed: boolean;
+}
+export interface NativePanic {
+  call: string;
+  loadTag: number;
+  bundleId: string;
+  retainCountAfter: number;
+  timeMs: number;
+  message: string;
+}
+export interface NativeKextSpec {
+  bundleId: string;
+  version?: string;
+  uuid?: string;
+  dependencies?: string[];
+  classes?: { name: string; superclass?: string; instances?: number }[];
+  autounload?: boolean;
+  unloadUnsupported?: boolean;
+  started?: boolean;
+}
+export interface NativeSimKernel {
+  loadKext(spec: NativeKextSpec): { kr: number; loadTag: number };
+  unloadKext(loadTag: number): number;
+  setInstances(loadTag: number, className: string, count: number): number;
+  advance(ms: number): void;
+  now(): number;
+  autounloadDeadline(): number | null;
+  panic(): NativePanic | null;
+  loadedKexts(): NativeKext[];
+  retainCount(loadTag: number): number;
+  lookupLoadTag(bundleId: string): number;
+  sampleLoadTag(): number;
+  kpiRetain(loadTag: number): number;
+  kpiRelease(loadTag: number): number;
+  injectFault(kpi: 'retain' | 'release', code: number, times: number): void;
+}
+type OpenFailure = { kr: number; why: string };
+export interface NativeBinding {
+  Connection: new (...args: never[]) => NativeConnection;
+  SimKernel: new (...args: never[]) => NativeSimKernel;
+  createSimKernel(options?: { autounload?: boolean; unloadEnabled?: boolean }): NativeSimKernel;
+  defaultSimKernel(): NativeSimKernel;
+  openSim(kernel: NativeSimKernel, privileged: boolean): NativeConnection | OpenFailure;
+  openIOKit(): NativeConnection | OpenFailure;
+  iokitAvailable: boolean;
+  codes(): { name: string; value: number; message: string }[];
+  selectors(): { name: string; selector: number; scalarInputs: number; structInputSize: number; scalarOutputs: number; structOutputSize: number; admin: boolean }[];
+  noop(): void;
+  asyncWorkerNoop(): Promise<void>;
+}
+
+export function isOpenFailure(v: NativeConnection | OpenFailure): v is OpenFailure {
+  return !(v as object instanceof binding().Connection);
+}
+
+let loaded: NativeBinding | undefined;
+
+/** The addon, loaded on first use (prebuilt when present, else the local build). */
+export function binding(): NativeBinding {
+  if (loaded) return loaded;
+  const root = packageRoot();
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    loaded = require('node-gyp-build')(root) as NativeBinding;
+  } catch (err) {
+    throw new Error(
+      `kextbridge: the native addon could not be loaded from ${root} ` +
+        `(${(err as Error).message.split('\n')[0]}). ` +
+        'Build it with `npm run build:native` (needs python3, make and a C++17 compiler), ' +
+        'or reinstall the package so its install step builds it.',
+    );
+  }
+  return loaded;
+}
+
+function packageRoot(): string {
+  // lib/ when run from source (jest), dist/lib/ when compiled.
+  for (const dir of [path.join(__dirname, '..'), path.join(__dirname, '..', '..')])
+    if (fs.existsSync(path.join(dir, 'binding.gyp'))) return dir;
+  return path.join(__dirname, '..');
+}

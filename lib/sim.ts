@@ -1,0 +1,179 @@
+// The simulated kernel as users and tests see it: a machine to open connections on, with
+// controls a real Mac does not have (load your own kexts, advance the clock, read a panic).
+import { codeValue, describeReturn, CodeName } from './codes';
+import { KextBridgeError } from './errors';
+import { binding, NativeKextSpec, NativePanic, NativeSimKernel } from './native';
+import { LoadedKext } from './results';
+import { checkBoolean, checkLoadTag, checkNonNegativeInteger, checkOptions, checkString, checkUint32 } from './validate';
+
+export interface SimKernelOptions {
+  /** Global autounload (default true): released kexts unload 60 s of virtual time later. */
+  autounload?: boolean;
+  /** Explicit unload allowed (default true). */
+  unloadEnabled?: boolean;
+}
+
+export interface KextSpec {
+  bundleId: string;
+  version?: string;
+  uuid?: string;
+  /** Bundle ids of loaded kexts this one links against; each holds a reference. */
+  dependencies?: string[];
+  /** Classes and their live instances; a subclass of IOService turns autounload on. */
+  classes?: { name: string; superclass?: string; instances?: number }[];
+  /** Autounload flag at load (xnu also sets it on the first retain). Default false. */
+  autounload?: boolean;
+  /** Never unloads (some kext-collection layouts). */
+  unloadUnsupported?: boolean;
+  started?: boolean;
+}
+
+/** An OSReturn as a typed answer. */
+export interface OSReturnResult {
+  ok: boolean;
+  name: string;
+  code: number;
+  message: string;
+}
+
+export type PanicRecord = NativePanic;
+
+const SPEC_KEYS = ['bundleId', 'version', 'uuid', 'dependencies', 'classes', 'autounload', 'unloadUnsupported', 'started'] as const;
+
+function osReturn(code: number): OSReturnResult {
+  const d = describeReturn(code);
+  return { ok: d.value === 0, name: d.name, code: d.value, message: d.message };
+}
+
+export class SimKernel {
+  /** @internal */
+  readonly native: NativeSimKernel;
+
+  /**
+   * The KPIs themselves, called as a kext would call them: no ledger, no guard. Driving
+   * release past the kernel's baseline records the panic a Mac would have.
+   */
+  readonly kpi = {
+    retainKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this.native.kpiRetain(checkLoadTag(loadTag))),
+    releaseKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this.native.kpiRelease(checkLoadTag(loadTag))),
+  };
+
+  /** @internal use createSimKernel() */
+  constructor(native: NativeSimKernel) {
+    this.native = native;
+  }
+
+  /** Loads a kext and returns its load tag. Throws KextBridgeError with the kernel's OSReturn. */
+  loadKext(spec: KextSpec): number {
+    const s = checkOptions('spec', spec, SPEC_KEYS);
+    if (spec === undefined) throw new TypeError('spec must be an object with a bundleId');
+    checkString('spec.bundleId', s.bundleId);
+    for (const k of ['version', 'uuid'] as const) if (s[k] !== undefined) checkString(`spec.${k}`, s[k]);
+    for (const k of ['autounload', 'unloadUnsupported', 'started'] as const) if (s[k] !== undefined) checkBoolean(`spec.${k}`, s[k]);
+    if (s.dependencies !== undefined) {
+      if (!Array.isArray(s.dependencies)) throw new TypeError('spec.dependencies must be an array of bundle ids');
+      s.dependencies.forEach((d, i) => checkString(`spec.dependencies[${i}]`, d));
+    }
+    if (s.classes !== undefined) {
+      if (!Array.isArray(s.classes)) throw new TypeError('spec.classes must be an array');
+      s.classes.forEach((c, i) => {
+        const o = checkOptions(`spec.classes[${i}]`, c, ['name', 'superclass', 'instances']);
+        if (c === undefined) throw new TypeError(`spec.classes[${i}] must be an object`);
+        checkString(`spec.classes[${i}].name`, o.name);
+        if (o.superclass !== undefined && typeof o.superclass !== 'string') throw new TypeError(`spec.classes[${i}].superclass must be a string`);
+        if (o.instances !== undefined) checkUint32(`spec.classes[${i}].instances`, o.instances);
+      });
+    }
+    this.alive('loadKext');
+    const r = this.native.loadKext(s as unknown as NativeKextSpec);
+    if (r.kr !== 0) throw new KextBridgeError('sim.loadKext', r.kr);
+    return r.loadTag;
+  }
+
+  /** Explicit unload (kmutil unload): kOSKextReturnInUse while retained, depended on or instantiated. */
+  unloadKext(loadTag: number): OSReturnResult {
+    checkLoadTag(loadTag);
+    this.alive('unloadKext');
+    return osReturn(this.native.unloadKext(loadTag));
+  }
+
+  /** Sets the live instances of one of a kext's classes (instances block autounload). */
+  setInstances(loadTag: number, className: string, count: number): void {
+    checkLoadTag(loadTag);
+    checkString('className', className);
+    checkUint32('count', count);
+    this.alive('setInstances');
+    const kr = this.native.setInstances(loadTag, className, count);
+    if (kr !== 0) throw new KextBridgeError('sim.setInstances', kr);
+  }
+
+  /** Advances virtual time; runs the autounload scan when it falls due. */
+  advance(ms: number): void {
+    checkNonNegativeInteger('ms', ms);
+    this.alive('advance');
+    this.native.advance(ms);
+  }
+
+  /** Virtual milliseconds since the machine booted. */
+  get now(): number {
+    return this.native.now();
+  }
+
+  /** When the pending autounload scan runs (virtual ms), or null when none is armed. */
+  get autounloadDeadline(): number | null {
+    return this.native.autounloadDeadline();
+  }
+
+  /** null, or the record of the call that would have panicked the Mac. */
+  get panicked(): PanicRecord | null {
+    return this.native.panic();
+  }
+
+  loadedKexts(): LoadedKext[] {
+    return this.native.loadedKexts();
+  }
+
+  /** The load tag of a loaded kext, or null. */
+  lookup(bundleId: string): number | null {
+    const tag = this.native.lookupLoadTag(checkString('bundleId', bundleId));
+    return tag === 0xffffffff ? null : tag;
+  }
+
+  /** The OSObject retain count including the kernel's baseline of 2, or null if not loaded. */
+  rawRetainCount(loadTag: number): number | null {
+    const n = this.native.retainCount(checkLoadTag(loadTag));
+    return n < 0 ? null : n;
+  }
+
+  get sampleLoadTag(): number {
+    return this.native.sampleLoadTag();
+  }
+
+  /** The next `times` calls of a KPI answer `code` and change nothing. */
+  injectFault(kpi: 'retain' | 'release', code: CodeName | number, times = 1): void {
+    if (kpi !== 'retain' && kpi !== 'release') throw new TypeError(`kpi must be 'retain' or 'release', got ${String(kpi)}`);
+    const value = typeof code === 'string' ? codeValue(code) : checkUint32('code', code);
+    this.native.injectFault(kpi, value, checkUint32('times', times));
+  }
+
+  private alive(op: string): void {
+    const p = this.native.panic();
+    if (p) throw new KextBridgeError(`sim.${op}`, codeValue('kOSReturnError'), `the simulated kernel panicked earlier: ${p.message}`);
+  }
+}
+
+/** A fresh, isolated simulated machine (each test should use its own). */
+export function createSimKernel(options?: SimKernelOptions): SimKernel {
+  const o = checkOptions('options', options, ['autounload', 'unloadEnabled']);
+  if (o.autounload !== undefined) checkBoolean('options.autounload', o.autounload);
+  if (o.unloadEnabled !== undefined) checkBoolean('options.unloadEnabled', o.unloadEnabled);
+  return new SimKernel(binding().createSimKernel(o as SimKernelOptions));
+}
+
+let processKernel: SimKernel | undefined;
+
+/** The process's own simulated machine, used by open({ backend: 'sim' }) without a kernel. */
+export function defaultSimKernel(): SimKernel {
+  processKernel ??= new SimKernel(binding().defaultSimKernel());
+  return processKernel;
+}

@@ -1,0 +1,57 @@
+// Argument checks, done before anything reaches native code (which checks again).
+
+export function checkUint32(name: string, value: unknown): number {
+  if (typeof value !== 'number')
+    throw new TypeError(`${name} must be a number (an unsigned 32-bit integer), got ${describe(value)}`);
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
+    throw new RangeError(`${name} must be an integer from 0 to 0xFFFFFFFF, got ${value}`);
+  return value;
+}
+
+export function checkLoadTag(value: unknown, name = 'loadTag'): number {
+  return checkUint32(name, value);
+}
+
+export function checkLoadTags(value: unknown, name = 'loadTags'): Uint32Array {
+  if (!Array.isArray(value) && !(value instanceof Uint32Array))
+    throw new TypeError(`${name} must be an array of load tags, got ${describe(value)}`);
+  const tags = new Uint32Array(value.length);
+  for (let i = 0; i < value.length; i++) tags[i] = checkLoadTag(value[i], `${name}[${i}]`);
+  return tags;
+}
+
+export function checkNonNegativeInteger(name: string, value: unknown): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
+  return value;
+}
+
+export function checkString(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0)
+    throw new TypeError(`${name} must be a non-empty string, got ${describe(value)}`);
+  return value;
+}
+
+export function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+/** An options object (or undefined) with only the given keys. */
+export function checkOptions(name: string, value: unknown, keys: readonly string[]): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new TypeError(`${name} must be an object, got ${describe(value)}`);
+  for (const k of Object.keys(value))
+    if (!keys.includes(k)) throw new TypeError(`${name}.${k} is not an option (expected ${keys.join(', ')})`);
+  return value as Record<string, unknown>;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'bigint') return `a bigint (${value}n)`;
+  if (typeof value === 'string') return `a string (${JSON.stringify(value)})`;
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
+}

@@ -1,0 +1,173 @@
+// kextbridge's native module: connections (sim or IOKit), the simulated kernel, the code
+// table as compiled into C++ (a test checks it against the TypeScript one), and two
+// benchmark floors.
+#include <napi.h>
+
+#include <mutex>
+
+#include "addon.h"
+#include "connection.h"
+#include "js_values.h"
+#include "protocol_names.gen.h"
+#include "sim_kernel_wrap.h"
+#include "sim_transport.h"
+#ifdef KB_HAVE_IOKIT
+#include "iokit_transport.h"
+#endif
+
+namespace kb {
+
+namespace {
+
+// One machine per process: open({ backend: 'sim' }) without a kernel shares this one,
+// across worker threads too.
+std::shared_ptr<sim::SimKernel> ProcessKernel() {
+  static std::once_flag once;
+  static std::shared_ptr<sim::SimKernel> kernel;
+  std::call_once(once, [] { kernel = std::make_shared<sim::SimKernel>(); });
+  return kernel;
+}
+
+Napi::Value CreateSimKernel(const Napi::CallbackInfo &info) {
+  sim::SimKernel::Options options;
+  if (info[0].IsObject()) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Value autounload = o.Get("autounload");
+    if (!autounload.IsUndefined()) {
+      if (!autounload.IsBoolean()) throw Napi::TypeError::New(info.Env(), "autounload must be a boolean");
+      options.autounloadEnabled = autounload.As<Napi::Boolean>();
+    }
+    Napi::Value unload = o.Get("unloadEnabled");
+    if (!unload.IsUndefined()) {
+      if (!unload.IsBoolean()) throw Napi::TypeError::New(info.Env(), "unloadEnabled must be a boolean");
+      options.unloadEnabled = unload.As<Napi::Boolean>();
+    }
+  }
+  return SimKernelWrap::Wrap(info.Env(), std::make_shared<sim::SimKernel>(options));
+}
+
+Napi::Value DefaultSimKernel(const Napi::CallbackInfo &info) {
+  return SimKernelWrap::Wrap(info.Env(), ProcessKernel());
+}
+
+Napi::Value OpenFailure(Napi::Env env, uint32_t kr, const std::string &why) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("kr", Napi::Number::New(env, kr));
+  r.Set("why", why);
+  return r;
+}
+
+// openSim(kernel, privileged) → Connection | { kr, why }
+Napi::Value OpenSim(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<sim::SimKernel> kernel = SimKernelWrap::KernelOf(info[0]);
+  if (!kernel) throw Napi::TypeError::New(env, "kernel must be a SimKernel");
+  if (!info[1].IsBoolean()) throw Napi::TypeError::New(env, "privileged must be a boolean");
+  uint32_t kr = 0;
+  std::unique_ptr<Transport> t = SimTransport::open(kernel, info[1].As<Napi::Boolean>(), &kr);
+  if (!t) return OpenFailure(env, kr, "the simulated sample kext's service did not answer");
+  return Connection::Wrap(env, std::move(t));
+}
+
+// openIOKit() → Connection | { kr, why }
+Napi::Value OpenIOKit(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+#ifdef KB_HAVE_IOKIT
+  uint32_t kr = 0;
+  std::string why;
+  std::unique_ptr<Transport> t = openIOKitTransport(&kr, &why);
+  if (!t) return OpenFailure(env, kr, why);
+  return Connection::Wrap(env, std::move(t));
+#else
+  return OpenFailure(env, RC_kIOReturnUnsupported,
+                     "the iokit backend exists only on macOS; this build has no IOKit");
+#endif
+}
+
+Napi::Value Codes(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  size_t n = sizeof(kCodeTable) / sizeof(kCodeTable[0]);
+  Napi::Array list = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; i++) {
+    Napi::Object c = Napi::Object::New(env);
+    c.Set("name", kCodeTable[i].name);
+    c.Set("value", Napi::Number::New(env, kCodeTable[i].value));
+    c.Set("message", kCodeTable[i].message);
+    list.Set((uint32_t)i, c);
+  }
+  return list;
+}
+
+Napi::Value Selectors(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Array list = Napi::Array::New(env, kSelectorCount);
+  for (uint32_t i = 0; i < kSelectorCount; i++) {
+    const SelectorShape &s = kSelectorShapes[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", kSelectorNames[i]);
+    o.Set("selector", Napi::Number::New(env, i));
+    o.Set("scalarInputs", Napi::Number::New(env, s.scalarInputs));
+    o.Set("structInputSize", Napi::Number::New(env, s.structInputSize));
+    o.Set("scalarOutputs", Napi::Number::New(env, s.scalarOutputs));
+    o.Set("structOutputSize", Napi::Number::New(env, s.structOutputSize));
+    o.Set("admin", Napi::Boolean::New(env, s.admin));
+    list.Set(i, o);
+  }
+  return list;
+}
+
+// Benchmark floors: the cheapest N-API call, and the AsyncWorker round trip that
+// node-hid and serialport pay per call.
+Napi::Value Noop(const Napi::CallbackInfo &info) { return info.Env().Undefined(); }
+
+class NoopWorker : public Napi::AsyncWorker {
+ public:
+  explicit NoopWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {}
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value AsyncWorkerNoop(const Napi::CallbackInfo &info) {
+  NoopWorker *w = new NoopWorker(info.Env());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  AddonData *data = new AddonData();
+  data->connection = Napi::Persistent(Connection::Define(env));
+  data->simKernel = Napi::Persistent(SimKernelWrap::Define(env));
+  env.SetInstanceData(data);
+
+  exports.Set("Connection", data->connection.Value());
+  exports.Set("SimKernel", data->simKernel.Value());
+  exports.Set("createSimKernel", Napi::Function::New<CreateSimKernel>(env));
+  exports.Set("defaultSimKernel", Napi::Function::New<DefaultSimKernel>(env));
+  exports.Set("openSim", Napi::Function::New<OpenSim>(env));
+  exports.Set("openIOKit", Napi::Function::New<OpenIOKit>(env));
+#ifdef KB_HAVE_IOKIT
+  exports.Set("iokitAvailable", Napi::Boolean::New(env, true));
+#else
+  exports.Set("iokitAvailable", Napi::Boolean::New(env, false));
+#endif
+  exports.Set("codes", Napi::Function::New<Codes>(env));
+  exports.Set("selectors", Napi::Function::New<Selectors>(env));
+  exports.Set("noop", Napi::Function::New<Noop>(env));
+  exports.Set("asyncWorkerNoop", Napi::Function::New<AsyncWorkerNoop>(env));
+  return exports;
+}
+
+}  // namespace kb
+
+static Napi::Object InitKextbridge(Napi::Env env, Napi::Object exports) {
+  return kb::Init(env, exports);
+}
+
+NODE_API_MODULE(kextbridge, InitKextbridge)

@@ -1,0 +1,193 @@
+#include "sim_kernel_wrap.h"
+
+#include "addon.h"
+#include "js_values.h"
+#include "user_client_core.h"
+
+namespace kb {
+
+namespace {
+const napi_type_tag kKernelTag = {0x6b6273696d6b6572ull, 0x6e656c7772617070ull};
+
+uint32_t Tag(const Napi::CallbackInfo &info, size_t i, const char *what = "loadTag") {
+  return (uint32_t)ToUint(info[i], what, 0xFFFFFFFFull);
+}
+
+std::string String(const Napi::Value &v, const char *what) {
+  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+bool Flag(const Napi::Object &o, const char *key, bool fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean())
+    throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+sim::KextSpec ParseSpec(const Napi::Value &v) {
+  Napi::Env env = v.Env();
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "spec must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  sim::KextSpec spec;
+  spec.bundleId = String(o.Get("bundleId"), "bundleId");
+  if (!o.Get("version").IsUndefined()) spec.version = String(o.Get("version"), "version");
+  if (!o.Get("uuid").IsUndefined()) spec.uuid = String(o.Get("uuid"), "uuid");
+  Napi::Value deps = o.Get("dependencies");
+  if (!deps.IsUndefined()) {
+    if (!deps.IsArray()) throw Napi::TypeError::New(env, "dependencies must be an array");
+    Napi::Array a = deps.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++)
+      spec.dependencies.push_back(String(a.Get(i), "dependencies[i]"));
+  }
+  Napi::Value classes = o.Get("classes");
+  if (!classes.IsUndefined()) {
+    if (!classes.IsArray()) throw Napi::TypeError::New(env, "classes must be an array");
+    Napi::Array a = classes.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      if (!a.Get(i).IsObject()) throw Napi::TypeError::New(env, "classes[i] must be an object");
+      Napi::Object c = a.Get(i).As<Napi::Object>();
+      sim::ClassSpec cls;
+      cls.name = String(c.Get("name"), "classes[i].name");
+      if (!c.Get("superclass").IsUndefined())
+        cls.superclass = String(c.Get("superclass"), "classes[i].superclass");
+      if (!c.Get("instances").IsUndefined())
+        cls.instances = (uint32_t)ToUint(c.Get("instances"), "classes[i].instances", 0xFFFFFFFFull);
+      spec.classes.push_back(cls);
+    }
+  }
+  spec.autounload = Flag(o, "autounload", spec.autounload);
+  spec.unloadUnsupported = Flag(o, "unloadUnsupported", spec.unloadUnsupported);
+  spec.started = Flag(o, "started", spec.started);
+  return spec;
+}
+}  // namespace
+
+Napi::Function SimKernelWrap::Define(Napi::Env env) {
+  return DefineClass(
+      env, "SimKernel",
+      {InstanceMethod<&SimKernelWrap::LoadKext>("loadKext"),
+       InstanceMethod<&SimKernelWrap::UnloadKext>("unloadKext"),
+       InstanceMethod<&SimKernelWrap::SetInstances>("setInstances"),
+       InstanceMethod<&SimKernelWrap::Advance>("advance"),
+       InstanceMethod<&SimKernelWrap::Now>("now"),
+       InstanceMethod<&SimKernelWrap::AutounloadDeadline>("autounloadDeadline"),
+       InstanceMethod<&SimKernelWrap::Panic>("panic"),
+       InstanceMethod<&SimKernelWrap::LoadedKexts>("loadedKexts"),
+       InstanceMethod<&SimKernelWrap::RetainCount>("retainCount"),
+       InstanceMethod<&SimKernelWrap::LookupLoadTag>("lookupLoadTag"),
+       InstanceMethod<&SimKernelWrap::SampleLoadTag>("sampleLoadTag"),
+       InstanceMethod<&SimKernelWrap::KpiRetain>("kpiRetain"),
+       InstanceMethod<&SimKernelWrap::KpiRelease>("kpiRelease"),
+       InstanceMethod<&SimKernelWrap::InjectFault>("injectFault")});
+}
+
+Napi::Object SimKernelWrap::Wrap(Napi::Env env, std::shared_ptr<sim::SimKernel> kernel) {
+  auto *holder = new std::shared_ptr<sim::SimKernel>(std::move(kernel));
+  Napi::External<std::shared_ptr<sim::SimKernel>> ext =
+      Napi::External<std::shared_ptr<sim::SimKernel>>::New(
+          env, holder, [](Napi::Env, std::shared_ptr<sim::SimKernel> *p) { delete p; });
+  ext.TypeTag(&kKernelTag);
+  return env.GetInstanceData<AddonData>()->simKernel.New({ext});
+}
+
+SimKernelWrap::SimKernelWrap(const Napi::CallbackInfo &info)
+    : Napi::ObjectWrap<SimKernelWrap>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal() ||
+      !info[0].As<Napi::Object>().CheckTypeTag(&kKernelTag))
+    throw Napi::TypeError::New(info.Env(), "use createSimKernel() to make a simulated kernel");
+  kernel_ = *info[0].As<Napi::External<std::shared_ptr<sim::SimKernel>>>().Data();
+}
+
+std::shared_ptr<sim::SimKernel> SimKernelWrap::KernelOf(Napi::Value value) {
+  if (!value.IsObject()) return nullptr;
+  Napi::Object o = value.As<Napi::Object>();
+  if (!o.InstanceOf(value.Env().GetInstanceData<AddonData>()->simKernel.Value())) return nullptr;
+  return SimKernelWrap::Unwrap(o)->kernel_;
+}
+
+Napi::Value SimKernelWrap::LoadKext(const Napi::CallbackInfo &info) {
+  sim::KextSpec spec = ParseSpec(info[0]);
+  uint32_t tag = kInvalidLoadTag;
+  uint32_t kr = kernel_->loadKext(spec, &tag);
+  Napi::Object r = Napi::Object::New(info.Env());
+  r.Set("kr", Napi::Number::New(info.Env(), kr));
+  r.Set("loadTag", Napi::Number::New(info.Env(), tag));
+  return r;
+}
+
+Napi::Value SimKernelWrap::UnloadKext(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), kernel_->unloadKext(Tag(info, 0)));
+}
+
+Napi::Value SimKernelWrap::SetInstances(const Napi::CallbackInfo &info) {
+  uint32_t tag = Tag(info, 0);
+  std::string cls = String(info[1], "className");
+  uint32_t n = (uint32_t)ToUint(info[2], "count", 0xFFFFFFFFull);
+  return Napi::Number::New(info.Env(), kernel_->setInstances(tag, cls, n));
+}
+
+Napi::Value SimKernelWrap::Advance(const Napi::CallbackInfo &info) {
+  kernel_->advance(ToUint(info[0], "ms", 9007199254740991ull));
+  return info.Env().Undefined();
+}
+
+Napi::Value SimKernelWrap::Now(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), (double)kernel_->now());
+}
+
+Napi::Value SimKernelWrap::AutounloadDeadline(const Napi::CallbackInfo &info) {
+  if (!kernel_->autounloadArmed()) return info.Env().Null();
+  return Napi::Number::New(info.Env(), (double)kernel_->autounloadDeadline());
+}
+
+Napi::Value SimKernelWrap::Panic(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!kernel_->panicked()) return env.Null();
+  sim::PanicRecord p = kernel_->panic();
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("call", p.call);
+  r.Set("loadTag", Napi::Number::New(env, p.loadTag));
+  r.Set("bundleId", p.bundleId);
+  r.Set("retainCountAfter", Napi::Number::New(env, p.retainCountAfter));
+  r.Set("timeMs", Napi::Number::New(env, (double)p.timeMs));
+  r.Set("message", p.message);
+  return r;
+}
+
+Napi::Value SimKernelWrap::LoadedKexts(const Napi::CallbackInfo &info) {
+  return KextsToJs(info.Env(), kernel_->loadedKexts());
+}
+
+Napi::Value SimKernelWrap::RetainCount(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), (double)kernel_->retainCount(Tag(info, 0)));
+}
+
+Napi::Value SimKernelWrap::LookupLoadTag(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), kernel_->lookupLoadTag(String(info[0], "bundleId")));
+}
+
+Napi::Value SimKernelWrap::SampleLoadTag(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), kernel_->sampleLoadTag());
+}
+
+Napi::Value SimKernelWrap::KpiRetain(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), kernel_->retainKextWithLoadTag(Tag(info, 0)));
+}
+
+Napi::Value SimKernelWrap::KpiRelease(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), kernel_->releaseKextWithLoadTag(Tag(info, 0)));
+}
+
+Napi::Value SimKernelWrap::InjectFault(const Napi::CallbackInfo &info) {
+  std::string kpi = String(info[0], "kpi");
+  if (kpi != "retain" && kpi != "release")
+    throw Napi::TypeError::New(info.Env(), "kpi must be 'retain' or 'release'");
+  uint32_t code = (uint32_t)ToUint(info[1], "code", 0xFFFFFFFFull);
+  uint32_t times = (uint32_t)ToUint(info[2], "times", 0xFFFFFFFFull);
+  kernel_->injectFault(kpi == "retain" ? sim::Kpi::Retain : sim::Kpi::Release, code, times);
+  return info.Env().Undefined();
+}
+
+} // namespace kb

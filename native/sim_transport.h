@@ -1,0 +1,39 @@
+// The user-client core in-process, against a SimKernel: what IOServiceOpen +
+// IOConnectCallMethod + IOServiceClose do on a Mac, including the Mach/MIG edges.
+#ifndef KEXTBRIDGE_SIM_TRANSPORT_H
+#define KEXTBRIDGE_SIM_TRANSPORT_H
+
+#include <memory>
+
+#include "sim_kernel.h"
+#include "transport.h"
+#include "user_client_core.h"
+
+namespace kb {
+
+class SimTransport : public Transport {
+ public:
+  // kIOReturnSuccess and a transport, or the code IOServiceOpen would have answered.
+  static std::unique_ptr<Transport> open(std::shared_ptr<sim::SimKernel> kernel, bool privileged,
+                                         uint32_t *kr);
+  ~SimTransport() override;
+
+  uint32_t callMethod(uint32_t selector, const uint64_t *input, uint32_t inputCnt,
+                      const void *inStruct, size_t inStructCnt, uint64_t *output,
+                      uint32_t *outputCnt, void *outStruct, size_t *outStructCnt) override;
+  uint32_t loadedKexts(std::vector<KextInfo> &out) override;
+  uint32_t close() override;
+
+ private:
+  SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged);
+
+  std::shared_ptr<sim::SimKernel> kernel_;
+  sim::SampleKextApi api_;
+  sim::MutexLock lock_;
+  UserClientCore core_;
+  bool closed_ = false;
+};
+
+} // namespace kb
+
+#endif

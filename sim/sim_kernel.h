@@ -1,0 +1,165 @@
+// SimKernel: a model of the libkern kext registry as xnu implements it (see
+// ../shared/reference/xnu-facts.md §3): load tags from a counter, OSObject-style retain counts
+// with the kernel's baseline of 2, retain/release by load tag exactly as OSKextLib.cpp does
+// (including the over-release that panics a Mac), the 60 s autounload scan on virtual time,
+// explicit unload, dependencies, class instances and the loaded-kext info table.
+//
+// One SimKernel is one machine: every connection opened on it shares it. Thread-safe.
+#ifndef KEXTBRIDGE_SIM_KERNEL_H
+#define KEXTBRIDGE_SIM_KERNEL_H
+
+#include <stdint.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kernel_api.h"
+#include "transport.h"
+
+namespace kb {
+namespace sim {
+
+struct ClassSpec {
+  std::string name;
+  std::string superclass;  // "" for a root class
+  uint32_t instances = 0;  // live instances (OSMetaClassTrackingCount)
+};
+
+struct KextSpec {
+  std::string bundleId;
+  std::string version = "1.0.0";
+  std::string uuid;                       // "" → derived from bundle id and tag
+  std::vector<std::string> dependencies;  // bundle ids of loaded kexts; each is retained
+  std::vector<ClassSpec> classes;
+  // Per-kext autounload flag at load. xnu turns it on when the kext registers an IOService
+  // subclass and on every OSKextRetainKextWithLoadTag (unless unloadUnsupported).
+  bool autounload = false;
+  bool unloadUnsupported = false;  // some kext-collection layouts: never unloads
+  bool kernelComponent = false;    // __kernel__ and the com.apple.kpi.* interfaces
+  bool isInterface = false;
+  bool started = true;
+};
+
+// What would have panicked the Mac, and the call that did it.
+struct PanicRecord {
+  std::string call;     // e.g. "OSKextReleaseKextWithLoadTag"
+  uint32_t loadTag = 0;
+  std::string bundleId;
+  int32_t retainCountAfter = 0;  // the OSObject count the call left behind
+  uint64_t timeMs = 0;           // virtual time
+  std::string message;           // one line a human can read
+};
+
+// Test-only fault: the next `times` calls of a KPI answer `code` and change nothing.
+enum class Kpi { Retain, Release };
+
+class SimKernel {
+ public:
+  static const uint32_t kBaselineRetainCount = 2;  // kOSKextMinLoadedRetainCount
+  static const uint64_t kConsiderUnloadDelayMs = 60000;
+
+  struct Options {
+    bool autounloadEnabled = true;  // global autounload (sAutounloadEnabled)
+    bool unloadEnabled = true;      // explicit unload allowed (sUnloadEnabled)
+  };
+
+  // The default world: __kernel__ (tag 0), the com.apple.kpi.* interfaces, and the sample
+  // kext (protocol.gen.h) with one live instance of its service class.
+  SimKernel();
+  explicit SimKernel(const Options &options);
+  ~SimKernel();  // defined in sim_kernel.cpp, where Kext is a complete type
+
+  // ---- the KPIs, exactly as OSKextLib.cpp behaves (OSReturn, unsigned) ----
+  uint32_t retainKextWithLoadTag(uint32_t loadTag);
+  uint32_t releaseKextWithLoadTag(uint32_t loadTag);
+
+  // ---- the machine ----
+  // Loads a kext: kOSReturnSuccess and *tagOut, or kOSKextReturnDependencies (a dependency
+  // is not loaded), kOSKextReturnLoadedVersionDiffers (same id, other version/UUID loaded;
+  // the same version answers success with the existing tag), kOSKextReturnNoResources (tags
+  // exhausted), kOSKextReturnInvalidArgument (empty bundle id).
+  uint32_t loadKext(const KextSpec &spec, uint32_t *tagOut);
+  // Explicit unload (kmutil unload → OSKext::removeKext): see xnu-facts §3.3.
+  uint32_t unloadKext(uint32_t loadTag);
+  // Sets the live-instance count of one of a kext's classes (adds the class if new).
+  uint32_t setInstances(uint32_t loadTag, const std::string &className, uint32_t count);
+  // Advances virtual time; runs the autounload scan when it falls due.
+  void advance(uint64_t ms);
+  uint64_t now() const;
+  bool autounloadArmed() const;
+  uint64_t autounloadDeadline() const;  // meaningful while armed
+
+  std::vector<KextInfo> loadedKexts() const;
+  // The OSObject retain count (baseline included), or -1 when no kext has the tag.
+  int64_t retainCount(uint32_t loadTag) const;
+  uint32_t lookupLoadTag(const std::string &bundleId) const;  // kInvalidLoadTag if none
+  uint32_t sampleLoadTag() const;
+
+  bool panicked() const;
+  PanicRecord panic() const;
+
+  void injectFault(Kpi kpi, uint32_t code, uint32_t times);
+
+  // ---- the sample kext's service, as IOServiceOpen/IOServiceClose see it ----
+  // kIOReturnSuccess, or kIOReturnNotFound when the sample kext or its service is gone
+  // (no matching service); counts a live instance of the user-client class.
+  uint32_t openUserClient();
+  void closeUserClient();
+
+ private:
+  struct Kext;
+  Kext *find(uint32_t loadTag);
+  const Kext *find(uint32_t loadTag) const;
+  Kext *findById(const std::string &bundleId);
+  uint32_t loadLocked(const KextSpec &spec, uint32_t *tagOut);
+  void considerUnloads();                 // (re)arm the scan 60 s ahead
+  void runAutounloadScan();               // repeat passes until one unloads nothing
+  bool eligibleForAutounload(const Kext &k) const;
+  void removeLocked(uint32_t loadTag);    // drops the kext and its dependency references
+  void recordPanic(const char *call, const Kext &k);
+
+  mutable std::mutex mu_;
+  Options options_;
+  std::vector<std::unique_ptr<Kext>> kexts_;  // loaded kexts, in load order
+  uint32_t nextLoadTag_ = 0;
+  uint32_t sampleTag_ = 0;
+  uint64_t nowMs_ = 0;
+  bool armed_ = false;
+  uint64_t deadlineMs_ = 0;
+  bool panicked_ = false;
+  PanicRecord panic_;
+  uint32_t faultCode_[2] = {0, 0};
+  uint32_t faultTimes_[2] = {0, 0};
+};
+
+// The KernelApi the core sees inside the sample kext: KPIs of the shared SimKernel and the
+// sample kext's own identity (what libkmod's OSKextGetCurrent* answer from kmod_info).
+class SampleKextApi : public KernelApi {
+ public:
+  explicit SampleKextApi(std::shared_ptr<SimKernel> kernel);
+  uint32_t retainKext(uint32_t loadTag) override;
+  uint32_t releaseKext(uint32_t loadTag) override;
+  uint32_t ownLoadTag() override;
+  const char *ownIdentifier() override;
+  const char *ownVersion() override;
+
+ private:
+  std::shared_ptr<SimKernel> kernel_;
+};
+
+// The user-client lock in the simulator (IOLock in the kext).
+class MutexLock : public Lock {
+ public:
+  void lock() override { mu_.lock(); }
+  void unlock() override { mu_.unlock(); }
+
+ private:
+  std::mutex mu_;
+};
+
+} // namespace sim
+} // namespace kb
+
+#endif
