@@ -1,0 +1,504 @@
+// SimKernel: the libkern kext registry, modelled on xnu-facts.md §3. See sim_kernel.h.
+//
+// Storage: kexts_ holds the loaded kexts in load order. Load tags come from a counter that
+// only grows, so load order is also tag order and a tag is found by binary search. A kext
+// being unloaded is first marked `removed` (so a scan can unload many in one pass) and then
+// compacted out in one linear sweep.
+//
+// Bundle-id lookups go through a hash index. The header fixes SimKernel's members, so the
+// index is owned by the __kernel__ entry (always kexts_[0]: it is a kernel component, so it
+// can be neither unloaded nor autounloaded). If it is ever missing, lookups fall back to a
+// linear scan.
+#include "sim_kernel.h"
+
+#include <stdio.h>
+
+#include <algorithm>
+#include <unordered_map>
+#include <utility>
+
+#include "protocol.gen.h"
+#include "user_client_core.h"
+
+namespace kb {
+namespace sim {
+
+const uint32_t SimKernel::kBaselineRetainCount;
+const uint64_t SimKernel::kConsiderUnloadDelayMs;
+
+namespace {
+
+const char *const kKernelVersion = "24.5.0";
+const int64_t kBaseline = SimKernel::kBaselineRetainCount;
+
+uint64_t fnv1a64(const std::string &s, uint32_t tag, uint64_t basis) {
+  uint64_t h = basis;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001B3ull;
+  }
+  for (int i = 0; i < 4; i++) {
+    h ^= (tag >> (8 * i)) & 0xFF;
+    h *= 0x100000001B3ull;
+  }
+  // A final avalanche so ids that differ only at the end still differ everywhere.
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+// A stable UUID for a kext loaded without one: a function of bundle id and load tag only.
+std::string deriveUuid(const std::string &bundleId, uint32_t tag) {
+  uint64_t hi = fnv1a64(bundleId, tag, 0xCBF29CE484222325ull);
+  uint64_t lo = fnv1a64(bundleId, tag, 0x84222325CBF29CE4ull);
+  char buf[40];
+  snprintf(buf, sizeof buf, "%08X-%04X-%04X-%04X-%012llX", (unsigned)(hi >> 32),
+           (unsigned)((hi >> 16) & 0xFFFF), (unsigned)(hi & 0xFFFF),
+           (unsigned)(lo >> 48), (unsigned long long)(lo & 0xFFFFFFFFFFFFull));
+  return buf;
+}
+
+}  // namespace
+
+struct SimKernel::Kext {
+  uint32_t tag = 0;
+  std::string bundleId;
+  std::string version;
+  std::string uuid;
+  int64_t count = kBaseline;        // OSObject retain count, baseline included
+  std::vector<uint32_t> deps;       // load tags of direct dependencies, descending
+  std::vector<ClassSpec> classes;
+  bool autounload = false;          // per-kext flag (flags.autounloadEnabled)
+  bool unloadUnsupported = false;
+  bool kernelComponent = false;
+  bool isInterface = false;
+  bool started = true;
+  bool removed = false;             // unloaded, waiting to be compacted out of kexts_
+  // Only on __kernel__: bundle id → load tag of every loaded kext.
+  std::unique_ptr<std::unordered_map<std::string, uint32_t>> idIndex;
+
+  bool hasLiveInstances() const {
+    for (const ClassSpec &c : classes)
+      if (c.instances > 0) return true;
+    return false;
+  }
+  ClassSpec *findClass(const std::string &name) {
+    for (ClassSpec &c : classes)
+      if (c.name == name) return &c;
+    return nullptr;
+  }
+
+  // The registry's helpers. Kext is a member of SimKernel, so it may reach its privates.
+  static std::unordered_map<std::string, uint32_t> *index(SimKernel &k) {
+    return k.kexts_.empty() ? nullptr : k.kexts_.front()->idIndex.get();
+  }
+  // Drops kexts marked removed (one linear sweep) and their bundle-id entries.
+  static void compact(SimKernel &k) {
+    std::unordered_map<std::string, uint32_t> *idx = index(k);
+    if (idx)
+      for (const std::unique_ptr<Kext> &p : k.kexts_)
+        if (p->removed) idx->erase(p->bundleId);
+    k.kexts_.erase(std::remove_if(k.kexts_.begin(), k.kexts_.end(),
+                                  [](const std::unique_ptr<Kext> &p) { return p->removed; }),
+                   k.kexts_.end());
+  }
+};
+
+SimKernel::SimKernel() : SimKernel(Options()) {}
+
+SimKernel::SimKernel(const Options &options) : options_(options) {
+  std::lock_guard<std::mutex> g(mu_);
+  uint32_t tag = 0;
+
+  KextSpec kernel;
+  kernel.bundleId = "__kernel__";
+  kernel.version = kKernelVersion;
+  kernel.kernelComponent = true;
+  loadLocked(kernel, &tag);
+
+  static const char *const kInterfaces[] = {
+      "com.apple.kpi.bsd",   "com.apple.kpi.dsep",    "com.apple.kpi.iokit",
+      "com.apple.kpi.libkern", "com.apple.kpi.mach",  "com.apple.kpi.private",
+      "com.apple.kpi.unsupported"};
+  for (const char *id : kInterfaces) {
+    KextSpec kpi;
+    kpi.bundleId = id;
+    kpi.version = kKernelVersion;
+    kpi.kernelComponent = true;
+    kpi.isInterface = true;
+    loadLocked(kpi, &tag);
+  }
+
+  KextSpec sample;
+  sample.bundleId = KB_SAMPLE_BUNDLE_ID;
+  sample.version = KB_SAMPLE_VERSION;
+  sample.dependencies = {"com.apple.kpi.iokit", "com.apple.kpi.libkern"};
+  ClassSpec service;
+  service.name = KB_SERVICE_CLASS_NAME;
+  service.superclass = "IOService";
+  service.instances = 1;
+  ClassSpec client;
+  client.name = KB_USER_CLIENT_CLASS_NAME;
+  client.superclass = "IOUserClient";
+  client.instances = 0;
+  sample.classes = {service, client};
+  sample.autounload = true;
+  loadLocked(sample, &sampleTag_);
+}
+
+SimKernel::~SimKernel() = default;
+
+// ---- lookups ----
+
+SimKernel::Kext *SimKernel::find(uint32_t loadTag) {
+  auto it = std::lower_bound(
+      kexts_.begin(), kexts_.end(), loadTag,
+      [](const std::unique_ptr<Kext> &k, uint32_t tag) { return k->tag < tag; });
+  if (it == kexts_.end() || (*it)->tag != loadTag || (*it)->removed) return nullptr;
+  return it->get();
+}
+
+const SimKernel::Kext *SimKernel::find(uint32_t loadTag) const {
+  return const_cast<SimKernel *>(this)->find(loadTag);
+}
+
+SimKernel::Kext *SimKernel::findById(const std::string &bundleId) {
+  if (std::unordered_map<std::string, uint32_t> *idx = Kext::index(*this)) {
+    auto it = idx->find(bundleId);
+    return it == idx->end() ? nullptr : find(it->second);
+  }
+  for (const std::unique_ptr<Kext> &k : kexts_)
+    if (!k->removed && k->bundleId == bundleId) return k.get();
+  return nullptr;
+}
+
+// ---- the KPIs ----
+
+uint32_t SimKernel::retainKextWithLoadTag(uint32_t loadTag) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (panicked_) return RC_kOSReturnError;
+  const int f = static_cast<int>(Kpi::Retain);
+  if (faultTimes_[f] > 0) {
+    faultTimes_[f]--;
+    return faultCode_[f];
+  }
+  if (loadTag == kInvalidLoadTag) return RC_kOSKextReturnInvalidArgument;
+  Kext *k = find(loadTag);
+  if (!k) return RC_kOSKextReturnNotFound;
+  k->count++;  // the lookup's reference, kept as the caller's
+  k->autounload = !k->unloadUnsupported;
+  return RC_kOSReturnSuccess;
+}
+
+uint32_t SimKernel::releaseKextWithLoadTag(uint32_t loadTag) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (panicked_) return RC_kOSReturnError;
+  const int f = static_cast<int>(Kpi::Release);
+  if (faultTimes_[f] > 0) {
+    faultTimes_[f]--;
+    return faultCode_[f];
+  }
+  if (loadTag == kInvalidLoadTag) return RC_kOSKextReturnInvalidArgument;
+  Kext *k = find(loadTag);
+  if (!k) return RC_kOSKextReturnNotFound;
+  considerUnloads();
+  // Lookup +1, then release twice: net −1, with no check against the kernel's own references.
+  k->count--;
+  if (k->count < kBaseline) recordPanic("OSKextReleaseKextWithLoadTag", *k);
+  return RC_kOSReturnSuccess;  // what the real kernel answered before using freed memory
+}
+
+// ---- the machine ----
+
+uint32_t SimKernel::loadKext(const KextSpec &spec, uint32_t *tagOut) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (tagOut) *tagOut = kInvalidLoadTag;
+  if (panicked_) return RC_kOSReturnError;
+  return loadLocked(spec, tagOut);
+}
+
+uint32_t SimKernel::loadLocked(const KextSpec &spec, uint32_t *tagOut) {
+  if (spec.bundleId.empty()) return RC_kOSKextReturnInvalidArgument;
+  if (Kext *existing = findById(spec.bundleId)) {
+    if (existing->version == spec.version && (spec.uuid.empty() || spec.uuid == existing->uuid)) {
+      if (tagOut) *tagOut = existing->tag;
+      return RC_kOSReturnSuccess;
+    }
+    return RC_kOSKextReturnLoadedVersionDiffers;
+  }
+
+  std::vector<Kext *> libs;
+  libs.reserve(spec.dependencies.size());
+  for (const std::string &id : spec.dependencies) {
+    Kext *lib = findById(id);
+    if (!lib) return RC_kOSKextReturnDependencies;
+    // OSBundleLibraries is a dictionary: a library is linked (and retained) once.
+    if (std::find(libs.begin(), libs.end(), lib) == libs.end()) libs.push_back(lib);
+  }
+  if (nextLoadTag_ == kInvalidLoadTag) return RC_kOSKextReturnNoResources;
+
+  std::unique_ptr<Kext> k(new Kext());
+  k->tag = nextLoadTag_++;
+  k->bundleId = spec.bundleId;
+  k->version = spec.version;
+  k->uuid = spec.uuid.empty() ? deriveUuid(spec.bundleId, k->tag) : spec.uuid;
+  k->count = kBaseline;
+  for (Kext *lib : libs) {
+    lib->count++;  // the dependent's dependencies array retains the library
+    k->deps.push_back(lib->tag);
+  }
+  std::sort(k->deps.begin(), k->deps.end(), [](uint32_t a, uint32_t b) { return a > b; });
+  k->classes = spec.classes;
+  k->unloadUnsupported = spec.unloadUnsupported;
+  k->kernelComponent = spec.kernelComponent;
+  k->isInterface = spec.isInterface;
+  k->started = spec.started;
+  bool registersService = false;
+  for (const ClassSpec &c : spec.classes)
+    if (c.superclass == "IOService") registersService = true;
+  // addClass turns autounload on for an IOService subclass (unless unload is unsupported).
+  k->autounload = registersService ? !spec.unloadUnsupported : spec.autounload;
+
+  if (kexts_.empty())
+    k->idIndex.reset(new std::unordered_map<std::string, uint32_t>());
+  Kext *raw = k.get();
+  kexts_.push_back(std::move(k));
+  if (std::unordered_map<std::string, uint32_t> *idx = Kext::index(*this))
+    (*idx)[raw->bundleId] = raw->tag;
+  if (tagOut) *tagOut = raw->tag;
+  return RC_kOSReturnSuccess;
+}
+
+uint32_t SimKernel::unloadKext(uint32_t loadTag) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (panicked_) return RC_kOSReturnError;
+  Kext *k = find(loadTag);
+  if (!k) return RC_kOSKextReturnNotFound;
+  if (k->unloadUnsupported) return RC_kOSKextReturnInUse;
+  if (!options_.unloadEnabled) return RC_kOSKextReturnDisabled;
+  if (k->count > kBaseline) return RC_kOSKextReturnInUse;  // retained or depended on
+  if (k->kernelComponent) return RC_kOSKextReturnInvalidArgument;
+  if (k->hasLiveInstances()) return RC_kOSKextReturnInUse;
+  removeLocked(loadTag);
+  Kext::compact(*this);
+  return RC_kOSReturnSuccess;
+}
+
+uint32_t SimKernel::setInstances(uint32_t loadTag, const std::string &className,
+                                 uint32_t count) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (panicked_) return RC_kOSReturnError;
+  Kext *k = find(loadTag);
+  if (!k) return RC_kOSKextReturnNotFound;
+  if (ClassSpec *c = k->findClass(className)) {
+    c->instances = count;
+  } else {
+    ClassSpec added;
+    added.name = className;
+    added.instances = count;
+    k->classes.push_back(added);
+  }
+  return RC_kOSReturnSuccess;
+}
+
+void SimKernel::advance(uint64_t ms) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (panicked_) return;
+  uint64_t target = nowMs_ + ms;
+  if (target < nowMs_) target = UINT64_MAX;  // saturate rather than wrap
+  if (armed_ && deadlineMs_ <= target) {
+    nowMs_ = deadlineMs_;
+    armed_ = false;
+    runAutounloadScan();
+  }
+  if (!panicked_) nowMs_ = target;
+}
+
+uint64_t SimKernel::now() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return nowMs_;
+}
+
+bool SimKernel::autounloadArmed() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return armed_;
+}
+
+uint64_t SimKernel::autounloadDeadline() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return deadlineMs_;
+}
+
+void SimKernel::considerUnloads() {
+  if (!options_.autounloadEnabled) return;
+  armed_ = true;
+  deadlineMs_ = nowMs_ + kConsiderUnloadDelayMs;  // cancel and re-arm: not cumulative
+}
+
+bool SimKernel::eligibleForAutounload(const Kext &k) const {
+  return !k.removed && k.count <= kBaseline && k.autounload && !k.kernelComponent &&
+         !k.unloadUnsupported && !k.hasLiveInstances();
+}
+
+void SimKernel::runAutounloadScan() {
+  bool unloaded = true;
+  while (unloaded && !panicked_) {
+    unloaded = false;
+    // Backwards over load order: a dependent always comes after its libraries, so dropping
+    // it can free a library later in the same pass.
+    for (size_t i = kexts_.size(); i-- > 0 && !panicked_;) {
+      Kext &k = *kexts_[i];
+      if (!eligibleForAutounload(k)) continue;
+      removeLocked(k.tag);
+      unloaded = true;
+    }
+    Kext::compact(*this);
+  }
+}
+
+// Marks the kext unloaded and drops its references on its libraries. The caller compacts.
+void SimKernel::removeLocked(uint32_t loadTag) {
+  Kext *k = find(loadTag);
+  if (!k) return;
+  k->removed = true;
+  for (uint32_t depTag : k->deps) {
+    Kext *lib = find(depTag);
+    if (!lib) continue;  // only reachable after someone released a library's own references
+    lib->count--;
+    // A library normally keeps its baseline here. It falls below only if someone released
+    // the reference this dependent held: the kernel would free a kext it still lists.
+    if (lib->count < kBaseline && !panicked_) recordPanic("OSKext::flushDependencies", *lib);
+  }
+}
+
+void SimKernel::recordPanic(const char *call, const Kext &k) {
+  if (panicked_) return;  // the first panic is the one that stopped the machine
+  panicked_ = true;
+  panic_.call = call;
+  panic_.loadTag = k.tag;
+  panic_.bundleId = k.bundleId;
+  panic_.retainCountAfter = static_cast<int32_t>(k.count);
+  panic_.timeMs = nowMs_;
+  panic_.message = "panic: " + panic_.call + "(" + std::to_string(k.tag) + ") dropped " +
+                   k.bundleId + " to retain count " + std::to_string(k.count) +
+                   ", below the kernel's baseline of " + std::to_string(kBaseline) +
+                   " (use-after-free)";
+}
+
+// ---- queries ----
+
+std::vector<KextInfo> SimKernel::loadedKexts() const {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<KextInfo> out;
+  out.reserve(kexts_.size());
+  for (const std::unique_ptr<Kext> &p : kexts_) {
+    const Kext &k = *p;
+    if (k.removed) continue;
+    KextInfo info;
+    info.bundleId = k.bundleId;
+    info.version = k.version;
+    info.uuid = k.uuid;
+    info.loadTag = k.tag;
+    info.retainCount = static_cast<int32_t>(k.count - kBaseline);
+    info.started = k.started;
+    info.dependencies = k.deps;
+    info.classes.reserve(k.classes.size());
+    for (const ClassSpec &c : k.classes) {
+      KextInfo::ClassInfo ci;
+      ci.name = c.name;
+      ci.superclass = c.superclass;
+      ci.instances = c.instances;
+      info.classes.push_back(std::move(ci));
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+int64_t SimKernel::retainCount(uint32_t loadTag) const {
+  std::lock_guard<std::mutex> g(mu_);
+  const Kext *k = find(loadTag);
+  return k ? k->count : -1;
+}
+
+uint32_t SimKernel::lookupLoadTag(const std::string &bundleId) const {
+  std::lock_guard<std::mutex> g(mu_);
+  const Kext *k = const_cast<SimKernel *>(this)->findById(bundleId);
+  return k ? k->tag : kInvalidLoadTag;
+}
+
+uint32_t SimKernel::sampleLoadTag() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return sampleTag_;
+}
+
+bool SimKernel::panicked() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return panicked_;
+}
+
+PanicRecord SimKernel::panic() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return panic_;
+}
+
+void SimKernel::injectFault(Kpi kpi, uint32_t code, uint32_t times) {
+  std::lock_guard<std::mutex> g(mu_);
+  const int f = static_cast<int>(kpi);
+  faultCode_[f] = code;
+  faultTimes_[f] = times;
+}
+
+// ---- the sample kext's service ----
+
+uint32_t SimKernel::openUserClient() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (panicked_) return RC_MIG_SERVER_DIED;
+  Kext *k = find(sampleTag_);
+  if (!k) return RC_kIOReturnNotFound;
+  ClassSpec *service = k->findClass(KB_SERVICE_CLASS_NAME);
+  if (!service || service->instances == 0) return RC_kIOReturnNotFound;
+  ClassSpec *client = k->findClass(KB_USER_CLIENT_CLASS_NAME);
+  if (!client) {
+    ClassSpec added;
+    added.name = KB_USER_CLIENT_CLASS_NAME;
+    added.superclass = "IOUserClient";
+    k->classes.push_back(added);
+    client = &k->classes.back();
+  }
+  client->instances++;
+  return RC_kIOReturnSuccess;
+}
+
+void SimKernel::closeUserClient() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (panicked_) return;
+  Kext *k = find(sampleTag_);
+  if (!k) return;
+  ClassSpec *client = k->findClass(KB_USER_CLIENT_CLASS_NAME);
+  if (client && client->instances > 0) client->instances--;
+}
+
+// ---- SampleKextApi ----
+
+SampleKextApi::SampleKextApi(std::shared_ptr<SimKernel> kernel) : kernel_(std::move(kernel)) {}
+
+uint32_t SampleKextApi::retainKext(uint32_t loadTag) {
+  return kernel_->retainKextWithLoadTag(loadTag);
+}
+
+uint32_t SampleKextApi::releaseKext(uint32_t loadTag) {
+  return kernel_->releaseKextWithLoadTag(loadTag);
+}
+
+uint32_t SampleKextApi::ownLoadTag() { return kernel_->sampleLoadTag(); }
+
+const char *SampleKextApi::ownIdentifier() { return KB_SAMPLE_BUNDLE_ID; }
+
+const char *SampleKextApi::ownVersion() { return KB_SAMPLE_VERSION; }
+
+}  // namespace sim
+}  // namespace kb

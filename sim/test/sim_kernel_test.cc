@@ -1,0 +1,809 @@
+// Unit tests for SimKernel (sim/sim_kernel.h). Run with sim/test/run.sh.
+// Every check states an exact value that the modelled xnu behaviour produces.
+#include <stdio.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "protocol.gen.h"
+#include "sim_kernel.h"
+#include "user_client_core.h"
+
+using namespace kb;
+using namespace kb::sim;
+
+namespace {
+
+int gFailures = 0;  // failed checks in the current test
+
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+      gFailures++;                                                           \
+    }                                                                        \
+  } while (0)
+
+#define CHECK_EQ(a, b)                                                              \
+  do {                                                                              \
+    auto va_ = (a);                                                                 \
+    auto vb_ = (b);                                                                 \
+    if (!(va_ == vb_)) {                                                            \
+      fprintf(stderr, "  %s:%d: CHECK_EQ(%s, %s) failed: 0x%llX vs 0x%llX\n", __FILE__, \
+              __LINE__, #a, #b, (unsigned long long)va_, (unsigned long long)vb_);  \
+      gFailures++;                                                                  \
+    }                                                                               \
+  } while (0)
+
+#define CHECK_STR(a, b)                                                                   \
+  do {                                                                                    \
+    std::string va_ = (a);                                                                \
+    std::string vb_ = (b);                                                                \
+    if (va_ != vb_) {                                                                     \
+      fprintf(stderr, "  %s:%d: CHECK_STR(%s, %s) failed:\n    \"%s\"\n    \"%s\"\n", __FILE__, \
+              __LINE__, #a, #b, va_.c_str(), vb_.c_str());                                \
+      gFailures++;                                                                        \
+    }                                                                                     \
+  } while (0)
+
+struct TestCase {
+  const char *name;
+  std::function<void()> fn;
+};
+std::vector<TestCase> &registry() {
+  static std::vector<TestCase> r;
+  return r;
+}
+struct Registrar {
+  Registrar(const char *name, std::function<void()> fn) { registry().push_back({name, fn}); }
+};
+#define TEST(name)                                  \
+  void name();                                      \
+  Registrar name##_registrar(#name, name);          \
+  void name()
+
+// Default world tags.
+const uint32_t kKernel = 0, kBsd = 1, kDsep = 2, kIokit = 3, kLibkern = 4, kMach = 5,
+               kPrivate = 6, kUnsupported = 7, kSample = 8;
+
+const uint32_t OK = RC_kOSReturnSuccess;
+
+KextSpec spec(const std::string &id, std::vector<std::string> deps = {}, bool autounload = true) {
+  KextSpec s;
+  s.bundleId = id;
+  s.dependencies = std::move(deps);
+  s.autounload = autounload;
+  return s;
+}
+
+uint32_t load(SimKernel &k, const KextSpec &s) {
+  uint32_t tag = 0xDEADBEEF;
+  uint32_t kr = k.loadKext(s, &tag);
+  CHECK_EQ(kr, OK);
+  return tag;
+}
+
+bool loaded(const SimKernel &k, uint32_t tag) { return k.retainCount(tag) >= 0; }
+
+// Only on an lvalue vector, or within one full expression (the pointer points into v).
+const KextInfo *infoFor(const std::vector<KextInfo> &v, uint32_t tag) {
+  for (const KextInfo &i : v)
+    if (i.loadTag == tag) return &i;
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------
+
+TEST(default_world_tags_and_counts) {
+  SimKernel k;
+  std::vector<KextInfo> v = k.loadedKexts();
+  CHECK_EQ(v.size(), 9u);
+  const char *ids[] = {"__kernel__",           "com.apple.kpi.bsd",  "com.apple.kpi.dsep",
+                       "com.apple.kpi.iokit",  "com.apple.kpi.libkern", "com.apple.kpi.mach",
+                       "com.apple.kpi.private", "com.apple.kpi.unsupported",
+                       KB_SAMPLE_BUNDLE_ID};
+  for (size_t i = 0; i < v.size() && i < 9; i++) {
+    CHECK_EQ(v[i].loadTag, (uint32_t)i);
+    CHECK_STR(v[i].bundleId, ids[i]);
+    CHECK(v[i].started);
+    CHECK_EQ(k.lookupLoadTag(ids[i]), (uint32_t)i);
+    CHECK_EQ(v[i].uuid.size(), 36u);
+  }
+  for (size_t i = 0; i < 8 && i < v.size(); i++) {
+    CHECK_STR(v[i].version, "24.5.0");
+    CHECK(v[i].dependencies.empty());
+    CHECK(v[i].classes.empty());
+  }
+  // The sample depends on kpi.iokit and kpi.libkern: each shows one outside reference.
+  for (uint32_t t : {kKernel, kBsd, kDsep, kMach, kPrivate, kUnsupported}) {
+    CHECK_EQ(v[t].retainCount, 0);
+    CHECK_EQ(k.retainCount(t), 2);
+  }
+  CHECK_EQ(v[kIokit].retainCount, 1);
+  CHECK_EQ(v[kLibkern].retainCount, 1);
+  CHECK_EQ(k.retainCount(kIokit), 3);
+  CHECK_EQ(k.retainCount(kLibkern), 3);
+
+  const KextInfo &s = v[kSample];
+  CHECK_EQ(k.sampleLoadTag(), kSample);
+  CHECK_STR(s.version, KB_SAMPLE_VERSION);
+  CHECK_EQ(s.retainCount, 0);
+  CHECK_EQ(k.retainCount(kSample), 2);
+  CHECK_EQ(s.dependencies.size(), 2u);
+  if (s.dependencies.size() == 2) {
+    CHECK_EQ(s.dependencies[0], kLibkern);  // descending
+    CHECK_EQ(s.dependencies[1], kIokit);
+  }
+  CHECK_EQ(s.classes.size(), 2u);
+  if (s.classes.size() == 2) {
+    CHECK_STR(s.classes[0].name, KB_SERVICE_CLASS_NAME);
+    CHECK_STR(s.classes[0].superclass, "IOService");
+    CHECK_EQ(s.classes[0].instances, 1u);
+    CHECK_STR(s.classes[1].name, KB_USER_CLIENT_CLASS_NAME);
+    CHECK_STR(s.classes[1].superclass, "IOUserClient");
+    CHECK_EQ(s.classes[1].instances, 0u);
+  }
+  CHECK_EQ(k.lookupLoadTag("com.example.nope"), kInvalidLoadTag);
+  CHECK_EQ(k.retainCount(9), -1);
+  CHECK_EQ(k.now(), 0u);
+  CHECK(!k.autounloadArmed());
+  CHECK(!k.panicked());
+  // A fresh world is identical (deterministic UUIDs).
+  SimKernel k2;
+  std::vector<KextInfo> v2 = k2.loadedKexts();
+  CHECK_EQ(v2.size(), v.size());
+  for (size_t i = 0; i < v.size() && i < v2.size(); i++) CHECK_STR(v2[i].uuid, v[i].uuid);
+  CHECK(v[0].uuid != v[1].uuid);
+}
+
+TEST(retain_release_move_count_by_one) {
+  SimKernel k;
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.retainCount(kSample), 3);
+  CHECK_EQ(infoFor(k.loadedKexts(), kSample)->retainCount, 1);
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.retainCount(kSample), 4);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.retainCount(kSample), 3);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.retainCount(kSample), 2);
+  CHECK_EQ(infoFor(k.loadedKexts(), kSample)->retainCount, 0);
+  CHECK(!k.panicked());
+  // __kernel__ (tag 0) is found like any other kext.
+  CHECK_EQ(k.retainKextWithLoadTag(kKernel), OK);
+  CHECK_EQ(k.retainCount(kKernel), 3);
+  CHECK_EQ(k.releaseKextWithLoadTag(kKernel), OK);
+  CHECK_EQ(k.retainCount(kKernel), 2);
+}
+
+TEST(invalid_and_unknown_tags) {
+  SimKernel k;
+  CHECK_EQ(k.retainKextWithLoadTag(0xFFFFFFFFu), 0xDC008005u);
+  CHECK_EQ(k.releaseKextWithLoadTag(0xFFFFFFFFu), 0xDC008005u);
+  CHECK_EQ(k.retainKextWithLoadTag(9), 0xDC008006u);
+  CHECK_EQ(k.releaseKextWithLoadTag(9), 0xDC008006u);
+  CHECK_EQ(k.retainKextWithLoadTag(0xFFFFFFFEu), 0xDC008006u);
+  CHECK_EQ(RC_kOSKextReturnInvalidArgument, 0xDC008005u);
+  CHECK_EQ(RC_kOSKextReturnNotFound, 0xDC008006u);
+  // Failed releases do not arm the autounload scan.
+  CHECK(!k.autounloadArmed());
+  CHECK(!k.panicked());
+}
+
+TEST(over_release_panics_and_machine_stays_dead) {
+  SimKernel k;
+  uint32_t x = load(k, spec("com.example.x"));
+  CHECK_EQ(x, 9u);
+  k.advance(1234);
+  CHECK_EQ(k.retainKextWithLoadTag(x), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(x), OK);
+  CHECK(!k.panicked());
+  // One release too many: the real kernel answers success and frees the OSKext.
+  CHECK_EQ(k.releaseKextWithLoadTag(x), OK);
+  CHECK(k.panicked());
+  PanicRecord p = k.panic();
+  CHECK_STR(p.call, "OSKextReleaseKextWithLoadTag");
+  CHECK_EQ(p.loadTag, 9u);
+  CHECK_STR(p.bundleId, "com.example.x");
+  CHECK_EQ(p.retainCountAfter, 1);
+  CHECK_EQ(p.timeMs, 1234u);
+  CHECK_STR(p.message,
+            "panic: OSKextReleaseKextWithLoadTag(9) dropped com.example.x to retain count 1, "
+            "below the kernel's baseline of 2 (use-after-free)");
+  // Everything afterwards fails loudly and changes nothing.
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), RC_kOSReturnError);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), RC_kOSReturnError);
+  CHECK_EQ(k.retainKextWithLoadTag(0xFFFFFFFFu), RC_kOSReturnError);
+  CHECK_EQ(k.releaseKextWithLoadTag(12345), RC_kOSReturnError);
+  CHECK_EQ(k.retainCount(kSample), 2);
+  uint32_t tag = 7;
+  CHECK_EQ(k.loadKext(spec("com.example.y"), &tag), RC_kOSReturnError);
+  CHECK_EQ(tag, kInvalidLoadTag);
+  CHECK_EQ(k.lookupLoadTag("com.example.y"), kInvalidLoadTag);
+  CHECK_EQ(k.unloadKext(x), RC_kOSReturnError);
+  CHECK_EQ(k.setInstances(kSample, KB_SERVICE_CLASS_NAME, 0), RC_kOSReturnError);
+  CHECK_EQ(infoFor(k.loadedKexts(), kSample)->classes[0].instances, 1u);
+  k.advance(120000);
+  CHECK_EQ(k.now(), 1234u);
+  CHECK_EQ(k.openUserClient(), RC_MIG_SERVER_DIED);
+  CHECK_EQ(RC_MIG_SERVER_DIED, 0xFFFFFECCu);
+  // The record is the first panic's.
+  CHECK_EQ(k.panic().loadTag, 9u);
+}
+
+TEST(over_release_of_sample_panics_on_the_second_release) {
+  SimKernel k;
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  CHECK(!k.panicked());
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  CHECK(k.panicked());
+  CHECK_EQ(k.panic().loadTag, kSample);
+  CHECK_STR(k.panic().bundleId, KB_SAMPLE_BUNDLE_ID);
+  CHECK_EQ(k.panic().retainCountAfter, 1);
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), RC_kOSReturnError);
+}
+
+TEST(releasing_a_dependents_reference_panics_when_the_dependent_unloads) {
+  SimKernel k;
+  // kpi.iokit is at 3 (baseline + the sample's reference). Releasing it once, without a
+  // retain, steals the sample's reference: no panic yet, the count is still at baseline.
+  CHECK_EQ(k.releaseKextWithLoadTag(kIokit), OK);
+  CHECK_EQ(k.retainCount(kIokit), 2);
+  CHECK(!k.panicked());
+  // When the sample unloads and drops its reference, the library falls below baseline.
+  CHECK_EQ(k.setInstances(kSample, KB_SERVICE_CLASS_NAME, 0), OK);
+  CHECK_EQ(k.unloadKext(kSample), OK);
+  CHECK(k.panicked());
+  PanicRecord p = k.panic();
+  CHECK_STR(p.call, "OSKext::flushDependencies");
+  CHECK_EQ(p.loadTag, kIokit);
+  CHECK_STR(p.bundleId, "com.apple.kpi.iokit");
+  CHECK_EQ(p.retainCountAfter, 1);
+  CHECK_EQ(k.retainKextWithLoadTag(kLibkern), RC_kOSReturnError);
+}
+
+TEST(panic_inside_the_scan_is_stamped_with_the_scan_time) {
+  SimKernel k;
+  k.advance(1000);
+  CHECK_EQ(k.releaseKextWithLoadTag(kLibkern), OK);  // steals the sample's reference; due 61000
+  CHECK_EQ(k.setInstances(kSample, KB_SERVICE_CLASS_NAME, 0), OK);
+  k.advance(100000);  // the scan unloads the sample, dropping libkern to 1
+  CHECK(!loaded(k, kSample));
+  CHECK(k.panicked());
+  CHECK_STR(k.panic().call, "OSKext::flushDependencies");
+  CHECK_EQ(k.panic().loadTag, kLibkern);
+  CHECK_EQ(k.panic().timeMs, 61000u);
+  CHECK_EQ(k.now(), 61000u);  // the machine stopped at the panic
+}
+
+TEST(autounload_fires_exactly_60s_after_last_release) {
+  SimKernel k;
+  uint32_t a = load(k, spec("com.example.a"));
+  CHECK(!k.autounloadArmed());
+  CHECK_EQ(k.retainKextWithLoadTag(a), OK);
+  CHECK(!k.autounloadArmed());  // retain does not arm
+  CHECK_EQ(k.releaseKextWithLoadTag(a), OK);
+  CHECK(k.autounloadArmed());
+  CHECK_EQ(k.autounloadDeadline(), 60000u);
+  k.advance(59999);
+  CHECK_EQ(k.now(), 59999u);
+  CHECK(loaded(k, a));
+  CHECK(k.autounloadArmed());
+  k.advance(1);
+  CHECK_EQ(k.now(), 60000u);
+  CHECK(!loaded(k, a));
+  CHECK(!k.autounloadArmed());
+  CHECK_EQ(k.lookupLoadTag("com.example.a"), kInvalidLoadTag);
+  CHECK_EQ(k.retainKextWithLoadTag(a), RC_kOSKextReturnNotFound);
+  // The default world survives the scan: kernel components and the instantiated sample.
+  CHECK_EQ(k.loadedKexts().size(), 9u);
+}
+
+TEST(autounload_in_one_big_advance) {
+  SimKernel k;
+  uint32_t a = load(k, spec("com.example.a"));
+  k.advance(500);
+  CHECK_EQ(k.retainKextWithLoadTag(a), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(a), OK);
+  CHECK_EQ(k.autounloadDeadline(), 60500u);
+  k.advance(1000000);
+  CHECK_EQ(k.now(), 1000500u);
+  CHECK(!loaded(k, a));
+  CHECK(!k.autounloadArmed());
+}
+
+TEST(each_release_rearms_the_scan) {
+  SimKernel k;
+  uint32_t a = load(k, spec("com.example.a"));
+  uint32_t b = load(k, spec("com.example.b"));
+  CHECK_EQ(k.retainKextWithLoadTag(a), OK);
+  CHECK_EQ(k.retainKextWithLoadTag(b), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(a), OK);  // t=0 → due at 60000
+  CHECK_EQ(k.autounloadDeadline(), 60000u);
+  k.advance(30000);
+  CHECK_EQ(k.releaseKextWithLoadTag(b), OK);  // t=30000 → pushed to 90000
+  CHECK_EQ(k.autounloadDeadline(), 90000u);
+  k.advance(30000);  // t=60000: no scan
+  CHECK(loaded(k, a));
+  CHECK(loaded(k, b));
+  k.advance(29999);  // t=89999
+  CHECK(loaded(k, a));
+  CHECK(loaded(k, b));
+  k.advance(1);  // t=90000: one scan unloads both
+  CHECK(!loaded(k, a));
+  CHECK(!loaded(k, b));
+  CHECK_EQ(k.now(), 90000u);
+}
+
+TEST(scan_skips_retained_and_does_not_rearm) {
+  SimKernel k;
+  uint32_t a = load(k, spec("com.example.a"));
+  CHECK_EQ(k.retainKextWithLoadTag(a), OK);
+  CHECK_EQ(k.retainKextWithLoadTag(a), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(a), OK);  // still retained once
+  k.advance(60000);
+  CHECK(loaded(k, a));
+  CHECK_EQ(k.retainCount(a), 3);
+  CHECK(!k.autounloadArmed());
+  CHECK_EQ(k.releaseKextWithLoadTag(a), OK);
+  CHECK_EQ(k.autounloadDeadline(), 120000u);
+  k.advance(60000);
+  CHECK(!loaded(k, a));
+}
+
+TEST(autounload_needs_flag_or_retain_enables_it) {
+  SimKernel k;
+  uint32_t off = load(k, spec("com.example.off", {}, false));
+  uint32_t other = load(k, spec("com.example.other", {}, false));
+  // Arm the scan through another kext; `off` never had autounload enabled.
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  k.advance(60000);
+  CHECK(loaded(k, off));
+  CHECK(loaded(k, other));
+  // A retain turns the per-kext flag on.
+  CHECK_EQ(k.retainKextWithLoadTag(off), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(off), OK);
+  k.advance(60000);
+  CHECK(!loaded(k, off));
+  CHECK(loaded(k, other));
+  // An IOService subclass turns it on at load.
+  KextSpec svc = spec("com.example.svc", {}, false);
+  svc.classes.push_back({"com_example_Driver", "IOService", 0});
+  uint32_t s = load(k, svc);
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  k.advance(60000);
+  CHECK(!loaded(k, s));
+  CHECK(loaded(k, other));
+}
+
+TEST(unload_unsupported_and_global_autounload_off) {
+  SimKernel k;
+  KextSpec u = spec("com.example.pinned");
+  u.unloadUnsupported = true;
+  uint32_t p = load(k, u);
+  CHECK_EQ(k.retainKextWithLoadTag(p), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(p), OK);
+  k.advance(60000);
+  CHECK(loaded(k, p));
+  CHECK_EQ(k.unloadKext(p), RC_kOSKextReturnInUse);
+
+  SimKernel::Options o;
+  o.autounloadEnabled = false;
+  SimKernel k2(o);
+  uint32_t a = load(k2, spec("com.example.a"));
+  CHECK_EQ(k2.retainKextWithLoadTag(a), OK);
+  CHECK_EQ(k2.releaseKextWithLoadTag(a), OK);
+  CHECK(!k2.autounloadArmed());
+  k2.advance(600000);
+  CHECK(loaded(k2, a));
+  CHECK_EQ(k2.unloadKext(a), OK);  // explicit unload still works
+}
+
+TEST(live_instance_keeps_kext_loaded) {
+  SimKernel k;
+  KextSpec c = spec("com.example.c");
+  c.classes.push_back({"com_example_Thing", "OSObject", 1});
+  uint32_t t = load(k, c);
+  CHECK_EQ(k.retainKextWithLoadTag(t), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(t), OK);
+  k.advance(60000);
+  CHECK(loaded(k, t));
+  CHECK_EQ(k.setInstances(t, "com_example_Thing", 0), OK);
+  // The scan already ran and does not re-arm itself: nothing happens without a release.
+  k.advance(600000);
+  CHECK(loaded(k, t));
+  CHECK_EQ(k.retainKextWithLoadTag(t), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(t), OK);
+  k.advance(60000);
+  CHECK(!loaded(k, t));
+}
+
+TEST(set_instances_adds_class_and_reports) {
+  SimKernel k;
+  uint32_t t = load(k, spec("com.example.c"));
+  CHECK_EQ(k.setInstances(t, "com_example_New", 3), OK);
+  std::vector<KextInfo> v = k.loadedKexts();
+  const KextInfo *i = infoFor(v, t);
+  CHECK(i != nullptr);
+  if (i) {
+    CHECK_EQ(i->classes.size(), 1u);
+    CHECK_STR(i->classes[0].name, "com_example_New");
+    CHECK_STR(i->classes[0].superclass, "");
+    CHECK_EQ(i->classes[0].instances, 3u);
+  }
+  CHECK_EQ(k.setInstances(t, "com_example_New", 0), OK);
+  CHECK_EQ(infoFor(k.loadedKexts(), t)->classes[0].instances, 0u);
+  CHECK_EQ(infoFor(k.loadedKexts(), t)->classes.size(), 1u);
+  CHECK_EQ(k.setInstances(999, "x", 1), RC_kOSKextReturnNotFound);
+  // The sample stays while its service is instantiated, and goes once it is not.
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  k.advance(60000);
+  CHECK(loaded(k, kSample));
+  CHECK_EQ(k.setInstances(kSample, KB_SERVICE_CLASS_NAME, 0), OK);
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  k.advance(60000);
+  CHECK(!loaded(k, kSample));
+  CHECK(!loaded(k, t));
+  // Its libraries lost the sample's references.
+  CHECK_EQ(k.retainCount(kIokit), 2);
+  CHECK_EQ(k.retainCount(kLibkern), 2);
+  CHECK_EQ(k.loadedKexts().size(), 8u);
+}
+
+TEST(dependent_keeps_library_and_chain_unloads_in_one_scan) {
+  SimKernel k;
+  uint32_t a = load(k, spec("com.example.lib"));
+  KextSpec bs = spec("com.example.user", {"com.example.lib"});
+  bs.classes.push_back({"com_example_User", "OSObject", 1});
+  uint32_t b = load(k, bs);
+  CHECK_EQ(k.retainCount(a), 3);
+  CHECK_EQ(infoFor(k.loadedKexts(), a)->retainCount, 1);
+  CHECK_EQ(infoFor(k.loadedKexts(), b)->dependencies.size(), 1u);
+  CHECK_EQ(infoFor(k.loadedKexts(), b)->dependencies[0], a);
+  CHECK_EQ(k.retainKextWithLoadTag(a), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(a), OK);
+  k.advance(60000);
+  CHECK(loaded(k, a));  // depended on
+  CHECK(loaded(k, b));  // instantiated
+  CHECK_EQ(k.setInstances(b, "com_example_User", 0), OK);
+  CHECK_EQ(k.retainKextWithLoadTag(b), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(b), OK);
+  k.advance(60000);  // one scan: B goes, dropping its reference, then A
+  CHECK(!loaded(k, b));
+  CHECK(!loaded(k, a));
+  CHECK(!k.autounloadArmed());
+}
+
+TEST(three_level_chain_unloads_in_one_scan) {
+  SimKernel k;
+  uint32_t a = load(k, spec("com.example.a"));
+  uint32_t b = load(k, spec("com.example.b", {"com.example.a"}));
+  uint32_t c = load(k, spec("com.example.c", {"com.example.b", "com.example.a"}));
+  CHECK_EQ(k.retainCount(a), 4);
+  CHECK_EQ(k.retainCount(b), 3);
+  std::vector<KextInfo> v = k.loadedKexts();
+  const KextInfo *ci = infoFor(v, c);
+  CHECK(ci != nullptr);
+  if (ci) {
+    CHECK_EQ(ci->dependencies.size(), 2u);
+    CHECK_EQ(ci->dependencies[0], b);
+    CHECK_EQ(ci->dependencies[1], a);
+  }
+  CHECK_EQ(k.retainKextWithLoadTag(c), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(c), OK);
+  k.advance(60000);
+  CHECK(!loaded(k, a));
+  CHECK(!loaded(k, b));
+  CHECK(!loaded(k, c));
+  CHECK_EQ(k.loadedKexts().size(), 9u);
+}
+
+TEST(explicit_unload_codes) {
+  SimKernel k;
+  CHECK_EQ(k.unloadKext(kKernel), RC_kOSKextReturnInvalidArgument);
+  CHECK_EQ(k.unloadKext(kBsd), RC_kOSKextReturnInvalidArgument);
+  CHECK_EQ(k.unloadKext(kIokit), RC_kOSKextReturnInUse);  // depended on by the sample
+  CHECK_EQ(k.unloadKext(kSample), RC_kOSKextReturnInUse);  // service instance
+  CHECK_EQ(k.unloadKext(9), RC_kOSKextReturnNotFound);
+  CHECK_EQ(k.unloadKext(0xFFFFFFFFu), RC_kOSKextReturnNotFound);
+  CHECK_EQ(RC_kOSKextReturnInUse, 0xDC008018u);
+
+  uint32_t a = load(k, spec("com.example.a"));
+  uint32_t b = load(k, spec("com.example.b", {"com.example.a"}));
+  CHECK_EQ(k.unloadKext(a), RC_kOSKextReturnInUse);  // depended on
+  CHECK_EQ(k.retainKextWithLoadTag(b), OK);
+  CHECK_EQ(k.unloadKext(b), RC_kOSKextReturnInUse);  // retained
+  CHECK_EQ(k.releaseKextWithLoadTag(b), OK);
+  CHECK_EQ(k.setInstances(b, "com_example_B", 2), OK);
+  CHECK_EQ(k.unloadKext(b), RC_kOSKextReturnInUse);  // instantiated
+  CHECK_EQ(k.setInstances(b, "com_example_B", 0), OK);
+  CHECK_EQ(k.unloadKext(b), OK);
+  CHECK(!loaded(k, b));
+  CHECK_EQ(k.retainCount(a), 2);
+  CHECK_EQ(k.unloadKext(b), RC_kOSKextReturnNotFound);
+  CHECK_EQ(k.unloadKext(a), OK);
+  CHECK_EQ(k.loadedKexts().size(), 9u);
+
+  SimKernel::Options o;
+  o.unloadEnabled = false;
+  SimKernel k2(o);
+  uint32_t c = load(k2, spec("com.example.c"));
+  CHECK_EQ(k2.unloadKext(c), RC_kOSKextReturnDisabled);
+  CHECK_EQ(k2.unloadKext(kKernel), RC_kOSKextReturnDisabled);
+  CHECK_EQ(k2.unloadKext(44), RC_kOSKextReturnNotFound);
+}
+
+TEST(load_codes) {
+  SimKernel k;
+  uint32_t tag = 0;
+  CHECK_EQ(k.loadKext(spec(""), &tag), RC_kOSKextReturnInvalidArgument);
+  CHECK_EQ(tag, kInvalidLoadTag);
+  KextSpec a = spec("com.example.a");
+  a.version = "2.0";
+  a.uuid = "11111111-2222-3333-4444-555555555555";
+  CHECK_EQ(k.loadKext(a, &tag), OK);
+  CHECK_EQ(tag, 9u);
+  CHECK_STR(infoFor(k.loadedKexts(), 9)->uuid, "11111111-2222-3333-4444-555555555555");
+  CHECK_STR(infoFor(k.loadedKexts(), 9)->version, "2.0");
+  // Same version: success with the existing tag, with or without the UUID.
+  tag = 0;
+  CHECK_EQ(k.loadKext(a, &tag), OK);
+  CHECK_EQ(tag, 9u);
+  KextSpec noUuid = a;
+  noUuid.uuid.clear();
+  tag = 0;
+  CHECK_EQ(k.loadKext(noUuid, &tag), OK);
+  CHECK_EQ(tag, 9u);
+  CHECK_EQ(k.retainCount(9), 2);  // an idempotent load takes no reference
+  KextSpec other = a;
+  other.version = "2.1";
+  CHECK_EQ(k.loadKext(other, &tag), RC_kOSKextReturnLoadedVersionDiffers);
+  CHECK_EQ(tag, kInvalidLoadTag);
+  other = a;
+  other.uuid = "11111111-2222-3333-4444-555555555556";
+  CHECK_EQ(k.loadKext(other, &tag), RC_kOSKextReturnLoadedVersionDiffers);
+  CHECK_EQ(RC_kOSKextReturnLoadedVersionDiffers, 0xDC008014u);
+  // Missing dependency: nothing changes, not even the tag counter.
+  CHECK_EQ(k.loadKext(spec("com.example.b", {"com.example.a", "com.example.missing"}), &tag),
+           RC_kOSKextReturnDependencies);
+  CHECK_EQ(RC_kOSKextReturnDependencies, 0xDC00800Eu);
+  CHECK_EQ(k.retainCount(9), 2);
+  CHECK_EQ(k.lookupLoadTag("com.example.b"), kInvalidLoadTag);
+  CHECK_EQ(k.loadedKexts().size(), 10u);
+  CHECK_EQ(load(k, spec("com.example.b", {"com.example.a"})), 10u);
+  CHECK_EQ(k.retainCount(9), 3);
+  // A duplicated dependency is linked once.
+  CHECK_EQ(load(k, spec("com.example.c", {"com.example.a", "com.example.a"})), 11u);
+  CHECK_EQ(k.retainCount(9), 4);
+  CHECK_EQ(infoFor(k.loadedKexts(), 11)->dependencies.size(), 1u);
+  // A null tagOut is allowed.
+  CHECK_EQ(k.loadKext(spec("com.example.d"), nullptr), OK);
+  CHECK_EQ(k.lookupLoadTag("com.example.d"), 12u);
+  // Derived UUIDs: uppercase 8-4-4-4-12, distinct per kext.
+  std::string u = infoFor(k.loadedKexts(), 12)->uuid;
+  CHECK_EQ(u.size(), 36u);
+  bool shape = u.size() == 36;
+  for (size_t i = 0; shape && i < u.size(); i++) {
+    if (i == 8 || i == 13 || i == 18 || i == 23)
+      shape = u[i] == '-';
+    else
+      shape = (u[i] >= '0' && u[i] <= '9') || (u[i] >= 'A' && u[i] <= 'F');
+  }
+  CHECK(shape);
+  CHECK(u != infoFor(k.loadedKexts(), 10)->uuid);
+  // Deterministic: the same id at the same tag in another world gets the same UUID.
+  SimKernel k2;
+  for (const char *id : {"com.example.x1", "com.example.x2", "com.example.x3"})
+    load(k2, spec(id));
+  CHECK_EQ(load(k2, spec("com.example.d")), 12u);
+  CHECK_STR(infoFor(k2.loadedKexts(), 12)->uuid, u);
+}
+
+TEST(tags_never_reused) {
+  SimKernel k;
+  uint32_t a = load(k, spec("com.example.a"));
+  CHECK_EQ(a, 9u);
+  CHECK_EQ(k.unloadKext(a), OK);
+  uint32_t again = load(k, spec("com.example.a"));
+  CHECK_EQ(again, 10u);
+  CHECK_EQ(k.retainKextWithLoadTag(9), RC_kOSKextReturnNotFound);
+  CHECK_EQ(k.retainCount(10), 2);
+  // Autounloaded tags are not reused either.
+  CHECK_EQ(k.retainKextWithLoadTag(again), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(again), OK);
+  k.advance(60000);
+  CHECK(!loaded(k, again));
+  CHECK_EQ(load(k, spec("com.example.a")), 11u);
+  std::vector<KextInfo> v = k.loadedKexts();
+  CHECK_EQ(v.size(), 10u);
+  CHECK_EQ(v.back().loadTag, 11u);
+  for (size_t i = 1; i < v.size(); i++) CHECK(v[i - 1].loadTag < v[i].loadTag);
+}
+
+TEST(fault_injection) {
+  SimKernel k;
+  k.injectFault(Kpi::Retain, RC_kOSKextReturnNoMemory, 2);
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), RC_kOSKextReturnNoMemory);
+  CHECK_EQ(k.retainKextWithLoadTag(0xFFFFFFFFu), RC_kOSKextReturnNoMemory);
+  CHECK_EQ(k.retainCount(kSample), 2);
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.retainCount(kSample), 3);
+  k.injectFault(Kpi::Release, RC_kOSReturnError, 1);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), RC_kOSReturnError);
+  CHECK_EQ(k.retainCount(kSample), 3);
+  CHECK(!k.autounloadArmed());  // a faulted release changes nothing
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.retainCount(kSample), 2);
+  CHECK(k.autounloadArmed());
+  // A release fault does not touch retains, and vice versa.
+  k.injectFault(Kpi::Release, 0xE00002BCu, 1);
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), 0xE00002BCu);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.retainCount(kSample), 2);
+  // A faulted over-release does not panic (nothing happened).
+  k.injectFault(Kpi::Release, RC_kOSKextReturnNotFound, 1);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), RC_kOSKextReturnNotFound);
+  CHECK(!k.panicked());
+}
+
+TEST(user_client_instances) {
+  SimKernel k;
+  auto clients = [&k]() { return infoFor(k.loadedKexts(), kSample)->classes[1].instances; };
+  CHECK_EQ(k.openUserClient(), RC_kIOReturnSuccess);
+  CHECK_EQ(clients(), 1u);
+  CHECK_EQ(k.openUserClient(), RC_kIOReturnSuccess);
+  CHECK_EQ(clients(), 2u);
+  k.closeUserClient();
+  CHECK_EQ(clients(), 1u);
+  // With its service gone, an open user client still keeps the kext loaded.
+  CHECK_EQ(k.setInstances(kSample, KB_SERVICE_CLASS_NAME, 0), OK);
+  CHECK_EQ(k.openUserClient(), RC_kIOReturnNotFound);
+  CHECK_EQ(RC_kIOReturnNotFound, 0xE00002F0u);
+  CHECK_EQ(clients(), 1u);
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  k.advance(60000);
+  CHECK(loaded(k, kSample));
+  CHECK_EQ(k.unloadKext(kSample), RC_kOSKextReturnInUse);
+  k.closeUserClient();
+  CHECK_EQ(clients(), 0u);
+  k.closeUserClient();  // never below zero
+  CHECK_EQ(clients(), 0u);
+  CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  k.advance(60000);
+  CHECK(!loaded(k, kSample));
+  CHECK_EQ(k.openUserClient(), RC_kIOReturnNotFound);
+  k.closeUserClient();  // no-op with the kext gone
+  CHECK_EQ(k.sampleLoadTag(), kSample);
+}
+
+TEST(sample_kext_api_and_user_client_core) {
+  auto kernel = std::make_shared<SimKernel>();
+  SampleKextApi api(kernel);
+  CHECK_EQ(api.ownLoadTag(), kSample);
+  CHECK_STR(api.ownIdentifier(), KB_SAMPLE_BUNDLE_ID);
+  CHECK_STR(api.ownVersion(), KB_SAMPLE_VERSION);
+  CHECK_EQ(api.retainKext(kSample), OK);
+  CHECK_EQ(kernel->retainCount(kSample), 3);
+  CHECK_EQ(api.releaseKext(kSample), OK);
+  CHECK_EQ(kernel->retainCount(kSample), 2);
+  CHECK_EQ(api.retainKext(0xFFFFFFFFu), RC_kOSKextReturnInvalidArgument);
+  CHECK_EQ(api.releaseKext(77), RC_kOSKextReturnNotFound);
+
+  // Through the user-client core: retains are ledgered and released on close.
+  MutexLock lock;
+  UserClientCore core(api, lock, true);
+  uint64_t in[1] = {kIokit};
+  uint64_t out[2] = {0, 0};
+  MethodArgs args = {in, 1, nullptr, 0, out, 2, nullptr, 0, false};
+  CHECK_EQ(core.externalMethod(kSelectorRetain, args), RC_kIOReturnSuccess);
+  CHECK_EQ(out[0], (uint64_t)OK);
+  CHECK_EQ(out[1], 1u);
+  args = {in, 1, nullptr, 0, out, 2, nullptr, 0, false};
+  CHECK_EQ(core.externalMethod(kSelectorRetain, args), RC_kIOReturnSuccess);
+  CHECK_EQ(kernel->retainCount(kIokit), 5);
+  CHECK_EQ(core.close(), 2u);
+  CHECK_EQ(kernel->retainCount(kIokit), 3);
+  CHECK(!kernel->panicked());
+}
+
+TEST(threads_retain_release_same_tag) {
+  SimKernel k;
+  uint32_t t = load(k, spec("com.example.hot"));
+  std::vector<std::thread> threads;
+  std::vector<int> bad(4, 0);
+  for (int i = 0; i < 4; i++)
+    threads.emplace_back([&k, &bad, t, i]() {
+      for (int n = 0; n < 10000; n++) {
+        if (k.retainKextWithLoadTag(t) != RC_kOSReturnSuccess) bad[i]++;
+        if (k.releaseKextWithLoadTag(t) != RC_kOSReturnSuccess) bad[i]++;
+      }
+    });
+  for (std::thread &th : threads) th.join();
+  for (int i = 0; i < 4; i++) CHECK_EQ(bad[i], 0);
+  CHECK_EQ(k.retainCount(t), 2);
+  CHECK(!k.panicked());
+  CHECK_EQ(infoFor(k.loadedKexts(), t)->retainCount, 0);
+}
+
+TEST(threads_mixed_calls) {
+  SimKernel k;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; i++)
+    threads.emplace_back([&k, i]() {
+      for (int n = 0; n < 2000; n++) {
+        k.retainKextWithLoadTag(kSample);
+        if (i == 0) k.loadedKexts();
+        if (i == 1) k.advance(1);
+        k.releaseKextWithLoadTag(kSample);
+      }
+    });
+  for (std::thread &th : threads) th.join();
+  CHECK_EQ(k.retainCount(kSample), 2);
+  CHECK_EQ(k.now(), 2000u);
+  CHECK(!k.panicked());
+}
+
+TEST(ten_thousand_kexts) {
+  SimKernel k;
+  uint32_t first = 0, last = 0;
+  for (int i = 0; i < 10000; i++) {
+    KextSpec s = spec("com.example.k" + std::to_string(i),
+                      i ? std::vector<std::string>{"com.example.k" + std::to_string(i - 1),
+                                                   "com.apple.kpi.libkern"}
+                        : std::vector<std::string>{"com.apple.kpi.libkern"});
+    uint32_t t = load(k, s);
+    if (i == 0) first = t;
+    last = t;
+  }
+  CHECK_EQ(first, 9u);
+  CHECK_EQ(last, 10008u);
+  std::vector<KextInfo> v = k.loadedKexts();
+  CHECK_EQ(v.size(), 10009u);
+  CHECK_EQ(v[kLibkern].retainCount, 10001);
+  CHECK_EQ(v[10].retainCount, 1);
+  CHECK_EQ(v[10].dependencies.size(), 2u);
+  CHECK_EQ(v[10].dependencies[0], 9u);
+  CHECK_EQ(v[10].dependencies[1], kLibkern);
+  CHECK_EQ(v.back().retainCount, 0);
+  CHECK_EQ(k.lookupLoadTag("com.example.k5000"), 5009u);
+  CHECK_EQ(k.retainKextWithLoadTag(5009), OK);
+  CHECK_EQ(k.retainCount(5009), 4);
+  CHECK_EQ(k.releaseKextWithLoadTag(5009), OK);
+  // The whole 10,000-deep chain unwinds in one scan.
+  k.advance(60000);
+  CHECK_EQ(k.loadedKexts().size(), 9u);
+  CHECK_EQ(k.retainCount(kLibkern), 3);
+  CHECK_EQ(k.lookupLoadTag("com.example.k5000"), kInvalidLoadTag);
+  CHECK_EQ(load(k, spec("com.example.k0")), 10009u);
+}
+
+}  // namespace
+
+int main() {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  int passed = 0, failed = 0;
+  for (const TestCase &t : registry()) {
+    gFailures = 0;
+    t.fn();
+    if (gFailures == 0) {
+      passed++;
+      printf("ok   %s\n", t.name);
+    } else {
+      failed++;
+      printf("FAIL %s (%d checks)\n", t.name, gFailures);
+    }
+  }
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
