@@ -1,0 +1,21 @@
+// kb::KernelApi over the real KPIs: the kext-retain calls from com.apple.kpi.libkern and the
+// kext's own identity from libkmod (which reads this kext's kmod_info, stamped at load).
+#ifndef KEXTBRIDGE_KEXT_KPI_KERNEL_API_H
+#define KEXTBRIDGE_KEXT_KPI_KERNEL_API_H
+
+#include "kernel_api.h"
+
+namespace kbkext {
+
+class KpiKernelApi final : public kb::KernelApi {
+ public:
+  uint32_t retainKext(uint32_t loadTag) override;
+  uint32_t releaseKext(uint32_t loadTag) override;
+  uint32_t ownLoadTag() override;
+  const char *ownIdentifier() override;
+  const char *ownVersion() override;
+};
+
+} // namespace kbkext
+
+#endif

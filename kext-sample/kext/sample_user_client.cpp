@@ -1,0 +1,109 @@
+#include "sample_user_client.h"
+
+#include "client_session.h"
+#include "log.h"
+#include "sample_service.h"
+
+OSDefineMetaClassAndStructors(org_kextbridge_SampleUserClient, IOUserClient);
+
+bool org_kextbridge_SampleUserClient::initWithTask(task_t owningTask, void *securityToken,
+                                                   UInt32 type, OSDictionary *properties) {
+  if (!IOUserClient::initWithTask(owningTask, securityToken, type, properties)) return false;
+
+  task_ = owningTask;
+  // Opening is open to everyone; the core refuses retain and release unless this held.
+  privileged_ =
+      clientHasPrivilege(securityToken, kIOClientPrivilegeAdministrator) == kIOReturnSuccess;
+
+  // A false return here reaches IOServiceOpen as kIOReturnBadArgument; free() cleans up.
+  lock_ = IOLockAlloc();
+  if (!lock_) {
+    KB_LOG("user client: IOLockAlloc failed");
+    return false;
+  }
+  session_ = new kbkext::ClientSession(lock_, privileged_);
+  if (!session_) {
+    KB_LOG("user client: no memory for the client session");
+    return false;
+  }
+  return true;
+}
+
+bool org_kextbridge_SampleUserClient::start(IOService *provider) {
+  if (!session_ || !OSDynamicCast(org_kextbridge_SampleService, provider)) return false;
+  if (!IOUserClient::start(provider)) return false;
+  KB_LOG("user client opened (%s)", privileged_ ? "administrator" : "not privileged");
+  return true;
+}
+
+// Also reached when the service goes away with clients still open, where clientClose is
+// never called: the ledger is released here too.
+void org_kextbridge_SampleUserClient::stop(IOService *provider) {
+  releaseHeld("stop");
+  IOUserClient::stop(provider);
+}
+
+void org_kextbridge_SampleUserClient::free() {
+  if (session_) {
+    releaseHeld("free");  // normally a no-op by now; guarantees nothing leaks on any path
+    delete session_;
+    session_ = nullptr;
+  }
+  if (lock_) {
+    IOLockFree(lock_);
+    lock_ = nullptr;
+  }
+  IOUserClient::free();
+}
+
+IOReturn org_kextbridge_SampleUserClient::clientClose() {
+  releaseHeld("close");
+  terminate();
+  return kIOReturnSuccess;
+}
+
+// The owning process died without closing. Release first (this path may run without the
+// user client's own lock; the core takes its own), then the default, which calls
+// clientClose once if the client is not closed yet.
+IOReturn org_kextbridge_SampleUserClient::clientDied() {
+  releaseHeld("client died");
+  return IOUserClient::clientDied();
+}
+
+void org_kextbridge_SampleUserClient::releaseHeld(const char *when) {
+  if (!session_) return;
+  uint32_t released = session_->core().close();
+  if (released) KB_LOG("user client %s: released %u retain(s) it still held", when, released);
+}
+
+IOReturn org_kextbridge_SampleUserClient::externalMethod(uint32_t selector,
+                                                        IOExternalMethodArguments *arguments,
+                                                        IOExternalMethodDispatch *dispatch,
+                                                        OSObject *target, void *reference) {
+  (void)dispatch;
+  (void)target;
+  (void)reference;
+  if (!session_ || !arguments) return kIOReturnNotOpen;
+  // Asynchronous calls (IOConnectCallAsyncMethod) hand over a send right to a wake port
+  // that a successful return would leave this client owning, and no selector is async.
+  // Refusing makes MIG destroy the right. This is not a protocol rule (the transports
+  // never make async calls), so it is not in the core.
+  if (arguments->asyncWakePort != MACH_PORT_NULL) return kIOReturnBadArgument;
+
+  kb::MethodArgs args;
+  args.scalarInput = arguments->scalarInput;
+  args.scalarInputCount = arguments->scalarInputCount;
+  args.structureInput = arguments->structureInput;
+  args.structureInputSize = arguments->structureInputSize;
+  args.scalarOutput = arguments->scalarOutput;
+  args.scalarOutputCount = arguments->scalarOutputCount;
+  args.structureOutput = arguments->structureOutput;
+  args.structureOutputSize = arguments->structureOutputSize;
+  args.outOfLine = arguments->structureInputDescriptor || arguments->structureOutputDescriptor;
+
+  // The core validates everything; the superclass dispatch is deliberately not used.
+  uint32_t kr = session_->core().externalMethod(selector, args);
+  arguments->scalarOutputCount = args.scalarOutputCount;
+  arguments->structureOutputSize = args.structureOutputSize;
+  return (IOReturn)kr;
+}
