@@ -4,11 +4,7 @@
 // only grows, so load order is also tag order and a tag is found by binary search. A kext
 // being unloaded is first marked `removed` (so a scan can unload many in one pass) and then
 // compacted out in one linear sweep.
-//
-// Bundle-id lookups go through a hash index. The header fixes SimKernel's members, so the
-// index is owned by the __kernel__ entry (always kexts_[0]: it is a kernel component, so it
-// can be neither unloaded nor autounloaded). If it is ever missing, lookups fall back to a
-// linear scan.
+// Bundle-id lookups go through byId_.
 #include "sim_kernel.h"
 
 #include <stdio.h>
@@ -77,8 +73,6 @@ struct SimKernel::Kext {
   bool isInterface = false;
   bool started = true;
   bool removed = false;             // unloaded, waiting to be compacted out of kexts_
-  // Only on __kernel__: bundle id → load tag of every loaded kext.
-  std::unique_ptr<std::unordered_map<std::string, uint32_t>> idIndex;
 
   bool hasLiveInstances() const {
     for (const ClassSpec &c : classes)
@@ -89,21 +83,6 @@ struct SimKernel::Kext {
     for (ClassSpec &c : classes)
       if (c.name == name) return &c;
     return nullptr;
-  }
-
-  // The registry's helpers. Kext is a member of SimKernel, so it may reach its privates.
-  static std::unordered_map<std::string, uint32_t> *index(SimKernel &k) {
-    return k.kexts_.empty() ? nullptr : k.kexts_.front()->idIndex.get();
-  }
-  // Drops kexts marked removed (one linear sweep) and their bundle-id entries.
-  static void compact(SimKernel &k) {
-    std::unordered_map<std::string, uint32_t> *idx = index(k);
-    if (idx)
-      for (const std::unique_ptr<Kext> &p : k.kexts_)
-        if (p->removed) idx->erase(p->bundleId);
-    k.kexts_.erase(std::remove_if(k.kexts_.begin(), k.kexts_.end(),
-                                  [](const std::unique_ptr<Kext> &p) { return p->removed; }),
-                   k.kexts_.end());
   }
 };
 
@@ -166,13 +145,8 @@ const SimKernel::Kext *SimKernel::find(uint32_t loadTag) const {
 }
 
 SimKernel::Kext *SimKernel::findById(const std::string &bundleId) {
-  if (std::unordered_map<std::string, uint32_t> *idx = Kext::index(*this)) {
-    auto it = idx->find(bundleId);
-    return it == idx->end() ? nullptr : find(it->second);
-  }
-  for (const std::unique_ptr<Kext> &k : kexts_)
-    if (!k->removed && k->bundleId == bundleId) return k.get();
-  return nullptr;
+  auto it = byId_.find(bundleId);
+  return it == byId_.end() ? nullptr : find(it->second);
 }
 
 // ---- the KPIs ----
@@ -262,12 +236,9 @@ uint32_t SimKernel::loadLocked(const KextSpec &spec, uint32_t *tagOut) {
   // addClass turns autounload on for an IOService subclass (unless unload is unsupported).
   k->autounload = registersService ? !spec.unloadUnsupported : spec.autounload;
 
-  if (kexts_.empty())
-    k->idIndex.reset(new std::unordered_map<std::string, uint32_t>());
   Kext *raw = k.get();
   kexts_.push_back(std::move(k));
-  if (std::unordered_map<std::string, uint32_t> *idx = Kext::index(*this))
-    (*idx)[raw->bundleId] = raw->tag;
+  byId_[raw->bundleId] = raw->tag;
   if (tagOut) *tagOut = raw->tag;
   return RC_kOSReturnSuccess;
 }
@@ -283,7 +254,7 @@ uint32_t SimKernel::unloadKext(uint32_t loadTag) {
   if (k->kernelComponent) return RC_kOSKextReturnInvalidArgument;
   if (k->hasLiveInstances()) return RC_kOSKextReturnInUse;
   removeLocked(loadTag);
-  Kext::compact(*this);
+  compactLocked();
   return RC_kOSReturnSuccess;
 }
 
@@ -355,7 +326,7 @@ void SimKernel::runAutounloadScan() {
       removeLocked(k.tag);
       unloaded = true;
     }
-    Kext::compact(*this);
+    compactLocked();
   }
 }
 
@@ -483,6 +454,15 @@ void SimKernel::closeUserClient() {
 }
 
 // ---- SampleKextApi ----
+
+// Drops kexts marked removed, and their bundle ids, in one linear sweep.
+void SimKernel::compactLocked() {
+  for (const std::unique_ptr<Kext> &k : kexts_)
+    if (k->removed) byId_.erase(k->bundleId);
+  kexts_.erase(std::remove_if(kexts_.begin(), kexts_.end(),
+                              [](const std::unique_ptr<Kext> &k) { return k->removed; }),
+               kexts_.end());
+}
 
 SampleKextApi::SampleKextApi(std::shared_ptr<SimKernel> kernel) : kernel_(std::move(kernel)) {}
 

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "kernel_api.h"
@@ -117,12 +118,14 @@ class SimKernel {
   void considerUnloads();                 // (re)arm the scan 60 s ahead
   void runAutounloadScan();               // repeat passes until one unloads nothing
   bool eligibleForAutounload(const Kext &k) const;
-  void removeLocked(uint32_t loadTag);    // drops the kext and its dependency references
+  void removeLocked(uint32_t loadTag);    // marks it unloaded, drops its dependency references
+  void compactLocked();                   // sweeps marked kexts out of kexts_ and byId_
   void recordPanic(const char *call, const Kext &k);
 
   mutable std::mutex mu_;
   Options options_;
-  std::vector<std::unique_ptr<Kext>> kexts_;  // loaded kexts, in load order
+  std::vector<std::unique_ptr<Kext>> kexts_;  // loaded kexts, in load (= tag) order
+  std::unordered_map<std::string, uint32_t> byId_;  // bundle id → load tag
   uint32_t nextLoadTag_ = 0;
   uint32_t sampleTag_ = 0;
   uint64_t nowMs_ = 0;
