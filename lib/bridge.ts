@@ -1,5 +1,5 @@
 import { codeValue, describeReturn, isCodeName } from './codes';
-import { KextBridgeError } from './errors';
+import { callSite, CallSite, KextBridgeError } from './errors';
 import { binding, isOpenFailure, NativeCallResult, NativeConnection, NativeKext, NativeManyResult } from './native';
 import { LIMITS, PROTOCOL_VERSION, SELECTORS } from './protocol.gen';
 import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
@@ -86,12 +86,14 @@ export class KextBridge {
   /** Many retains in one trip to the worker thread; one typed result per tag, in order. */
   async retainMany(loadTags: readonly number[] | Uint32Array): Promise<RetainResult[]> {
     const tags = checkLoadTags(loadTags);
-    return this.decodeMany('retain', tags, await this.conn.callMany(sel.retain.selector, tags));
+    const site = callSite(this.retainMany);
+    return this.decodeMany('retain', tags, await this.conn.callMany(sel.retain.selector, tags), site);
   }
 
   async releaseMany(loadTags: readonly number[] | Uint32Array): Promise<ReleaseResult[]> {
     const tags = checkLoadTags(loadTags);
-    return this.decodeMany('release', tags, await this.conn.callMany(sel.release.selector, tags));
+    const site = callSite(this.releaseMany);
+    return this.decodeMany('release', tags, await this.conn.callMany(sel.release.selector, tags), site);
   }
 
   /** What this connection holds: [{ loadTag, count }]. */
@@ -101,7 +103,8 @@ export class KextBridge {
 
   /** The loaded-kext table (KextManagerCopyLoadedKextInfo on a Mac). */
   async loadedKexts(): Promise<LoadedKext[]> {
-    return decodeKexts(await this.conn.loadedKexts());
+    const site = callSite(this.loadedKexts);
+    return decodeKexts(await this.conn.loadedKexts(), site);
   }
 
   /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */
@@ -121,7 +124,8 @@ export class KextBridge {
   }
 
   private async call(op: string, c: Call): Promise<NativeCallResult> {
-    return checkTransport(op, await this.conn.call(c.selector, c.scalars, null, c.outScalars, c.outStruct), c);
+    const site = callSite(this.call);
+    return checkTransport(op, await this.conn.call(c.selector, c.scalars, null, c.outScalars, c.outStruct), c, site);
   }
 
   private callSync(op: string, c: Call): NativeCallResult {
@@ -136,12 +140,12 @@ export class KextBridge {
     return this.decodeMany(op, tags, this.conn.callManySync(sel[op].selector, tags));
   }
 
-  private decodeMany<S extends Counted>(op: S, tags: Uint32Array, r: NativeManyResult): ResultFor<S>[] {
-    if (r.kr !== 0) throw new KextBridgeError(`${op}Many`, r.kr);
+  private decodeMany<S extends Counted>(op: S, tags: Uint32Array, r: NativeManyResult, site?: CallSite): ResultFor<S>[] {
+    if (r.kr !== 0) throw new KextBridgeError(`${op}Many`, r.kr, undefined, site);
     const out: (RetainResult | ReleaseResult)[] = [];
     for (let i = 0; i < tags.length; i++) {
       const kr = r.results[i * 3];
-      if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(`${op}Many`, kr, `${describeReturn(kr).message} (tag ${tags[i]})`);
+      if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(`${op}Many`, kr, `${describeReturn(kr).message} (tag ${tags[i]})`, site);
       out.push(decode(op, tags[i], kr, r.results[i * 3 + 1], r.results[i * 3 + 2]));
     }
     return out as ResultFor<S>[];
@@ -153,13 +157,14 @@ function refusable(op: Counted, kr: number): boolean {
   return (sel[op].userClientCodes as readonly string[]).includes(describeReturn(kr).name);
 }
 
-function checkTransport(op: string, r: NativeCallResult, c: Call): NativeCallResult {
+function checkTransport(op: string, r: NativeCallResult, c: Call, site?: CallSite): NativeCallResult {
   if (r.kr === 0) {
-    if (r.scalars.length !== c.outScalars) throw new KextBridgeError(op, codeValue('kIOReturnBadArgument'), `the user client answered ${r.scalars.length} scalars, expected ${c.outScalars}`);
+    if (r.scalars.length !== c.outScalars)
+      throw new KextBridgeError(op, codeValue('kIOReturnBadArgument'), `the user client answered ${r.scalars.length} scalars, expected ${c.outScalars}`, site);
     return r;
   }
   if ((op === 'retain' || op === 'release') && refusable(op, r.kr)) return r;
-  throw new KextBridgeError(op, r.kr);
+  throw new KextBridgeError(op, r.kr, undefined, site);
 }
 
 function counted(op: Counted, loadTag: number, r: NativeCallResult): RetainResult | ReleaseResult {
@@ -203,8 +208,8 @@ function decodeHeld(r: NativeCallResult): Held[] {
   return held.sort((a, b) => a.loadTag - b.loadTag);
 }
 
-function decodeKexts(r: { kr: number; kexts: NativeKext[] }): LoadedKext[] {
-  if (r.kr !== 0) throw new KextBridgeError('loadedKexts', r.kr);
+function decodeKexts(r: { kr: number; kexts: NativeKext[] }, site?: CallSite): LoadedKext[] {
+  if (r.kr !== 0) throw new KextBridgeError('loadedKexts', r.kr, undefined, site);
   return r.kexts;
 }
 

@@ -14,7 +14,8 @@ export class KextBridgeError extends Error {
   readonly operation: string;
   readonly description: ReturnDescription;
 
-  constructor(operation: string, code: number, detail?: string) {
+  /** `site`: a stack captured where the caller made the call, before any thread hop. */
+  constructor(operation: string, code: number, detail?: string, site?: CallSite) {
     const d = describeReturn(code);
     super(`${operation}: ${d.name} (${d.hex}): ${detail ?? d.message}`);
     this.name = 'KextBridgeError';
@@ -23,5 +24,17 @@ export class KextBridgeError extends Error {
     this.hex = d.hex;
     this.operation = operation;
     this.description = d;
+    if (site?.stack) this.stack = `${this.name}: ${this.message}\n${site.stack.slice(site.stack.indexOf('\n') + 1)}`;
   }
+}
+
+export interface CallSite {
+  stack?: string;
+}
+
+/** Records the caller's stack now (cheap: formatted only if an error is ever raised). */
+export function callSite(below?: Function): CallSite {
+  const site: CallSite = {};
+  Error.captureStackTrace(site, below ?? callSite);
+  return site;
 }
