@@ -1,0 +1,72 @@
+// Checks only a real Mac can answer (root, sample kext loaded, KEXTBRIDGE_TEST_IOKIT=1).
+// Elsewhere each shows as skipped with the reason. Run through `npm run test:mac`.
+import { execFileSync, spawn } from 'child_process';
+import * as path from 'path';
+import { open, SAMPLE_KEXT } from '../lib';
+import { iokitEnabled } from './backends';
+
+const child = path.join(__dirname, 'fixtures', 'mac-child.js');
+const macTest = iokitEnabled ? test : (name: string) => test.skip(`${name} — needs the test Mac: sudo npm run test:mac`, () => undefined);
+
+async function sampleRetainCount(): Promise<number> {
+  const kb = await open({ backend: 'iokit' });
+  try {
+    return (await kb.loadedKexts()).find((k) => k.bundleId === SAMPLE_KEXT.bundleId)!.retainCount;
+  } finally {
+    await kb.close();
+  }
+}
+
+async function until(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) if (await check()) return true;
+  return check();
+}
+
+describe('on the test Mac', () => {
+  macTest('the iokit backend is what open() picks when the kext answers', async () => {
+    const kb = await open();
+    expect(kb.backend).toBe('iokit');
+    expect(kb.sim).toBeUndefined();
+    expect((await kb.info()).identifier).toBe(SAMPLE_KEXT.bundleId);
+    await kb.close();
+  });
+
+  macTest('a non-root process may open but is refused retain with kIOReturnNotPrivileged', async () => {
+    const out = execFileSync(process.execPath, [child, 'unprivileged'], { uid: 4294967294 /* nobody */, gid: 4294967294, encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual({ privileged: false, retain: 'kIOReturnNotPrivileged', code: 0xe00002c1 });
+  });
+
+  macTest('OSBundleRetainCount reads back +1 after retain and the same after release', async () => {
+    const before = await sampleRetainCount();
+    const kb = await open({ backend: 'iokit' });
+    await kb.retain();
+    expect(await sampleRetainCount()).toBe(before + 1);
+    await kb.release();
+    expect(await sampleRetainCount()).toBe(before);
+    await kb.close();
+  });
+
+  macTest('kmutil refuses to unload the sample kext while it is retained', async () => {
+    const kb = await open({ backend: 'iokit' });
+    await kb.retain();
+    try {
+      expect(() => execFileSync('kmutil', ['unload', '-b', SAMPLE_KEXT.bundleId], { stdio: 'pipe' })).toThrow();
+      expect((await kb.loadedKexts()).some((k) => k.bundleId === SAMPLE_KEXT.bundleId)).toBe(true);
+    } finally {
+      await kb.release();
+      await kb.close();
+    }
+  });
+
+  macTest('a child that retains and is killed leaves nothing retained (clientDied releases its ledger)', async () => {
+    const before = await sampleRetainCount();
+    const proc = spawn(process.execPath, [child, 'retain-and-wait'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      proc.stdout!.on('data', (d) => String(d).includes('READY') && resolve());
+      proc.on('exit', (code) => reject(new Error(`child exited early (${code})`)));
+    });
+    expect(await sampleRetainCount()).toBe(before + 3);
+    proc.kill('SIGKILL');
+    expect(await until(async () => (await sampleRetainCount()) === before, 10_000)).toBe(true);
+  });
+});
