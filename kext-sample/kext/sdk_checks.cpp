@@ -22,8 +22,9 @@ template <class A> struct SameType<A, A> { static constexpr bool value = true; }
 } // namespace
 
 // Every code the kext can hand to user space, directly or in scalar output 0.
-#define KB_SAME_CODE(name) \
-  static_assert(kb::RC_##name == (uint32_t)(name), #name " differs between kextbridge.json and the SDK")
+#define KB_SAME_CODE(name)                       \
+  static_assert(kb::RC_##name == (uint32_t)(name), \
+                #name " differs between kextbridge.json and the SDK")
 
 KB_SAME_CODE(kIOReturnSuccess);
 KB_SAME_CODE(kIOReturnBadArgument);
@@ -50,8 +51,8 @@ static_assert(kb::kInvalidLoadTag == (uint32_t)kOSKextInvalidLoadTag,
 // The classes are declared with raw tokens (the metaclass macros need them). The token
 // must name the generated class (KB_*_CLASS) and spell the generated string
 // (KB_*_CLASS_NAME) that the personality and user space use.
-#define KB_SAME_CLASS(token, generated, name)                                         \
-  static_assert(SameType<token, generated>::value && sameString(#token, name),      \
+#define KB_SAME_CLASS(token, generated, name)                                    \
+  static_assert(SameType<token, generated>::value && sameString(#token, name), \
                 #token " differs from protocol/kextbridge.json sampleKext")
 
 KB_SAME_CLASS(org_kextbridge_SampleService, KB_SERVICE_CLASS, KB_SERVICE_CLASS_NAME);
