@@ -231,7 +231,8 @@ Napi::Value Connection::RunSync(Napi::Env env, Job &job) {
     std::lock_guard<std::mutex> lk(mu_);
     busy_ = false;
   }
-  cv_.notify_all();
+  // No notify: only the worker waits on cv_, and for work, not for busy_ (sync calls come
+  // from this one JS thread). Waking it here cost a context switch per sync call.
   return job.Result(env);
 }
 
