@@ -152,9 +152,23 @@ export class KextBridge {
   }
 }
 
+/**
+ * describeReturn, computed once per code: it builds strings, and every retain/release result
+ * (each tag of a batch too) decodes one. Internal only: callers never see the shared object.
+ */
+const described = new Map<number, ReturnType<typeof describeReturn>>();
+function describe(code: number): ReturnType<typeof describeReturn> {
+  let d = described.get(code);
+  if (d === undefined) {
+    d = describeReturn(code);
+    if (described.size < 256) described.set(code, d); // bounded: any 32-bit code may arrive
+  }
+  return d;
+}
+
 /** Refusals the user client may answer for this selector, per the selector table. */
 function refusable(op: Counted, kr: number): boolean {
-  return (sel[op].userClientCodes as readonly string[]).includes(describeReturn(kr).name);
+  return (sel[op].userClientCodes as readonly string[]).includes(describe(kr).name);
 }
 
 function checkTransport(op: string, r: NativeCallResult, c: Call, site?: CallSite): NativeCallResult {
@@ -174,10 +188,10 @@ function counted(op: Counted, loadTag: number, r: NativeCallResult): RetainResul
 /** A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. */
 function decode(op: Counted, loadTag: number, kr: number, osReturn: number, held: number): RetainResult | ReleaseResult {
   if (kr !== 0) {
-    const d = describeReturn(kr);
+    const d = describe(kr);
     return { ok: false, layer: 'userclient', name: d.name, code: d.value, message: d.message, loadTag } as RetainResult | ReleaseResult;
   }
-  const d = describeReturn(osReturn);
+  const d = describe(osReturn);
   if (!(sel[op].kernelCodes as readonly string[]).includes(d.name))
     throw new KextBridgeError(op, d.value, `the kernel answered ${d.name}, which ${op} cannot produce: ${d.message}`);
   if (d.value === 0) return { ok: true, layer: 'kernel', name: 'kOSReturnSuccess', code: 0, message: d.message, loadTag, held };
