@@ -22,7 +22,7 @@ void storeString(uint8_t *field, uint32_t size, const char *s) {
 }
 
 bool shapeMatches(const SelectorShape &shape, const MethodArgs &a) {
-  if (a.outOfLine) return false;
+  if (a.outOfLine || a.async) return false;
   if (a.scalarInputCount != shape.scalarInputs || a.structureInputSize != shape.structInputSize)
     return false;
   if (a.scalarOutputCount != shape.scalarOutputs || a.structureOutputSize != shape.structOutputSize)

@@ -17,15 +17,18 @@ static const uint32_t kInvalidLoadTag = 0xFFFFFFFFu;  // kOSKextInvalidLoadTag
 // The parts of IOExternalMethodArguments the core reads and writes. Output counts and sizes
 // come in as the caller's capacity and go out as what was written.
 struct MethodArgs {
-  const uint64_t *scalarInput;
-  uint32_t scalarInputCount;
-  const void *structureInput;
-  uint32_t structureInputSize;
-  uint64_t *scalarOutput;
-  uint32_t scalarOutputCount;
-  void *structureOutput;
-  uint32_t structureOutputSize;
-  bool outOfLine;  // a structure came as an IOMemoryDescriptor; this protocol never uses one
+  const uint64_t *scalarInput = nullptr;
+  uint32_t scalarInputCount = 0;
+  const void *structureInput = nullptr;
+  uint32_t structureInputSize = 0;
+  uint64_t *scalarOutput = nullptr;
+  uint32_t scalarOutputCount = 0;
+  void *structureOutput = nullptr;
+  uint32_t structureOutputSize = 0;
+  bool outOfLine = false;  // a structure came as an IOMemoryDescriptor; this protocol never uses one
+  // IOConnectCallAsyncMethod: no selector is asynchronous. Answering success would leave
+  // the client owning the caller's wake-port send right, a leak any caller could repeat.
+  bool async = false;
 };
 
 class UserClientCore {

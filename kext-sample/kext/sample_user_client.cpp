@@ -84,12 +84,6 @@ IOReturn org_kextbridge_SampleUserClient::externalMethod(uint32_t selector,
   (void)target;
   (void)reference;
   if (!session_ || !arguments) return kIOReturnNotOpen;
-  // Asynchronous calls (IOConnectCallAsyncMethod) hand over a send right to a wake port
-  // that a successful return would leave this client owning, and no selector is async.
-  // Refusing makes MIG destroy the right. This is not a protocol rule (the transports
-  // never make async calls), so it is not in the core.
-  if (arguments->asyncWakePort != MACH_PORT_NULL) return kIOReturnBadArgument;
-
   kb::MethodArgs args;
   args.scalarInput = arguments->scalarInput;
   args.scalarInputCount = arguments->scalarInputCount;
@@ -100,6 +94,7 @@ IOReturn org_kextbridge_SampleUserClient::externalMethod(uint32_t selector,
   args.structureOutput = arguments->structureOutput;
   args.structureOutputSize = arguments->structureOutputSize;
   args.outOfLine = arguments->structureInputDescriptor || arguments->structureOutputDescriptor;
+  args.async = arguments->asyncWakePort != MACH_PORT_NULL;
 
   // The core validates everything; the superclass dispatch is deliberately not used.
   uint32_t kr = session_->core().externalMethod(selector, args);

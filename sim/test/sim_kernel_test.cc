@@ -712,6 +712,11 @@ TEST(sample_kext_api_and_user_client_core) {
   args = {in, 1, nullptr, 0, out, 2, nullptr, 0, false};
   CHECK_EQ(core.externalMethod(kSelectorRetain, args), RC_kIOReturnSuccess);
   CHECK_EQ(kernel->retainCount(kIokit), 5);
+  // An asynchronous call (a wake port was sent) is refused before anything happens.
+  args = {in, 1, nullptr, 0, out, 2, nullptr, 0, false};
+  args.async = true;
+  CHECK_EQ(core.externalMethod(kSelectorRetain, args), RC_kIOReturnBadArgument);
+  CHECK_EQ(kernel->retainCount(kIokit), 5);
   CHECK_EQ(core.close(), 2u);
   CHECK_EQ(kernel->retainCount(kIokit), 3);
   CHECK(!kernel->panicked());
