@@ -34,13 +34,28 @@
         "kextbridge_core",
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],
-      "defines": ["NAPI_VERSION=8"],
+      "defines": ["NAPI_VERSION=8", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-fvisibility=hidden", "-Wall", "-Wextra"],
       "xcode_settings": {
         "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
         "GCC_SYMBOLS_PRIVATE_EXTERN": "YES",
         "MACOSX_DEPLOYMENT_TARGET": "11.0"
-      }
+      },
+      "conditions": [
+        ["OS=='mac'", {
+          # The real transport exists only on macOS; elsewhere openIOKit() answers
+          # kIOReturnUnsupported and open() uses the simulator.
+          "sources": ["native/iokit_transport.cc"],
+          "defines": ["KB_HAVE_IOKIT=1"],
+          "link_settings": {
+            "libraries": ["-framework IOKit", "-framework CoreFoundation"]
+          },
+          "xcode_settings": {
+            "ARCHS": ["arm64", "x86_64"],
+            "OTHER_CPLUSPLUSFLAGS": ["-Wunguarded-availability"]
+          }
+        }]
+      ]
     }
   ]
 }
