@@ -1,0 +1,34 @@
+// Which backend open() picks, and how it says no.
+import { defaultSimKernel, KextBridgeError, open } from '../lib';
+import { binding } from '../lib/native';
+
+const onMacWithKext = process.env.KEXTBRIDGE_TEST_IOKIT === '1';
+const offMac = binding().iokitAvailable ? test.skip : test;
+
+(onMacWithKext ? test.skip : test)("'auto' falls back to the simulator when no kext answers", async () => {
+  const kb = await open();
+  expect(kb.backend).toBe('sim');
+  expect(kb.sim).toBe(defaultSimKernel());
+  await kb.close();
+});
+
+offMac("'iokit' off macOS rejects with a KextBridgeError that says why and what to do", async () => {
+  const err = (await open({ backend: 'iokit' }).catch((e: unknown) => e)) as KextBridgeError;
+  expect(err).toBeInstanceOf(KextBridgeError);
+  expect(err).toMatchObject({ operation: 'open', codeName: 'kIOReturnUnsupported', code: 0xe00002c7 });
+  expect(err.message).toMatch(/only on macOS/);
+  expect(err.message).toMatch(/backend: 'sim'/);
+});
+
+test('connections opened without a kernel share the process default machine', async () => {
+  const a = await open({ backend: 'sim' });
+  const b = await open({ backend: 'sim' });
+  expect(a.sim).toBe(b.sim);
+  const tag = (await a.info()).loadTag;
+  const before = a.sim!.rawRetainCount(tag)!;
+  await a.retain();
+  expect(b.sim!.rawRetainCount(tag)).toBe(before + 1);
+  await a.close();
+  await b.close();
+  expect(b.sim!.rawRetainCount(tag)).toBe(before);
+});
