@@ -17,6 +17,22 @@ export interface OpenOptions {
   privileged?: boolean;
 }
 
+/**
+ * Per-call options of KextBridge's async methods.
+ *
+ * Aborting stops the wait, not the kernel call: a call already queued still runs on the
+ * connection's worker (calls keep their order, and a kernel call cannot be interrupted), so
+ * an aborted retain may still take effect. The ledger lives in the user client: held()
+ * tells the truth, and close() releases whatever the connection holds. A signal that is
+ * already aborted rejects before anything is queued.
+ */
+export interface CallOptions {
+  /** When it aborts, the call rejects with an Error named 'AbortError' whose cause is signal.reason. */
+  signal?: AbortSignal;
+  /** Milliseconds (finite, ≥ 0) to wait before rejecting with an 'AbortError' (cause: a 'TimeoutError'). */
+  timeout?: number;
+}
+
 type Counted = 'retain' | 'release';
 type ResultFor<S extends Counted> = S extends 'retain' ? RetainResult : ReleaseResult;
 type Call = { selector: number; scalars: number[]; outScalars: number; outStruct: number };
@@ -67,44 +83,49 @@ export class KextBridge {
   }
 
   /** The sample kext's identity and this connection's rights. */
-  async info(): Promise<Info> {
-    return decodeInfo(await this.call('getInfo', shape(sel.getInfo)));
+  async info(options?: CallOptions): Promise<Info> {
+    return decodeInfo(await this.call('getInfo', shape(sel.getInfo), checkCallOptions(options)));
   }
 
   /** OSKextRetainKextWithLoadTag, counted in this connection's ledger. Default: the sample kext. */
-  async retain(loadTag?: number): Promise<RetainResult> {
+  async retain(loadTag?: number, options?: CallOptions): Promise<RetainResult> {
     const tag = this.tagOf(loadTag, arguments.length);
-    return counted('retain', tag, await this.call('retain', shape(sel.retain, [tag]))) as RetainResult;
+    const o = checkCallOptions(options);
+    return counted('retain', tag, await this.call('retain', shape(sel.retain, [tag]), o)) as RetainResult;
   }
 
   /** OSKextReleaseKextWithLoadTag, only for what this connection retained. Default: the sample kext. */
-  async release(loadTag?: number): Promise<ReleaseResult> {
+  async release(loadTag?: number, options?: CallOptions): Promise<ReleaseResult> {
     const tag = this.tagOf(loadTag, arguments.length);
-    return counted('release', tag, await this.call('release', shape(sel.release, [tag]))) as ReleaseResult;
+    const o = checkCallOptions(options);
+    return counted('release', tag, await this.call('release', shape(sel.release, [tag]), o)) as ReleaseResult;
   }
 
   /** Many retains in one trip to the worker thread; one typed result per tag, in order. */
-  async retainMany(loadTags: readonly number[] | Uint32Array): Promise<RetainResult[]> {
+  async retainMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<RetainResult[]> {
     const tags = checkLoadTags(loadTags);
+    const o = checkCallOptions(options);
     const site = callSite(this.retainMany);
-    return this.decodeMany('retain', tags, await this.conn.callMany(sel.retain.selector, tags), site);
+    return this.decodeMany('retain', tags, await abortable('retainMany', o, site, () => this.conn.callMany(sel.retain.selector, tags)), site);
   }
 
-  async releaseMany(loadTags: readonly number[] | Uint32Array): Promise<ReleaseResult[]> {
+  async releaseMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<ReleaseResult[]> {
     const tags = checkLoadTags(loadTags);
+    const o = checkCallOptions(options);
     const site = callSite(this.releaseMany);
-    return this.decodeMany('release', tags, await this.conn.callMany(sel.release.selector, tags), site);
+    return this.decodeMany('release', tags, await abortable('releaseMany', o, site, () => this.conn.callMany(sel.release.selector, tags)), site);
   }
 
   /** What this connection holds: [{ loadTag, count }]. */
-  async held(): Promise<Held[]> {
-    return decodeHeld(await this.call('held', shape(sel.held)));
+  async held(options?: CallOptions): Promise<Held[]> {
+    return decodeHeld(await this.call('held', shape(sel.held), checkCallOptions(options)));
   }
 
   /** The loaded-kext table (KextManagerCopyLoadedKextInfo on a Mac). */
-  async loadedKexts(): Promise<LoadedKext[]> {
+  async loadedKexts(options?: CallOptions): Promise<LoadedKext[]> {
+    const o = checkCallOptions(options);
     const site = callSite(this.loadedKexts);
-    return decodeKexts(await this.conn.loadedKexts(), site);
+    return decodeKexts(await abortable('loadedKexts', o, site, () => this.conn.loadedKexts()), site);
   }
 
   /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */
@@ -123,9 +144,10 @@ export class KextBridge {
     return argc === 0 || loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
   }
 
-  private async call(op: string, c: Call): Promise<NativeCallResult> {
+  private async call(op: string, c: Call, o: CallOptions | undefined): Promise<NativeCallResult> {
     const site = callSite(this.call);
-    return checkTransport(op, await this.conn.call(c.selector, c.scalars, null, c.outScalars, c.outStruct), c, site);
+    const start = () => this.conn.call(c.selector, c.scalars, null, c.outScalars, c.outStruct);
+    return checkTransport(op, await abortable(op, o, site, start), c, site);
   }
 
   private callSync(op: string, c: Call): NativeCallResult {
@@ -150,6 +172,83 @@ export class KextBridge {
     }
     return out as ResultFor<S>[];
   }
+}
+
+function checkCallOptions(options: unknown): CallOptions | undefined {
+  if (options === undefined) return undefined;
+  const o = checkOptions('options', options, ['signal', 'timeout']);
+  if (o.signal !== undefined && !isAbortSignal(o.signal))
+    throw new TypeError(`options.signal must be an AbortSignal, got ${o.signal === null ? 'null' : typeof o.signal}`);
+  if (o.timeout !== undefined) {
+    if (typeof o.timeout !== 'number') throw new TypeError(`options.timeout must be a number of milliseconds, got ${typeof o.timeout}`);
+    if (!Number.isFinite(o.timeout) || o.timeout < 0)
+      throw new RangeError(`options.timeout must be a finite number of milliseconds ≥ 0, got ${o.timeout}`);
+  }
+  return o.signal === undefined && o.timeout === undefined ? undefined : (o as CallOptions);
+}
+
+/** Node's AbortSignal, or one from another realm or a polyfill with the same surface. */
+function isAbortSignal(v: unknown): v is AbortSignal {
+  if (typeof AbortSignal === 'function' && v instanceof AbortSignal) return true;
+  if (v === null || typeof v !== 'object') return false;
+  const s = v as Partial<AbortSignal>;
+  return typeof s.aborted === 'boolean' && typeof s.addEventListener === 'function' && typeof s.removeEventListener === 'function';
+}
+
+/** Like Node's own APIs: name 'AbortError', code 'ABORT_ERR', cause the abort's reason. */
+function abortError(op: string, reason: unknown, site: CallSite): Error {
+  // Duck-typed: a DOMException may come from another realm (vm contexts, jest).
+  const r = reason as { name?: unknown; message?: unknown } | null;
+  const timedOut = typeof r === 'object' && r !== null && r.name === 'TimeoutError' && typeof r.message === 'string';
+  const err = new Error(`${op}: ${timedOut ? r.message : 'the operation was aborted'}`, { cause: reason });
+  err.name = 'AbortError';
+  (err as Error & { code: string }).code = 'ABORT_ERR';
+  if (site.stack) err.stack = `${err.name}: ${err.message}\n${site.stack.slice(site.stack.indexOf('\n') + 1)}`;
+  return err;
+}
+
+function timeoutReason(ms: number): Error {
+  return new DOMException(`timed out after ${ms} ms`, 'TimeoutError');
+}
+
+/**
+ * Starts a native call unless `o.signal` is already aborted; stops waiting for it when the
+ * signal aborts or the timeout passes. The native call itself runs to completion either way
+ * (its answer is then dropped): what it did is visible in held().
+ */
+function abortable<T>(op: string, o: CallOptions | undefined, site: CallSite, start: () => Promise<T>): Promise<T> {
+  if (o === undefined) return start();
+  const { signal, timeout } = o;
+  if (signal?.aborted) return Promise.reject(abortError(op, signal.reason, site));
+  return new Promise<T>((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onAbort = () => {
+      done();
+      reject(abortError(op, signal!.reason, site));
+    };
+    const done = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    start().then(
+      (v) => {
+        done();
+        resolve(v);
+      },
+      (e: unknown) => {
+        done();
+        reject(e);
+      },
+    );
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (timeout !== undefined) {
+      timer = setTimeout(() => {
+        done();
+        reject(abortError(op, timeoutReason(timeout), site));
+      }, timeout);
+      timer.unref?.(); // the call in flight keeps the process alive, not its deadline
+    }
+  });
 }
 
 /**

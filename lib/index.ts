@@ -1,5 +1,5 @@
 export { open, KextBridge } from './bridge';
-export type { Backend, OpenOptions, SyncApi } from './bridge';
+export type { Backend, CallOptions, OpenOptions, SyncApi } from './bridge';
 export { createSimKernel, defaultSimKernel, SimKernel } from './sim';
 export type { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim';
 export { describeReturn, codeValue, isCodeName, toHex } from './codes';

@@ -182,15 +182,28 @@ void Connection::Deliver(Napi::Env env, Napi::Function, Connection *self, Job *j
   std::unique_ptr<Job> owned(job);
   if (env == nullptr) return;  // torn down before delivery: only free the job
   bool close = job->kind == Job::Kind::Close;
-  job->deferred->Resolve(job->Result(env));
+  // A worker thread being terminated still dispatches queued results, but its JS can no
+  // longer run: napi calls fail, and a Napi::Error escaping this callback aborts the process
+  // (node-addon-api rethrows when it cannot throw into JS). Settle the promise if JS can take
+  // it, else drop the answer (nobody can await it); the bookkeeping below runs either way.
+  try {
+    job->deferred->Resolve(job->Result(env));
+  } catch (const Napi::Error &e) {
+    try {
+      job->deferred->Reject(e.Value());
+    } catch (const Napi::Error &) {
+    }
+  }
   if (--self->pending_ == 0) {
     self->delivery_.Unref(env);
     self->Unref();
   }
   if (close) {
     if (self->worker_.joinable()) self->worker_.join();  // it returned after posting this
-    self->deliveryReleased_ = true;
-    self->delivery_.Release();
+    if (!self->deliveryReleased_) {
+      self->deliveryReleased_ = true;
+      self->delivery_.Release();
+    }
   }
 }
 
