@@ -1,10 +1,13 @@
 // The simulated kernel as users and tests see it: a machine to open connections on, with
 // controls a real Mac does not have (load your own kexts, advance the clock, read a panic).
-import { codeValue, describeReturn, CodeName } from './codes';
+import { codeValue, describeReturn, isCodeName, CodeName } from './codes';
 import { KextBridgeError } from './errors';
 import { binding, NativeKextSpec, NativePanic, NativeSimKernel } from './native';
 import { LoadedKext } from './results';
-import { checkBoolean, checkLoadTag, checkNonNegativeInteger, checkOptions, checkString, checkUint32 } from './validate';
+import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid } from './validate';
+
+/** KMOD_MAX_NAME − 1: kmod_info's name and version fields hold 63 bytes and a NUL. */
+const KMOD_NAME_BYTES = 63;
 
 export interface SimKernelOptions {
   /** Global autounload (default true): released kexts unload 60 s of virtual time later. */
@@ -67,20 +70,26 @@ export class SimKernel {
   loadKext(spec: KextSpec): number {
     const s = checkOptions('spec', spec, SPEC_KEYS);
     if (spec === undefined) throw new TypeError('spec must be an object with a bundleId');
-    checkString('spec.bundleId', s.bundleId);
-    for (const k of ['version', 'uuid'] as const) if (s[k] !== undefined) checkString(`spec.${k}`, s[k]);
+    checkCString('spec.bundleId', s.bundleId, KMOD_NAME_BYTES);
+    if (s.version !== undefined) checkCString('spec.version', s.version, KMOD_NAME_BYTES);
+    if (s.uuid !== undefined) checkUuid('spec.uuid', s.uuid);
     for (const k of ['autounload', 'unloadUnsupported', 'started'] as const) if (s[k] !== undefined) checkBoolean(`spec.${k}`, s[k]);
     if (s.dependencies !== undefined) {
       if (!Array.isArray(s.dependencies)) throw new TypeError('spec.dependencies must be an array of bundle ids');
-      s.dependencies.forEach((d, i) => checkString(`spec.dependencies[${i}]`, d));
+      s.dependencies.forEach((d, i) => checkCString(`spec.dependencies[${i}]`, d, KMOD_NAME_BYTES));
     }
     if (s.classes !== undefined) {
       if (!Array.isArray(s.classes)) throw new TypeError('spec.classes must be an array');
+      const names = new Set<string>();
       s.classes.forEach((c, i) => {
         const o = checkOptions(`spec.classes[${i}]`, c, ['name', 'superclass', 'instances']);
         if (c === undefined) throw new TypeError(`spec.classes[${i}] must be an object`);
-        checkString(`spec.classes[${i}].name`, o.name);
+        const name = checkCString(`spec.classes[${i}].name`, o.name);
+        // One metaclass per name (a second would be kOSMetaClassDuplicateClass).
+        if (names.has(name)) throw new RangeError(`spec.classes[${i}].name ${JSON.stringify(name)} is declared twice`);
+        names.add(name);
         if (o.superclass !== undefined && typeof o.superclass !== 'string') throw new TypeError(`spec.classes[${i}].superclass must be a string`);
+        if (typeof o.superclass === 'string' && o.superclass.includes('\0')) throw new RangeError(`spec.classes[${i}].superclass must not contain a NUL character`);
         if (o.instances !== undefined) checkUint32(`spec.classes[${i}].instances`, o.instances);
       });
     }
@@ -100,9 +109,19 @@ export class SimKernel {
   /** Sets the live instances of one of a kext's classes (instances block autounload). */
   setInstances(loadTag: number, className: string, count: number): void {
     checkLoadTag(loadTag);
-    checkString('className', className);
+    checkCString('className', className);
     checkUint32('count', count);
     this.alive('setInstances');
+    // Only a class the kext declared (the native side would otherwise add a new class), and
+    // not the sample's user client: its instances are the open connections.
+    const kext = this.native.loadedKexts().find((k) => k.loadTag === loadTag);
+    const cls = kext?.classes.find((c) => c.name === className);
+    if (kext && !cls) {
+      const names = kext.classes.map((c) => c.name).join(', ') || 'none';
+      throw new RangeError(`className ${JSON.stringify(className)} is not a class of ${kext.bundleId} (tag ${loadTag}; its classes: ${names})`);
+    }
+    if (kext && cls && loadTag === this.native.sampleLoadTag() && cls.superclass === 'IOUserClient')
+      throw new RangeError(`className ${className}: the sample kext's user-client instances are its open connections; open or close connections instead`);
     const kr = this.native.setInstances(loadTag, className, count);
     if (kr !== 0) throw new KextBridgeError('sim.setInstances', kr);
   }
@@ -110,6 +129,8 @@ export class SimKernel {
   /** Advances virtual time; runs the autounload scan when it falls due. */
   advance(ms: number): void {
     checkNonNegativeInteger('ms', ms);
+    if (ms > Number.MAX_SAFE_INTEGER - this.native.now())
+      throw new RangeError(`ms must keep the clock a safe integer: at most ${Number.MAX_SAFE_INTEGER - this.native.now()} from now, got ${ms}`);
     this.alive('advance');
     this.native.advance(ms);
   }
@@ -135,7 +156,7 @@ export class SimKernel {
 
   /** The load tag of a loaded kext, or null. */
   lookup(bundleId: string): number | null {
-    const tag = this.native.lookupLoadTag(checkString('bundleId', bundleId));
+    const tag = this.native.lookupLoadTag(checkCString('bundleId', bundleId));
     return tag === 0xffffffff ? null : tag;
   }
 
@@ -151,7 +172,8 @@ export class SimKernel {
 
   /** The next `times` calls of a KPI answer `code` and change nothing. */
   injectFault(kpi: 'retain' | 'release', code: CodeName | number, times = 1): void {
-    if (kpi !== 'retain' && kpi !== 'release') throw new TypeError(`kpi must be 'retain' or 'release', got ${String(kpi)}`);
+    checkOneOf('kpi', kpi, ['retain', 'release'] as const);
+    if (typeof code === 'string' && !isCodeName(code)) throw new RangeError(`code must be a code name such as 'kOSKextReturnNotFound' or an unsigned 32-bit number, got ${JSON.stringify(code)}`);
     const value = typeof code === 'string' ? codeValue(code) : checkUint32('code', code);
     this.native.injectFault(kpi, value, checkUint32('times', times));
   }

@@ -55,3 +55,31 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return `a string (${JSON.stringify(value)})`;
   return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
 }
+
+/**
+ * A string the kernel side keeps as a C string: non-empty, no NUL, and at most `maxBytes`
+ * bytes of UTF-8 (bundle ids and versions live in kmod_info's 64-byte fields: 63 + NUL).
+ */
+export function checkCString(name: string, value: unknown, maxBytes = Infinity): string {
+  checkString(name, value);
+  const s = value as string;
+  if (s.includes('\0')) throw new RangeError(`${name} must not contain a NUL character, got ${JSON.stringify(s)}`);
+  const bytes = Buffer.byteLength(s, 'utf8');
+  if (bytes > maxBytes) throw new RangeError(`${name} must be at most ${maxBytes} bytes of UTF-8, got ${bytes}`);
+  return s;
+}
+
+/** OSBundleUUID's form: 8-4-4-4-12 hexadecimal digits. */
+export function checkUuid(name: string, value: unknown): string {
+  checkString(name, value);
+  if (!/^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/.test(value as string))
+    throw new RangeError(`${name} must be a UUID (8-4-4-4-12 hexadecimal digits), got ${JSON.stringify(value)}`);
+  return value as string;
+}
+
+/** One of a few allowed values (strings, usually); the message quotes what was given safely. */
+export function checkOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  if (!(allowed as readonly unknown[]).includes(value))
+    throw new TypeError(`${name} must be ${allowed.map((a) => `'${a}'`).join(', ').replace(/, ([^,]*)$/, ' or $1')}, got ${describe(value)}`);
+  return value as T;
+}

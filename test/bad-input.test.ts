@@ -1,17 +1,28 @@
 // Bad input anywhere gets a clear error naming the argument and changes nothing.
-import { createSimKernel, KextBridge, open, SELECTORS, SimKernel } from '../lib';
+//
+// One matrix: every public function and option × every kind of bad value. Each cell must
+// throw (or reject with) a TypeError or RangeError whose message names the argument, raised by
+// the TypeScript layer before anything reaches native code, and leave the simulated machine
+// exactly as it was (loaded kexts, clock, scan deadline, panic, every connection's ledger).
+// A closed connection is one more kind of bad input: KextBridgeError MACH_SEND_INVALID_DEST.
+import { createSimKernel, describeReturn, KextBridge, KextBridgeError, open, SELECTORS, SimKernel } from '../lib';
 import { binding, NativeConnection } from '../lib/native';
 
-const BAD = [NaN, -1, 2 ** 32, 1.5, '5', null, {}, [], 5n] as const;
+const BAD: readonly unknown[] = [NaN, -1, 2 ** 32, 1.5, '5', null, undefined, {}, [], 5n];
 
 let kernel: SimKernel;
 let kb: KextBridge;
 let other: KextBridge;
+/** A kext of the test's own, with a class whose instances setInstances may set. */
+let target: number;
 beforeEach(async () => {
   kernel = createSimKernel();
+  target = kernel.loadKext({ bundleId: 'com.example.target', version: '1.0', classes: [{ name: 'com_example_Driver', instances: 1 }] });
   kb = await open({ backend: 'sim', kernel });
   other = await open({ backend: 'sim', kernel });
   await kb.retain(); // some state to be disturbed
+  await other.retain(target);
+  await other.release(target); // and a scan armed
 });
 afterEach(async () => {
   await kb.close();
@@ -19,37 +30,204 @@ afterEach(async () => {
 });
 
 async function snapshot() {
-  return { kexts: kernel.loadedKexts(), now: kernel.now, panic: kernel.panicked, held: await kb.held(), otherHeld: await other.held() };
+  const held = async (c: KextBridge) => (c.closed ? 'closed' : await c.held());
+  return {
+    kexts: kernel.loadedKexts(),
+    now: kernel.now,
+    deadline: kernel.autounloadDeadline,
+    panic: kernel.panicked,
+    held: await held(kb),
+    otherHeld: await held(other),
+  };
 }
 
-type Call = [string, (v: unknown) => unknown];
-const calls: Call[] = [
-  ['loadTag', (v) => kb.retain(v as number)],
-  ['loadTag', (v) => kb.release(v as number)],
-  ['loadTag', (v) => kb.sync.retain(v as number)],
-  ['loadTag', (v) => kb.sync.release(v as number)],
-  ['loadTags', (v) => kb.retainMany([kernel.sampleLoadTag, v] as number[])],
-  ['loadTags', (v) => kb.releaseMany([v] as number[])],
-  ['loadTags', (v) => kb.sync.retainMany([v] as number[])],
-  ['loadTag', (v) => kernel.unloadKext(v as number)],
-  ['loadTag', (v) => kernel.kpi.releaseKextWithLoadTag(v as number)],
-  ['ms', (v) => kernel.advance(v as number)],
+interface Row {
+  /** The call, as a reader would write it. */
+  fn: string;
+  /** What the error message must name. */
+  arg: string;
+  call: (v: unknown) => unknown;
+  /** Values of BAD that are fine for this argument. */
+  valid?: readonly unknown[];
+}
+const optional = [undefined];
+const aString = ['5'];
+const spec = (extra: object) => ({ bundleId: 'com.example.new', version: '1.0', ...extra });
+const cls = (extra: object) => spec({ classes: [{ name: 'com_example_New', ...extra }] });
+
+const rows: Row[] = [
+  // open() and its options
+  { fn: 'open(options)', arg: 'options', call: (v) => open(v as never), valid: [undefined, {}] },
+  { fn: 'open({ backend })', arg: 'backend', call: (v) => open({ backend: v as never, kernel }), valid: optional },
+  { fn: 'open({ kernel })', arg: 'kernel', call: (v) => open({ backend: 'sim', kernel: v as never }), valid: optional },
+  { fn: 'open({ privileged })', arg: 'privileged', call: (v) => open({ backend: 'sim', kernel, privileged: v as never }), valid: optional },
+  // the connection, async
+  { fn: 'kb.retain(loadTag)', arg: 'loadTag', call: (v) => kb.retain(v as number), valid: optional },
+  { fn: 'kb.release(loadTag)', arg: 'loadTag', call: (v) => kb.release(v as number), valid: optional },
+  { fn: 'kb.retainMany(loadTags)', arg: 'loadTags', call: (v) => kb.retainMany(v as number[]), valid: [[]] },
+  { fn: 'kb.retainMany([tag, loadTag])', arg: 'loadTags[1]', call: (v) => kb.retainMany([kernel.sampleLoadTag, v] as number[]) },
+  { fn: 'kb.releaseMany(loadTags)', arg: 'loadTags', call: (v) => kb.releaseMany(v as number[]), valid: [[]] },
+  { fn: 'kb.releaseMany([loadTag])', arg: 'loadTags[0]', call: (v) => kb.releaseMany([v] as number[]) },
+  // the connection, sync
+  { fn: 'kb.sync.retain(loadTag)', arg: 'loadTag', call: (v) => kb.sync.retain(v as number), valid: optional },
+  { fn: 'kb.sync.release(loadTag)', arg: 'loadTag', call: (v) => kb.sync.release(v as number), valid: optional },
+  { fn: 'kb.sync.retainMany(loadTags)', arg: 'loadTags', call: (v) => kb.sync.retainMany(v as number[]), valid: [[]] },
+  { fn: 'kb.sync.retainMany([loadTag])', arg: 'loadTags[0]', call: (v) => kb.sync.retainMany([v] as number[]) },
+  { fn: 'kb.sync.releaseMany(loadTags)', arg: 'loadTags', call: (v) => kb.sync.releaseMany(v as number[]), valid: [[]] },
+  { fn: 'kb.sync.releaseMany([tag, loadTag])', arg: 'loadTags[1]', call: (v) => kb.sync.releaseMany([kernel.sampleLoadTag, v] as number[]) },
+  // createSimKernel
+  { fn: 'createSimKernel(options)', arg: 'options', call: (v) => createSimKernel(v as never), valid: [undefined, {}] },
+  { fn: 'createSimKernel({ autounload })', arg: 'autounload', call: (v) => createSimKernel({ autounload: v as never }), valid: optional },
+  { fn: 'createSimKernel({ unloadEnabled })', arg: 'unloadEnabled', call: (v) => createSimKernel({ unloadEnabled: v as never }), valid: optional },
+  // SimKernel.loadKext and every field of its spec
+  { fn: 'kernel.loadKext(spec)', arg: 'spec', call: (v) => kernel.loadKext(v as never) },
+  { fn: 'loadKext({ bundleId })', arg: 'spec.bundleId', call: (v) => kernel.loadKext(spec({ bundleId: v }) as never), valid: aString },
+  { fn: 'loadKext({ version })', arg: 'spec.version', call: (v) => kernel.loadKext(spec({ version: v }) as never), valid: [undefined, '5'] },
+  { fn: 'loadKext({ uuid })', arg: 'spec.uuid', call: (v) => kernel.loadKext(spec({ uuid: v }) as never), valid: optional },
+  { fn: 'loadKext({ dependencies })', arg: 'spec.dependencies', call: (v) => kernel.loadKext(spec({ dependencies: v }) as never), valid: [undefined, []] },
+  { fn: 'loadKext({ dependencies: [d] })', arg: 'spec.dependencies[0]', call: (v) => kernel.loadKext(spec({ dependencies: [v] }) as never), valid: aString },
+  { fn: 'loadKext({ classes })', arg: 'spec.classes', call: (v) => kernel.loadKext(spec({ classes: v }) as never), valid: [undefined, []] },
+  { fn: 'loadKext({ classes: [c] })', arg: 'spec.classes[0]', call: (v) => kernel.loadKext(spec({ classes: [v] }) as never) },
+  { fn: 'loadKext({ classes: [{ name }] })', arg: 'spec.classes[0].name', call: (v) => kernel.loadKext(cls({ name: v }) as never), valid: aString },
+  { fn: 'loadKext({ classes: [{ superclass }] })', arg: 'spec.classes[0].superclass', call: (v) => kernel.loadKext(cls({ superclass: v }) as never), valid: [undefined, '5'] },
+  { fn: 'loadKext({ classes: [{ instances }] })', arg: 'spec.classes[0].instances', call: (v) => kernel.loadKext(cls({ instances: v }) as never), valid: optional },
+  { fn: 'loadKext({ autounload })', arg: 'spec.autounload', call: (v) => kernel.loadKext(spec({ autounload: v }) as never), valid: optional },
+  { fn: 'loadKext({ unloadUnsupported })', arg: 'spec.unloadUnsupported', call: (v) => kernel.loadKext(spec({ unloadUnsupported: v }) as never), valid: optional },
+  { fn: 'loadKext({ started })', arg: 'spec.started', call: (v) => kernel.loadKext(spec({ started: v }) as never), valid: optional },
+  // the other controls
+  { fn: 'kernel.unloadKext(loadTag)', arg: 'loadTag', call: (v) => kernel.unloadKext(v as number) },
+  { fn: 'kernel.setInstances(loadTag, …)', arg: 'loadTag', call: (v) => kernel.setInstances(v as number, 'com_example_Driver', 0) },
+  // '5' is a string, but no class of the kext: RangeError naming className.
+  { fn: 'kernel.setInstances(…, className, …)', arg: 'className', call: (v) => kernel.setInstances(target, v as string, 0) },
+  { fn: 'kernel.setInstances(…, count)', arg: 'count', call: (v) => kernel.setInstances(target, 'com_example_Driver', v as number) },
+  // 2^32 virtual milliseconds is a fine amount of time to advance; it is only bad as a tag.
+  { fn: 'kernel.advance(ms)', arg: 'ms', call: (v) => kernel.advance(v as number), valid: [2 ** 32] },
+  { fn: "kernel.injectFault(kpi, 'kOSKextReturnNotFound')", arg: 'kpi', call: (v) => kernel.injectFault(v as never, 'kOSKextReturnNotFound') },
+  // '5' is a string, but no code name.
+  { fn: "kernel.injectFault('retain', code)", arg: 'code', call: (v) => kernel.injectFault('retain', v as never) },
+  { fn: "kernel.injectFault('retain', 0, times)", arg: 'times', call: (v) => kernel.injectFault('retain', 0, v as number), valid: optional },
+  { fn: 'kernel.kpi.retainKextWithLoadTag(loadTag)', arg: 'loadTag', call: (v) => kernel.kpi.retainKextWithLoadTag(v as number) },
+  { fn: 'kernel.kpi.releaseKextWithLoadTag(loadTag)', arg: 'loadTag', call: (v) => kernel.kpi.releaseKextWithLoadTag(v as number) },
+  { fn: 'kernel.lookup(bundleId)', arg: 'bundleId', call: (v) => kernel.lookup(v as string), valid: aString },
+  { fn: 'kernel.rawRetainCount(loadTag)', arg: 'loadTag', call: (v) => kernel.rawRetainCount(v as number) },
+  // -1 is a signed kern_return_t (0xFFFFFFFF): describeReturn decodes signed and unsigned.
+  { fn: 'describeReturn(code)', arg: 'code', call: (v) => describeReturn(v as number), valid: [-1] },
 ];
 
-describe.each(calls.map((c, i) => [i, ...c] as const))('call %i rejects bad %s', (_i, name, call) => {
-  // 2^32 virtual milliseconds is a fine amount of time to advance; it is only bad as a tag.
-  test.each(BAD.filter((v) => name !== 'ms' || v !== 2 ** 32).map((v) => [v]))('%p', async (value) => {
+/** Values that are the right type but still wrong, per argument (beyond BAD). */
+const MORE: Row[] = [
+  { fn: 'kb.retain(loadTag)', arg: 'loadTag', call: (v) => kb.retain(v as number) },
+  { fn: 'kernel.advance(ms)', arg: 'ms', call: (v) => kernel.advance(v as number) },
+  { fn: 'loadKext({ bundleId })', arg: 'spec.bundleId', call: (v) => kernel.loadKext(spec({ bundleId: v }) as never) },
+  { fn: 'loadKext({ version })', arg: 'spec.version', call: (v) => kernel.loadKext(spec({ version: v }) as never) },
+  { fn: 'loadKext({ uuid })', arg: 'spec.uuid', call: (v) => kernel.loadKext(spec({ uuid: v }) as never) },
+  { fn: 'loadKext({ classes })', arg: 'spec.classes[1].name', call: (v) => kernel.loadKext(spec({ classes: v }) as never) },
+  { fn: 'kernel.setInstances(sample, className, …)', arg: 'className', call: (v) => kernel.setInstances(kernel.sampleLoadTag, v as string, 0) },
+  { fn: 'kernel.lookup(bundleId)', arg: 'bundleId', call: (v) => kernel.lookup(v as string) },
+];
+const moreValues: [number, unknown][] = [
+  [0, -0.5],
+  [0, Infinity],
+  [1, 2 ** 53],
+  [2, 'com.example.' + 'x'.repeat(60)], // kmod_info holds 63 bytes and a NUL
+  [2, 'com.example.a\0b'],
+  [2, ''],
+  [3, '1.' + '0'.repeat(70)],
+  [4, '5'],
+  [4, 'not-a-uuid-at-all'],
+  [5, [{ name: 'C' }, { name: 'C' }]], // a class name declared twice
+  [6, 'org_kextbridge_SampleUserClient'], // its instances are the open connections
+  [7, 'a\0b'],
+];
+
+async function expectArgumentError(row: Row, value: unknown): Promise<void> {
+  const before = await snapshot();
+  let error: unknown;
+  try {
+    const accepted = await row.call(value);
+    if (accepted instanceof KextBridge) await accepted.close(); // accepted by mistake: don't leak it
+  } catch (e) {
+    error = e;
+  }
+  expect(error).toBeDefined();
+  const e = error as Error;
+  expect(['TypeError', 'RangeError']).toContain(e.name);
+  // Raised in TypeScript (this realm), not by the addon after the fact.
+  expect([TypeError, RangeError].some((t) => error instanceof t)).toBe(true);
+  expect(e.message).toContain(row.arg);
+  expect(await snapshot()).toEqual(before);
+}
+
+const hasValue = (list: readonly unknown[] | undefined, v: unknown) => (list ?? []).some((x) => Object.is(x, v) || (Array.isArray(x) && Array.isArray(v) && x.length === v.length && x.length === 0) || (isEmptyObject(x) && isEmptyObject(v)));
+const isEmptyObject = (x: unknown) => x !== null && typeof x === 'object' && !Array.isArray(x) && Object.keys(x).length === 0;
+
+/**
+ * Cells that fail today, each a reported bug in a file this suite's owner may not edit.
+ * test.failing keeps them visible: once fixed they pass, test.failing then fails, and the
+ * entry must go.
+ */
+const KNOWN_BUGS: { fn: string; value: unknown; bug: string }[] = [
+  // lib/bridge.ts open(): `o.backend ?? 'auto'` reads null as "not given" and opens a connection.
+  { fn: 'open({ backend })', value: null, bug: 'null backend accepted as auto' },
+  // lib/bridge.ts open(): the message is built with JSON.stringify(backend), which throws its own
+  // TypeError ("Do not know how to serialize a BigInt") that does not name the option.
+  { fn: 'open({ backend })', value: 5n, bug: 'bigint backend: error does not name backend' },
+];
+const knownBug = (fn: string, v: unknown) => KNOWN_BUGS.some((b) => b.fn === fn && Object.is(b.value, v));
+
+describe.each(rows.map((r) => [r.fn, r] as const))('%s', (_fn, row) => {
+  const values = BAD.filter((v) => !hasValue(row.valid, v));
+  const good = values.filter((v) => !knownBug(row.fn, v));
+  const bugs = values.filter((v) => knownBug(row.fn, v));
+  test.each(good.map((v) => [v]))(`rejects %p, naming ${row.arg}, and changes nothing`, (value) => expectArgumentError(row, value));
+  if (bugs.length) test.failing.each(bugs.map((v) => [v]))(`KNOWN BUG (lib/bridge.ts): rejects %p, naming ${row.arg}`, (value) => expectArgumentError(row, value));
+});
+
+describe('right type, wrong value', () => {
+  test.each(moreValues.map(([i, v]) => [MORE[i].fn, v, i] as const))('%s rejects %p', (_fn, value, i) => expectArgumentError(MORE[i], value));
+});
+
+describe('a closed connection', () => {
+  const closedRows: [string, () => unknown][] = [
+    ['retain()', () => kb.retain()],
+    ['retain(tag)', () => kb.retain(kernel.sampleLoadTag)],
+    ['release(tag)', () => kb.release(kernel.sampleLoadTag)],
+    ['retainMany', () => kb.retainMany([kernel.sampleLoadTag])],
+    ['releaseMany', () => kb.releaseMany([kernel.sampleLoadTag])],
+    ['held', () => kb.held()],
+    ['info', () => kb.info()],
+    ['loadedKexts', () => kb.loadedKexts()],
+    ['sync.info', () => kb.sync.info()],
+    ['sync.retain', () => kb.sync.retain()],
+    ['sync.release', () => kb.sync.release(kernel.sampleLoadTag)],
+    ['sync.retainMany', () => kb.sync.retainMany([kernel.sampleLoadTag])],
+    ['sync.releaseMany', () => kb.sync.releaseMany([kernel.sampleLoadTag])],
+    ['sync.held', () => kb.sync.held()],
+    ['sync.loadedKexts', () => kb.sync.loadedKexts()],
+  ];
+  test.each(closedRows)('%s fails with KextBridgeError MACH_SEND_INVALID_DEST and changes nothing', async (_name, call) => {
+    await kb.close();
     const before = await snapshot();
-    let error: unknown;
-    try {
-      await call(value);
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeDefined();
-    expect([TypeError, RangeError].some((t) => error instanceof t)).toBe(true);
-    expect((error as Error).message).toContain(name);
+    const error = await (async () => call())().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(KextBridgeError);
+    expect(error).toMatchObject({ name: 'KextBridgeError', codeName: 'MACH_SEND_INVALID_DEST', code: 0x10000003 });
     expect(await snapshot()).toEqual(before);
+  });
+
+  test('close() again resolves and changes nothing', async () => {
+    await kb.close();
+    const before = await snapshot();
+    await expect(kb.close()).resolves.toBeUndefined();
+    expect(await snapshot()).toEqual(before);
+  });
+
+  test('a bad argument on a closed connection is still a TypeError/RangeError (checked first)', async () => {
+    await kb.close();
+    await expectArgumentError({ fn: 'kb.retain', arg: 'loadTag', call: (v) => kb.retain(v as number) }, -1);
+    await expectArgumentError({ fn: 'kb.sync.releaseMany', arg: 'loadTags[0]', call: (v) => kb.sync.releaseMany([v] as number[]) }, '5');
   });
 });
 
@@ -82,10 +260,27 @@ test('loadKext and controls validate their arguments', () => {
   expect(() => kernel.loadKext({ bundleId: 'a', dependencies: 'x' } as never)).toThrow(/dependencies/);
   expect(() => kernel.loadKext({ bundleId: 'a', classes: [{ name: 'C', instances: -1 }] })).toThrow(/instances/);
   expect(() => kernel.loadKext({ bundleId: 'a', autounload: 1 } as never)).toThrow(/autounload/);
+  expect(() => kernel.loadKext({ bundleId: 'a', colour: 'red' } as never)).toThrow(/colour/);
+  expect(() => kernel.loadKext({ bundleId: 'a', classes: [{ name: 'C', colour: 'red' }] } as never)).toThrow(/colour/);
   expect(() => kernel.setInstances(kernel.sampleLoadTag, 5 as never, 1)).toThrow(/className/);
   expect(() => kernel.injectFault('load' as never, 0)).toThrow(/kpi/);
   expect(() => createSimKernel({ autounload: 'no' } as never)).toThrow(/autounload/);
+  expect(() => createSimKernel({ colour: 'red' } as never)).toThrow(/colour/);
   expect(kernel.loadedKexts()).toEqual(before);
+});
+
+test('the edges of the valid range are accepted', () => {
+  expect(kernel.loadKext({ bundleId: 'com.example.' + 'x'.repeat(51), version: '1.' + '0'.repeat(61), uuid: 'aae0d952-40dd-6cfa-91ed-9d8414056d99' })).toBeGreaterThan(target);
+  expect(kernel.lookup('com.example.' + 'x'.repeat(51))).not.toBeNull();
+  expect(kernel.lookup('com.example.never')).toBeNull();
+  kernel.injectFault('release', 0xdc008006, 0);
+  kernel.setInstances(target, 'com_example_Driver', 0xffffffff);
+  kernel.advance(0);
+  kernel.advance(Number.MAX_SAFE_INTEGER - kernel.now);
+  expect(kernel.now).toBe(Number.MAX_SAFE_INTEGER);
+  expect(() => kernel.advance(1)).toThrow(RangeError);
+  expect(describeReturn(-1).value).toBe(0xffffffff);
+  expect(describeReturn(-0x80000000).value).toBe(0x80000000);
 });
 
 describe('native level (the user-client protocol itself)', () => {
