@@ -12,7 +12,7 @@ const KMOD_NAME_BYTES = 63;
 export interface SimKernelOptions {
   /** Global autounload (default true): released kexts unload 60 s of virtual time later. */
   autounload?: boolean;
-  /** Explicit unload allowed (default true). */
+  /** Unloading allowed at all, explicit or automatic (default true); off, unloadKext answers kOSKextReturnDisabled. */
   unloadEnabled?: boolean;
 }
 

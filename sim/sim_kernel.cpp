@@ -309,9 +309,11 @@ void SimKernel::considerUnloads() {
   deadlineMs_ = nowMs_ + kConsiderUnloadDelayMs;  // cancel and re-arm: not cumulative
 }
 
+// The scan unloads through OSKext::unload(), which refuses everything while unloading is
+// globally disabled.
 bool SimKernel::eligibleForAutounload(const Kext &k) const {
-  return !k.removed && k.count <= kBaseline && k.autounload && !k.kernelComponent &&
-         !k.unloadUnsupported && !k.hasLiveInstances();
+  return options_.unloadEnabled && !k.removed && k.count <= kBaseline && k.autounload &&
+         !k.kernelComponent && !k.unloadUnsupported && !k.hasLiveInstances();
 }
 
 void SimKernel::runAutounloadScan() {

@@ -63,7 +63,7 @@ class SimKernel {
 
   struct Options {
     bool autounloadEnabled = true;  // global autounload (sAutounloadEnabled)
-    bool unloadEnabled = true;      // explicit unload allowed (sUnloadEnabled)
+    bool unloadEnabled = true;      // unloading allowed at all, explicit or auto (sUnloadEnabled)
   };
 
   // The default world: __kernel__ (tag 0), the com.apple.kpi.* interfaces, and the sample

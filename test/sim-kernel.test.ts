@@ -155,6 +155,18 @@ describe('autounload', () => {
     await kb.close();
   });
 
+  test('with unloading disabled, unloadKext answers kOSKextReturnDisabled and the scan unloads nothing', async () => {
+    const kernel = createSimKernel({ unloadEnabled: false });
+    const kb = await open({ backend: 'sim', kernel });
+    const tag = target(kernel);
+    await kb.retain(tag);
+    await kb.release(tag);
+    expect(kernel.unloadKext(tag)).toMatchObject({ ok: false, name: 'kOSKextReturnDisabled', code: 0xdc00800a });
+    kernel.advance(MIN);
+    expect(loaded(kernel, tag)).toBe(true);
+    await kb.close();
+  });
+
   test('with global autounload off nothing is scheduled', async () => {
     const kernel = createSimKernel({ autounload: false });
     const kb = await open({ backend: 'sim', kernel });
