@@ -99,6 +99,17 @@ function expectAnswers(ops: Op[], answers: unknown[], kernel: SimKernel, rawBase
   });
 }
 
+/** `p`, or a rejection naming what never happened (faster and clearer than the test timeout). */
+async function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe('close() while 100 calls are in flight', () => {
   // closeAfter: how many answers have arrived when close() is called (0: right after issuing).
   test.each([0, 1, 7, 25, 60, 99, 100].map((k, i) => [k, 0x5eed + i]))(
@@ -118,6 +129,10 @@ describe('close() while 100 calls are in flight', () => {
       const mine = new Map<number, number>([[targets[1], 1]]);
       await kb.retain(targets[1]);
 
+      // A long batch first (300k retain calls for a tag nobody loaded: no ledger change), so
+      // that the 100 calls are still waiting in the worker's queue, not yet run, when
+      // close() comes right after them.
+      const blocker = (kb as unknown as { conn: NativeConnection }).conn.callMany(SELECTORS.retain.selector, new Uint32Array(300_000).fill(0xfffffffe));
       const rand = prng(seed);
       const before = randomOps(100, tags, rand);
       const after = randomOps(20, tags, rand);
@@ -139,9 +154,10 @@ describe('close() while 100 calls are in flight', () => {
       }));
       if (closeAfter === 0) closeNow();
       expect(kb.closed).toBe(closeAfter === 0);
-      await Promise.all(calls);
-      await Promise.all(lateCalls);
-      await expect(Promise.all(closing)).resolves.toEqual([undefined, undefined]);
+      expect((await blocker).kr).toBe(0);
+      await within(10_000, Promise.all(calls), 'the calls queued before close() were not all answered');
+      await within(10_000, Promise.all(lateCalls), 'the calls made after close() were not all answered');
+      await expect(within(10_000, Promise.all(closing), 'close() did not resolve')).resolves.toEqual([undefined, undefined]);
       expect(closing[0]).toBe(closing[1]);
 
       // Everything issued before close() answered for real (close waits for queued calls)…
@@ -243,6 +259,8 @@ describe('in child processes', () => {
     expect(r.afterSample).toBe(r.sampleBase);
     // Dropped with 102 calls queued: all answered, then finalized.
     expect(r.inFlight).toEqual({ settled: true, retains: 100, many: 50, held: [{ loadTag: expect.any(Number), count: 150 }], count: r.base + 150, released: true, after: r.base });
+    // The same with promises straight from the native connection (no library frame holds it).
+    expect(r.native).toEqual({ settled: true, retains: 100, many: 50, count: r.base + 150, released: true, after: r.base });
     expect(r.panicked).toBeNull();
   });
 
