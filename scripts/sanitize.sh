@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# npm run test:sanitize — the user-client core, SimTransport and SimKernel under sanitizers.
+#
+# Builds kext-sample/core/*.cpp + sim/sim_kernel.cpp + native/sim_transport.cc +
+# sanitize/stress.cc with clang twice, into build/sanitize/:
+#   asan/stress  -fsanitize=address,undefined -fno-sanitize-recover=all
+#   tsan/stress  -fsanitize=thread
+# and runs the stress harness under each (8 threads × 100,000 calls on shared connections,
+# plus 2 events threads; see sanitize/stress.cc). The core is compiled as the kext needs it
+# (-fno-exceptions -fno-rtti -nostdinc++). Any sanitizer report stops the run with a non-zero
+# status (halt_on_error, exitcode), and the logs are also scanned for reports; a harness
+# check that fails makes its last line "N passed, M failed" with M > 0 and exits non-zero.
+#
+# Environment: CXX (default clang++-16, else clang++), STRESS_CALLS / STRESS_THREADS (both
+# runs), TSAN_CALLS (the TSan run only; default: the same 100,000 calls per thread),
+# SANITIZE_ONLY=asan|tsan (one run), SANITIZE_TIMEOUT (seconds per run, default 240: a hang,
+# e.g. a corrupted ledger count that close() walks for billions of releases, is a failure).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=build/sanitize
+THREADS="${STRESS_THREADS:-8}"
+CALLS="${STRESS_CALLS:-100000}"
+TSAN_CALLS="${TSAN_CALLS:-$CALLS}"
+ONLY="${SANITIZE_ONLY:-}"
+LIMIT="${SANITIZE_TIMEOUT:-240}"
+
+die() {
+  echo "sanitize: $*" >&2
+  exit 1
+}
+
+# ---- toolchain: clang with its sanitizer runtimes ----
+if [[ -z "${CXX:-}" ]]; then
+  if command -v clang++-16 >/dev/null 2>&1; then CXX=clang++-16
+  elif command -v clang++ >/dev/null 2>&1; then CXX=clang++
+  fi
+fi
+if [[ -z "${CXX:-}" ]] || ! command -v "$CXX" >/dev/null 2>&1; then
+  die "no clang++ found (${CXX:+CXX=$CXX does not exist; }looked for clang++-16 and clang++). On Debian/Ubuntu:
+    apt-get update && apt-get install -y clang-16 libclang-rt-16-dev
+  or set CXX to a clang++ that has the ASan/UBSan/TSan runtimes."
+fi
+mkdir -p "$OUT/asan" "$OUT/tsan"
+probe() {  # $1 = sanitizer flags: can this compiler link and run a program with them?
+  printf 'int main() { return 0; }\n' >"$OUT/probe.cc"
+  "$CXX" $1 "$OUT/probe.cc" -o "$OUT/probe" >"$OUT/probe.log" 2>&1 && "$OUT/probe" >>"$OUT/probe.log" 2>&1
+}
+for flags in "-fsanitize=address,undefined" "-fsanitize=thread"; do
+  if ! probe "$flags"; then
+    sed 's/^/    /' "$OUT/probe.log" >&2
+    die "$CXX cannot build and run a program with $flags: the sanitizer runtimes are missing.
+    On Debian/Ubuntu: apt-get update && apt-get install -y clang-16 libclang-rt-16-dev"
+  fi
+done
+rm -f "$OUT/probe" "$OUT/probe.cc" "$OUT/probe.log"
+echo "sanitize: $("$CXX" --version | head -1)"
+
+COMMON=(-std=c++17 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror -pthread
+        -I kext-sample/core -I native -I sim)
+CORE_ONLY=(-fno-exceptions -fno-rtti -nostdinc++)  # kernel-safe C++, as in the kext
+CORE_SRC=(kext-sample/core/*.cpp)
+OTHER_SRC=(sim/sim_kernel.cpp native/sim_transport.cc sanitize/stress.cc)
+
+build() {  # $1 = name (asan|tsan), rest = sanitizer flags
+  local name=$1
+  shift
+  local dir="$OUT/$name" objs=() pids=() src obj rc=0
+  for src in "${CORE_SRC[@]}" "${OTHER_SRC[@]}"; do
+    obj="$dir/$(basename "${src%.*}").o"
+    objs+=("$obj")
+    local extra=()
+    [[ "$src" == kext-sample/core/* ]] && extra=("${CORE_ONLY[@]}")
+    "$CXX" "${COMMON[@]}" "${extra[@]}" "$@" -c "$src" -o "$obj" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  [[ $rc -eq 0 ]] || return 1
+  "$CXX" "$@" -pthread "${objs[@]}" -o "$dir/stress"
+}
+
+# A run passes when the harness exits 0, its last line says "0 failed", and the log holds no
+# sanitizer report (belt and braces: halt_on_error already turns a report into a failure).
+run() {  # $1 = name, $2 = calls per thread, rest = environment assignments
+  local name=$1 calls=$2
+  shift 2
+  local log="$OUT/$name/stress.log" start end rc
+  echo "sanitize: running $name: $THREADS threads x $calls calls"
+  start=$(date +%s%N)
+  timeout -k 10 "$LIMIT" env "$@" "$OUT/$name/stress" --threads "$THREADS" --calls "$calls" >"$log" 2>&1
+  rc=$?
+  end=$(date +%s%N)
+  local took
+  took=$(awk -v ns=$((end - start)) 'BEGIN { printf "%.1f", ns / 1e9 }')
+  if [[ $rc -ne 0 ]]; then
+    # A sanitizer report can run to hundreds of lines (template-heavy frames): its start,
+    # its SUMMARY and the harness's last line say what happened; the log has the rest.
+    head -n 60 "$log" | sed 's/^/    /'
+    echo "    ..."
+    grep -E '^SUMMARY:|^FAIL ' "$log" | head -n 20 | sed 's/^/    /'
+    tail -n 1 "$log" | sed 's/^/    /'
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+      echo "sanitize: $name FAILED: still running after $LIMIT s (SANITIZE_TIMEOUT); log: $log" >&2
+    else
+      echo "sanitize: $name FAILED (exit status $rc) after $took s; log: $log" >&2
+    fi
+    return 1
+  fi
+  sed 's/^/    /' "$log"
+  if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ThreadSanitizer|SUMMARY: [A-Za-z]+Sanitizer' "$log"; then
+    echo "sanitize: $name FAILED: a sanitizer report is in $log" >&2
+    return 1
+  fi
+  if ! tail -n 1 "$log" | grep -qE '^[0-9]+ passed, 0 failed$'; then
+    echo "sanitize: $name FAILED: the harness did not end with 'N passed, 0 failed'" >&2
+    return 1
+  fi
+  echo "sanitize: $name passed in $took s"
+}
+
+failed=0
+if [[ -z "$ONLY" || "$ONLY" == asan ]]; then
+  echo "sanitize: building ASan+UBSan into $OUT/asan"
+  if build asan -fsanitize=address,undefined -fno-sanitize-recover=all; then
+    run asan "$CALLS" \
+      ASAN_OPTIONS=halt_on_error=1:exitcode=86:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:strict_string_checks=1 \
+      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87 || failed=1
+  else
+    echo "sanitize: the ASan+UBSan build failed" >&2
+    failed=1
+  fi
+fi
+if [[ -z "$ONLY" || "$ONLY" == tsan ]]; then
+  echo "sanitize: building TSan into $OUT/tsan"
+  if build tsan -fsanitize=thread; then
+    # TSan needs the memory layout it expects; some kernels randomise mmap too widely for
+    # clang 16's runtime ("unexpected memory mapping"), so run without ASLR where setarch can.
+    norand=()
+    if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/null; then
+      norand=(setarch "$(uname -m)" -R)
+    fi
+    run tsan "$TSAN_CALLS" TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:history_size=4 \
+      "${norand[@]}" || failed=1
+  else
+    echo "sanitize: the TSan build failed" >&2
+    failed=1
+  fi
+fi
+
+if [[ $failed -ne 0 ]]; then
+  echo "sanitize: FAILED" >&2
+  exit 1
+fi
+echo "sanitize: all runs passed with no sanitizer reports"
