@@ -174,17 +174,21 @@ export class KextBridge {
   }
 }
 
+/** Longest timer Node keeps (2^31 - 1 ms, about 24.8 days); beyond it setTimeout fires at once. */
+const MAX_TIMEOUT = 0x7fffffff;
+
 function checkCallOptions(options: unknown): CallOptions | undefined {
   if (options === undefined) return undefined;
   const o = checkOptions('options', options, ['signal', 'timeout']);
-  if (o.signal !== undefined && !isAbortSignal(o.signal))
-    throw new TypeError(`options.signal must be an AbortSignal, got ${o.signal === null ? 'null' : typeof o.signal}`);
-  if (o.timeout !== undefined) {
-    if (typeof o.timeout !== 'number') throw new TypeError(`options.timeout must be a number of milliseconds, got ${typeof o.timeout}`);
-    if (!Number.isFinite(o.timeout) || o.timeout < 0)
-      throw new RangeError(`options.timeout must be a finite number of milliseconds ≥ 0, got ${o.timeout}`);
+  const { signal, timeout } = o; // each read once
+  if (signal !== undefined && !isAbortSignal(signal))
+    throw new TypeError(`options.signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`);
+  if (timeout !== undefined) {
+    if (typeof timeout !== 'number') throw new TypeError(`options.timeout must be a number of milliseconds, got ${typeof timeout}`);
+    if (!Number.isFinite(timeout) || timeout < 0 || timeout > MAX_TIMEOUT)
+      throw new RangeError(`options.timeout must be a finite number of milliseconds from 0 to ${MAX_TIMEOUT}, got ${timeout}`);
   }
-  return o.signal === undefined && o.timeout === undefined ? undefined : (o as CallOptions);
+  return signal === undefined && timeout === undefined ? undefined : { signal, timeout } as CallOptions;
 }
 
 /** Node's AbortSignal, or one from another realm or a polyfill with the same surface. */

@@ -356,6 +356,7 @@ describe('per-call signal and timeout', () => {
       [{ timeout: -1 }, RangeError, /options\.timeout/],
       [{ timeout: NaN }, RangeError, /options\.timeout/],
       [{ timeout: Infinity }, RangeError, /options\.timeout/],
+      [{ timeout: 2 ** 31 }, RangeError, /options\.timeout/], // setTimeout would fire at once
       [{ timeout: '5' }, TypeError, /options\.timeout/],
       [{ timeout: 5n }, TypeError, /options\.timeout/],
       [{ sginal: new AbortController().signal }, TypeError, /sginal/],
