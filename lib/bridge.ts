@@ -4,7 +4,7 @@ import { binding, isOpenFailure, NativeCallResult, NativeConnection, NativeKext,
 import { LIMITS, PROTOCOL_VERSION, SELECTORS } from './protocol.gen';
 import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 import { defaultSimKernel, SimKernel } from './sim';
-import { checkBoolean, checkLoadTag, checkLoadTags, checkOptions } from './validate';
+import { checkBoolean, checkLoadTag, checkLoadTags, checkOneOf, checkOptions } from './validate';
 
 export type Backend = 'sim' | 'iokit';
 
@@ -333,9 +333,7 @@ function decodeKexts(r: { kr: number; kexts: NativeKext[] }, site?: CallSite): L
 /** Opens a connection to the sample kext's user client, real or simulated. */
 export async function open(options?: OpenOptions): Promise<KextBridge> {
   const o = checkOptions('options', options, ['backend', 'kernel', 'privileged']);
-  const backend = o.backend ?? 'auto';
-  if (backend !== 'auto' && backend !== 'sim' && backend !== 'iokit')
-    throw new TypeError(`options.backend must be 'auto', 'sim' or 'iokit', got ${JSON.stringify(backend)}`);
+  const backend = o.backend === undefined ? 'auto' : checkOneOf('options.backend', o.backend, ['auto', 'sim', 'iokit'] as const);
   if (o.kernel !== undefined && !(o.kernel instanceof SimKernel))
     throw new TypeError('options.kernel must be a SimKernel from createSimKernel()');
   const privileged = o.privileged === undefined ? true : checkBoolean('options.privileged', o.privileged);

@@ -161,26 +161,10 @@ async function expectArgumentError(row: Row, value: unknown): Promise<void> {
 const hasValue = (list: readonly unknown[] | undefined, v: unknown) => (list ?? []).some((x) => Object.is(x, v) || (Array.isArray(x) && Array.isArray(v) && x.length === v.length && x.length === 0) || (isEmptyObject(x) && isEmptyObject(v)));
 const isEmptyObject = (x: unknown) => x !== null && typeof x === 'object' && !Array.isArray(x) && Object.keys(x).length === 0;
 
-/**
- * Cells that fail today, each a reported bug in a file this suite's owner may not edit.
- * test.failing keeps them visible: once fixed they pass, test.failing then fails, and the
- * entry must go.
- */
-const KNOWN_BUGS: { fn: string; value: unknown; bug: string }[] = [
-  // lib/bridge.ts open(): `o.backend ?? 'auto'` reads null as "not given" and opens a connection.
-  { fn: 'open({ backend })', value: null, bug: 'null backend accepted as auto' },
-  // lib/bridge.ts open(): the message is built with JSON.stringify(backend), which throws its own
-  // TypeError ("Do not know how to serialize a BigInt") that does not name the option.
-  { fn: 'open({ backend })', value: 5n, bug: 'bigint backend: error does not name backend' },
-];
-const knownBug = (fn: string, v: unknown) => KNOWN_BUGS.some((b) => b.fn === fn && Object.is(b.value, v));
 
 describe.each(rows.map((r) => [r.fn, r] as const))('%s', (_fn, row) => {
   const values = BAD.filter((v) => !hasValue(row.valid, v));
-  const good = values.filter((v) => !knownBug(row.fn, v));
-  const bugs = values.filter((v) => knownBug(row.fn, v));
-  test.each(good.map((v) => [v]))(`rejects %p, naming ${row.arg}, and changes nothing`, (value) => expectArgumentError(row, value));
-  if (bugs.length) test.failing.each(bugs.map((v) => [v]))(`KNOWN BUG (lib/bridge.ts): rejects %p, naming ${row.arg}`, (value) => expectArgumentError(row, value));
+  test.each(values.map((v) => [v]))(`rejects %p, naming ${row.arg}, and changes nothing`, (value) => expectArgumentError(row, value));
 });
 
 describe('right type, wrong value', () => {
