@@ -11,7 +11,7 @@
 // Progress goes to stderr; stdout carries only the tables and (with --json) the JSON line.
 import * as os from 'os';
 
-import { Bench, Task } from 'tinybench';
+import type { Bench as BenchType, Task } from 'tinybench';
 
 import { createSimKernel, KextBridge, open, SimKernel } from '../lib';
 import { binding } from '../lib/native';
@@ -23,6 +23,12 @@ const ROUNDS = QUICK ? 1 : 3;
 const TIME_MS = QUICK ? 150 : 500; // per task per round
 const BATCH = 256; // the ledger cap: at most 256 outstanding retains per connection
 const RSS_CALLS = 1_000_000;
+
+// tinybench is ESM-only. TypeScript compiles a plain import() to require() under CommonJS,
+// which loads ESM only on Node >= 20.19; a real import() works on every Node tinybench runs on.
+type Tinybench = typeof import('tinybench');
+const importEsm = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Tinybench>;
+let Bench: Tinybench['Bench'];
 
 const gc: () => void =
   (globalThis as { gc?: () => void }).gc ??
@@ -71,7 +77,7 @@ function statsOf(task: Task): { meanMs: number; rme: number; samples: number } {
 async function measure(cases: Case[], timeMs = TIME_MS): Promise<Measured[]> {
   const acc = cases.map((c) => ({ c, rounds: [] as number[], rme: 0, iterations: 0 }));
   for (let round = 0; round < ROUNDS; round++) {
-    const bench = new Bench({ time: timeMs, iterations: 8, warmupTime: Math.min(100, timeMs), warmupIterations: 4, throws: true });
+    const bench: BenchType = new Bench({ time: timeMs, iterations: 8, warmupTime: Math.min(100, timeMs), warmupIterations: 4, throws: true });
     for (const c of cases) bench.add(c.name, c.fn);
     await bench.run();
     for (const a of acc) {
@@ -118,6 +124,7 @@ const passes = (t: Target): boolean =>
 
 async function main(): Promise<void> {
   const started = Date.now();
+  ({ Bench } = await importEsm('tinybench'));
   const loadBefore = os.loadavg()[0];
   const native = binding();
 
@@ -297,7 +304,7 @@ async function main(): Promise<void> {
   console.log(
     `kextbridge bench — node ${process.version}, ${process.platform}/${process.arch}, ${os.cpus().length} CPUs, sim backend, ` +
       `${ROUNDS} round(s) × ${TIME_MS} ms per task${QUICK ? ' (--quick)' : ''}; load average ${loadBefore.toFixed(2)} → ${loadAfter.toFixed(2)}` +
-      (loadAfter > os.cpus().length / 2 ? ' (a busy machine: thread-hop numbers swing with load)' : ''),
+      (Math.max(loadBefore, loadAfter) >= os.cpus().length ? ' (a busy machine: thread-hop numbers swing with load)' : ''),
   );
   console.table(
     measurements.map((m) => ({
