@@ -5,15 +5,16 @@
 # sanitize/stress.cc with clang twice, into build/sanitize/:
 #   asan/stress  -fsanitize=address,undefined -fno-sanitize-recover=all
 #   tsan/stress  -fsanitize=thread
-# and runs the stress harness under each (8 threads × 100,000 calls on shared connections,
-# plus 2 events threads; see sanitize/stress.cc). The core is compiled as the kext needs it
+# and runs the stress harness under each, once per seed (8 threads × 100,000 calls on shared
+# connections, plus 2 events threads; see sanitize/stress.cc). The core is compiled as the kext needs it
 # (-fno-exceptions -fno-rtti -nostdinc++). Any sanitizer report stops the run with a non-zero
 # status (halt_on_error, exitcode), and the logs are also scanned for reports; a harness
 # check that fails makes its last line "N passed, M failed" with M > 0 and exits non-zero.
 #
 # Environment: CXX (default clang++-16, else clang++), STRESS_CALLS / STRESS_THREADS (both
 # runs), TSAN_CALLS (the TSan run only; default: the same 100,000 calls per thread),
-# SANITIZE_ONLY=asan|tsan (one run), SANITIZE_TIMEOUT (seconds per run, default 240: a hang,
+# STRESS_SEEDS (each sanitizer runs the harness once per seed; default 3 seeds),
+# SANITIZE_ONLY=asan|tsan (one sanitizer), SANITIZE_TIMEOUT (seconds per run, default 240: a hang,
 # e.g. a corrupted ledger count that close() walks for billions of releases, is a failure).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ CALLS="${STRESS_CALLS:-100000}"
 TSAN_CALLS="${TSAN_CALLS:-$CALLS}"
 ONLY="${SANITIZE_ONLY:-}"
 LIMIT="${SANITIZE_TIMEOUT:-240}"
+SEEDS="${STRESS_SEEDS:-0x6b62737472657373 0x2545f4914f6cdd1d 0x9e3779b97f4a7c15}"
 
 die() {
   echo "sanitize: $*" >&2
@@ -81,13 +83,13 @@ build() {  # $1 = name (asan|tsan), rest = sanitizer flags
 
 # A run passes when the harness exits 0, its last line says "0 failed", and the log holds no
 # sanitizer report (belt and braces: halt_on_error already turns a report into a failure).
-run() {  # $1 = name, $2 = calls per thread, rest = environment assignments
-  local name=$1 calls=$2
-  shift 2
-  local log="$OUT/$name/stress.log" start end rc
-  echo "sanitize: running $name: $THREADS threads x $calls calls"
+run() {  # $1 = name, $2 = calls per thread, $3 = seed, rest = environment assignments
+  local name=$1 calls=$2 seed=$3
+  shift 3
+  local log="$OUT/$name/stress-$seed.log" start end rc
+  echo "sanitize: running $name: $THREADS threads x $calls calls, seed $seed"
   start=$(date +%s%N)
-  timeout -k 10 "$LIMIT" env "$@" "$OUT/$name/stress" --threads "$THREADS" --calls "$calls" >"$log" 2>&1
+  timeout -k 10 "$LIMIT" env "$@" "$OUT/$name/stress" --threads "$THREADS" --calls "$calls" --seed "$seed" >"$log" 2>&1
   rc=$?
   end=$(date +%s%N)
   local took
@@ -122,9 +124,11 @@ failed=0
 if [[ -z "$ONLY" || "$ONLY" == asan ]]; then
   echo "sanitize: building ASan+UBSan into $OUT/asan"
   if build asan -fsanitize=address,undefined -fno-sanitize-recover=all; then
-    run asan "$CALLS" \
+    for seed in $SEEDS; do
+      run asan "$CALLS" "$seed" \
       ASAN_OPTIONS=halt_on_error=1:exitcode=86:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:strict_string_checks=1 \
       UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87 || failed=1
+    done
   else
     echo "sanitize: the ASan+UBSan build failed" >&2
     failed=1
@@ -139,8 +143,10 @@ if [[ -z "$ONLY" || "$ONLY" == tsan ]]; then
     if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/null; then
       norand=(setarch "$(uname -m)" -R)
     fi
-    run tsan "$TSAN_CALLS" TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:history_size=4 \
-      "${norand[@]}" || failed=1
+    for seed in $SEEDS; do
+      run tsan "$TSAN_CALLS" "$seed" TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:history_size=4 \
+        "${norand[@]}" || failed=1
+    done
   else
     echo "sanitize: the TSan build failed" >&2
     failed=1
