@@ -1,6 +1,9 @@
 #include "connection.h"
 
 #include <chrono>
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #include "addon.h"
 #include "js_values.h"
@@ -14,6 +17,15 @@ const uint32_t kMaxScalarArgs = 256;    // MIG refuses > 16; accept enough to be
 const napi_type_tag kTransportTag = {0x6b65787462726964ull, 0x6765747261707274ull};
 // After a job the worker polls for the next one this long before parking (see WorkerLoop).
 const std::chrono::microseconds kPollAfterJob(50);
+
+// Polling pays only if another core can run the JS thread meanwhile (taskset, a 1-CPU box).
+bool SeveralCpus() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set) > 1;
+#endif
+  return std::thread::hardware_concurrency() != 1;
+}
 }  // namespace
 
 struct Connection::Job {
@@ -121,6 +133,7 @@ void Connection::Shutdown() {
 }
 
 void Connection::WorkerLoop() {
+  const bool poll = SeveralCpus();
   bool worked = false;
   for (;;) {
     Job *job;
@@ -129,7 +142,7 @@ void Connection::WorkerLoop() {
     // wherever the other core has gone idle (a 2-vCPU VM: ~50 us per awaited call parked,
     // ~5-10 us polling), so poll briefly first, yielding the CPU each time so a JS thread
     // sharing this core still runs. At most kPollAfterJob of CPU per job; idle, it parks.
-    if (worked) {
+    if (worked && poll) {
       const auto until = std::chrono::steady_clock::now() + kPollAfterJob;
       for (;;) {
         {
