@@ -56,8 +56,7 @@ uint32_t SimTransport::loadedKexts(std::vector<KextInfo> &out) {
 }
 
 uint32_t SimTransport::close() {
-  if (closed_) return RC_MACH_SEND_INVALID_DEST;
-  closed_ = true;
+  if (closed_.exchange(true)) return RC_MACH_SEND_INVALID_DEST;
   core_.close();  // clientClose: the ledger is released
   kernel_->closeUserClient();
   return RC_kIOReturnSuccess;

@@ -3,6 +3,7 @@
 #ifndef KEXTBRIDGE_SIM_TRANSPORT_H
 #define KEXTBRIDGE_SIM_TRANSPORT_H
 
+#include <atomic>
 #include <memory>
 
 #include "sim_kernel.h"
@@ -31,7 +32,7 @@ class SimTransport : public Transport {
   sim::SampleKextApi api_;
   sim::MutexLock lock_;
   UserClientCore core_;
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};  // a connection may be closed while another thread calls
 };
 
 } // namespace kb

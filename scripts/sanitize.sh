@@ -83,13 +83,16 @@ build() {  # $1 = name (asan|tsan), rest = sanitizer flags
 
 # A run passes when the harness exits 0, its last line says "0 failed", and the log holds no
 # sanitizer report (belt and braces: halt_on_error already turns a report into a failure).
+# MODE: extra harness flags (e.g. --transport-close-race) for one run.
 run() {  # $1 = name, $2 = calls per thread, $3 = seed, rest = environment assignments
   local name=$1 calls=$2 seed=$3
   shift 3
-  local log="$OUT/$name/stress-$seed.log" start end rc
-  echo "sanitize: running $name: $THREADS threads x $calls calls, seed $seed"
+  local mode="${MODE:-}"
+  local log="$OUT/$name/stress-$seed${mode//[^a-z]/-}.log" start end rc
+  echo "sanitize: running $name: $THREADS threads x $calls calls, seed $seed ${MODE:-}"
   start=$(date +%s%N)
-  timeout -k 10 "$LIMIT" env "$@" "$OUT/$name/stress" --threads "$THREADS" --calls "$calls" --seed "$seed" >"$log" 2>&1
+  # shellcheck disable=SC2086  # MODE is a list of flags
+  timeout -k 10 "$LIMIT" env "$@" "$OUT/$name/stress" --threads "$THREADS" --calls "$calls" --seed "$seed" ${MODE:-} >"$log" 2>&1
   rc=$?
   end=$(date +%s%N)
   local took
@@ -143,10 +146,12 @@ if [[ -z "$ONLY" || "$ONLY" == tsan ]]; then
     if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/null; then
       norand=(setarch "$(uname -m)" -R)
     fi
+    tsan_env=(TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:history_size=4)
     for seed in $SEEDS; do
-      run tsan "$TSAN_CALLS" "$seed" TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:history_size=4 \
-        "${norand[@]}" || failed=1
+      run tsan "$TSAN_CALLS" "$seed" "${tsan_env[@]}" "${norand[@]}" || failed=1
     done
+    # Threads calling one SimTransport while another thread closes it.
+    MODE=--transport-close-race run tsan 20000 1 "${tsan_env[@]}" "${norand[@]}" || failed=1
   else
     echo "sanitize: the TSan build failed" >&2
     failed=1
