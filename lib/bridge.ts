@@ -64,6 +64,8 @@ export class KextBridge {
   private readonly conn: NativeConnection;
   private readonly ownLoadTag: number;
   private closing: Promise<void> | undefined;
+  /** Output scalars of the sync retain/release fast path (osReturn, heldAfter). */
+  private readonly scalarsOut = new Float64Array(2);
 
   /** @internal use open() */
   constructor(conn: NativeConnection, backend: Backend, sim: SimKernel | undefined, ownLoadTag: number) {
@@ -155,7 +157,9 @@ export class KextBridge {
   }
 
   private countedSync<S extends Counted>(op: S, loadTag: number): ResultFor<S> {
-    return counted(op, loadTag, this.callSync(op, shape(sel[op], [loadTag]))) as ResultFor<S>;
+    const kr = this.conn.callScalarSync(sel[op].selector, loadTag, this.scalarsOut);
+    if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(op, kr);
+    return decode(op, loadTag, kr, this.scalarsOut[0], this.scalarsOut[1]) as ResultFor<S>;
   }
 
   private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {

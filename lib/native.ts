@@ -25,6 +25,8 @@ export interface NativeKext {
 export interface NativeConnection {
   call(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): Promise<NativeCallResult>;
   callSync(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): NativeCallResult;
+  /** One scalar in; writes out.length scalars into `out` (zeros when none came back); returns kr. */
+  callScalarSync(selector: number, scalar: number, out: Float64Array): number;
   callMany(selector: number, loadTags: Uint32Array): Promise<NativeManyResult>;
   callManySync(selector: number, loadTags: Uint32Array): NativeManyResult;
   loadedKexts(): Promise<{ kr: number; kexts: NativeKext[] }>;

@@ -80,6 +80,7 @@ Napi::Function Connection::Define(Napi::Env env) {
   return DefineClass(env, "Connection",
                      {InstanceMethod<&Connection::Call>("call"),
                       InstanceMethod<&Connection::CallSync>("callSync"),
+                      InstanceMethod<&Connection::CallScalarSync>("callScalarSync"),
                       InstanceMethod<&Connection::CallMany>("callMany"),
                       InstanceMethod<&Connection::CallManySync>("callManySync"),
                       InstanceMethod<&Connection::LoadedKexts>("loadedKexts"),
@@ -263,25 +264,50 @@ Napi::Value Connection::Enqueue(Napi::Env env, std::unique_ptr<Job> job) {
   return promise;
 }
 
-Napi::Value Connection::RunSync(Napi::Env env, Job &job) {
-  if (closing_) {
-    job.kr = RC_MACH_SEND_INVALID_DEST;
-    return job.Result(env);
-  }
+template <typename F>
+void Connection::RunExclusive(F &&run) {
   {
-    // After everything already queued on this connection, and never beside the worker.
     std::unique_lock<std::mutex> lk(mu_);
     cv_.wait(lk, [this] { return queue_.empty() && !busy_; });
     busy_ = true;
   }
-  Execute(job);
+  run();
   {
     std::lock_guard<std::mutex> lk(mu_);
     busy_ = false;
   }
   // No notify: only the worker waits on cv_, and for work, not for busy_ (sync calls come
   // from this one JS thread). Waking it here cost a context switch per sync call.
+}
+
+Napi::Value Connection::RunSync(Napi::Env env, Job &job) {
+  if (closing_)
+    job.kr = RC_MACH_SEND_INVALID_DEST;
+  else
+    RunExclusive([&] { Execute(job); });
   return job.Result(env);
+}
+
+Napi::Value Connection::CallScalarSync(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint32_t selector = (uint32_t)ToUint(info[0], "selector", 0xFFFFFFFFull);
+  uint64_t scalar = ToUint(info[1], "scalar", UINT64_MAX, true);
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw Napi::TypeError::New(env, "out must be a Float64Array");
+  Napi::Float64Array out = info[2].As<Napi::Float64Array>();
+  uint64_t scalars[kMaxScalars] = {0};
+  uint32_t outCount = out.ElementLength() < kMaxScalars ? (uint32_t)out.ElementLength() : kMaxScalars;
+  uint32_t kr = RC_MACH_SEND_INVALID_DEST;
+  if (closing_) {
+    outCount = 0;
+  } else {
+    RunExclusive([&] {
+      size_t outStruct = 0;
+      kr = transport_->callMethod(selector, &scalar, 1, nullptr, 0, scalars, &outCount, nullptr, &outStruct);
+    });
+  }
+  for (size_t i = 0; i < out.ElementLength(); i++) out[i] = i < outCount ? (double)scalars[i] : 0;
+  return Napi::Number::New(env, kr);
 }
 
 static std::unique_ptr<Connection::Job> ParseCall(const Napi::CallbackInfo &info);

@@ -34,6 +34,9 @@ class Connection : public Napi::ObjectWrap<Connection> {
   // JS: call(selector, scalars, structIn, outScalars, outStructSize) → Promise<CallResult>
   Napi::Value Call(const Napi::CallbackInfo &info);
   Napi::Value CallSync(const Napi::CallbackInfo &info);
+  // JS: callScalarSync(selector, scalar, out: Float64Array) → kr. One scalar in, out.length
+  // scalars out, no result object: the sync path's cost is mostly building JS values.
+  Napi::Value CallScalarSync(const Napi::CallbackInfo &info);
   // JS: callMany(selector, loadTags: Uint32Array) → Promise<{kr, results: Float64Array}>
   Napi::Value CallMany(const Napi::CallbackInfo &info);
   Napi::Value CallManySync(const Napi::CallbackInfo &info);
@@ -44,6 +47,9 @@ class Connection : public Napi::ObjectWrap<Connection> {
 
   Napi::Value Enqueue(Napi::Env env, std::unique_ptr<Job> job);
   Napi::Value RunSync(Napi::Env env, Job &job);
+  // Runs `run` on the JS thread after everything already queued, never beside the worker.
+  template <typename F>
+  void RunExclusive(F &&run);
   void Execute(Job &job);  // on the worker, or on the JS thread for the sync path
   void WorkerLoop();
   void Shutdown();  // finalizer or environment teardown: stop, join, close the transport

@@ -312,6 +312,10 @@ describe('native level (the user-client protocol itself)', () => {
     expect(() => conn.call(1, [1.5], null, 0, 0)).toThrow(named('RangeError'));
     expect(() => conn.call(1, [1], 'x' as never, 0, 0)).toThrow(named('TypeError'));
     expect(() => conn.callMany(1, [1] as never)).toThrow(named('TypeError'));
+    expect(() => conn.callScalarSync(1, 8, [0, 0] as never)).toThrow(named('TypeError'));
+    expect(() => conn.callScalarSync(1, 8, new Float32Array(2) as never)).toThrow(named('TypeError'));
+    expect(() => conn.callScalarSync(1, -8, new Float64Array(2))).toThrow(named('RangeError'));
+    expect(() => conn.callScalarSync('1' as never, 8, new Float64Array(2))).toThrow(named('TypeError'));
     expect(() => new (binding().Connection as unknown as new (x: unknown) => unknown)({})).toThrow(/open\(\)/);
   });
 
@@ -320,5 +324,23 @@ describe('native level (the user-client protocol itself)', () => {
     expect((await conn.close()).kr).toBe(0x10000003);
     expect((await conn.call(0, [], null, 4, 128)).kr).toBe(0x10000003);
     expect(conn.callSync(0, [], null, 4, 128).kr).toBe(0x10000003);
+  });
+});
+
+describe('the sync fast path (callScalarSync)', () => {
+  test('answers exactly what the full call answers, and writes no stale outputs', async () => {
+    const native = binding();
+    const conn = native.openSim(native.createSimKernel(), true) as NativeConnection;
+    const out = new Float64Array([7, 7]);
+    const own = (await conn.call(0, [], null, 4, 128)).scalars[1] as number;
+    expect(conn.callScalarSync(SELECTORS.retain.selector, own, out)).toBe(0);
+    expect([...out]).toEqual([0, 1]); // kOSReturnSuccess, held 1
+    expect(conn.callScalarSync(SELECTORS.release.selector, 4242, out)).toBe(0xe00002e2); // not held
+    expect([...out]).toEqual([0, 0]); // MIG drops outputs on a refusal
+    expect(conn.callScalarSync(SELECTORS.retain.selector, 2 ** 32 + own, out)).toBe(0xe00002c2);
+    expect(conn.callScalarSync(SELECTORS.retain.selector, own, new Float64Array(1))).toBe(0xe00002c2); // wrong output count
+    expect(conn.callScalarSync(7, own, out)).toBe(0xe00002c2);
+    await conn.close();
+    expect(conn.callScalarSync(SELECTORS.retain.selector, own, out)).toBe(0x10000003);
   });
 });
