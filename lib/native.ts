@@ -1,6 +1,8 @@
 // The one place the native addon is loaded, and the exact surface it exposes.
 import * as fs from 'fs';
 import * as path from 'path';
+import type { LoadedKext } from './results';
+import type { KextSpec } from './sim';
 
 export interface NativeCallResult {
   kr: number;
@@ -12,16 +14,8 @@ export interface NativeManyResult {
   /** Per tag: [kr, scalar0, scalar1]. */
   results: Float64Array;
 }
-export interface NativeKext {
-  bundleId: string;
-  loadTag: number;
-  retainCount: number;
-  started: boolean;
-  version: string;
-  uuid: string;
-  dependencies: number[];
-  classes: { name: string; superclass: string; instances: number }[];
-}
+/** The loaded-kext table crosses the boundary already in its public shape. */
+export type NativeKext = LoadedKext;
 export interface NativeConnection {
   call(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): Promise<NativeCallResult>;
   callSync(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): NativeCallResult;
@@ -42,18 +36,8 @@ export interface NativePanic {
   timeMs: number;
   message: string;
 }
-export interface NativeKextSpec {
-  bundleId: string;
-  version?: string;
-  uuid?: string;
-  dependencies?: string[];
-  classes?: { name: string; superclass?: string; instances?: number }[];
-  autounload?: boolean;
-  unloadUnsupported?: boolean;
-  started?: boolean;
-}
 export interface NativeSimKernel {
-  loadKext(spec: NativeKextSpec): { kr: number; loadTag: number };
+  loadKext(spec: KextSpec): { kr: number; loadTag: number };
   unloadKext(loadTag: number): number;
   setInstances(loadTag: number, className: string, count: number): number;
   advance(ms: number): void;

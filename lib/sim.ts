@@ -2,7 +2,7 @@
 // controls a real Mac does not have (load your own kexts, advance the clock, read a panic).
 import { codeValue, describeReturn, isCodeName, CodeName } from './codes';
 import { KextBridgeError } from './errors';
-import { binding, NativeKextSpec, NativePanic, NativeSimKernel } from './native';
+import { binding, NativePanic, NativeSimKernel } from './native';
 import { LoadedKext } from './results';
 import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid } from './validate';
 
@@ -94,7 +94,7 @@ export class SimKernel {
       });
     }
     this.alive('loadKext');
-    const r = this.native.loadKext(s as unknown as NativeKextSpec);
+    const r = this.native.loadKext(s as unknown as KextSpec);
     if (r.kr !== 0) throw new KextBridgeError('sim.loadKext', r.kr);
     return r.loadTag;
   }
