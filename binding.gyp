@@ -50,9 +50,12 @@
           "link_settings": {
             "libraries": ["-framework IOKit", "-framework CoreFoundation"]
           },
+          # No ARCHS: node-gyp's make generator cannot build several at once (it falls back
+          # to i386); each build targets its host, as Node itself does. node-addon-api's gypi
+          # sets a 10.7 deployment target; restating 11.0 last makes the compile (and its
+          # availability checks) target macOS 11.
           "xcode_settings": {
-            "ARCHS": ["arm64", "x86_64"],
-            "OTHER_CPLUSPLUSFLAGS": ["-Wunguarded-availability"]
+            "OTHER_CPLUSPLUSFLAGS": ["-mmacosx-version-min=11.0", "-Wunguarded-availability"]
           }
         }]
       ]
