@@ -17,6 +17,15 @@ function validate() {
     if (!/^0x[0-9A-F]{8}$/.test(c.value)) throw new Error(`${c.name}: value must be 0x + 8 hex digits`);
     names.add(c.name);
   }
+  // The core writes these structures at exactly these sizes: a mismatch would be a write
+  // past the caller's buffer in the kernel.
+  const byName = Object.fromEntries(spec.selectors.map((s) => [s.name, s]));
+  const L = spec.limits;
+  if (byName.getInfo.structOutputSize !== 2 * L.infoStringSize)
+    throw new Error(`getInfo.structOutputSize must be 2 * limits.infoStringSize (${2 * L.infoStringSize})`);
+  if (byName.held.structOutputSize !== 8 * L.ledgerCapacity)
+    throw new Error(`held.structOutputSize must be 8 * limits.ledgerCapacity (${8 * L.ledgerCapacity})`);
+  if (byName.held.structOutputSize > 4096) throw new Error('held.structOutputSize must fit inband (4096 bytes)');
   spec.selectors.forEach((s, i) => {
     if (s.selector !== i) throw new Error(`selector ${s.name} must be numbered ${i}`);
     for (const n of [...s.userClientCodes, ...s.kernelCodes])
@@ -69,7 +78,7 @@ struct SelectorShape {
   bool admin;
 };
 
-static const SelectorShape kSelectorShapes[kSelectorCount] = {
+static constexpr SelectorShape kSelectorShapes[kSelectorCount] = {
 ${sel.map((s) => `  {${s.scalarInputs}, ${s.structInputSize}, ${s.scalarOutputs}, ${s.structOutputSize}, ${s.admin}}, // ${s.name}`).join('\n')}
 };
 

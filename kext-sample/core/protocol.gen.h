@@ -37,7 +37,7 @@ struct SelectorShape {
   bool admin;
 };
 
-static const SelectorShape kSelectorShapes[kSelectorCount] = {
+static constexpr SelectorShape kSelectorShapes[kSelectorCount] = {
   {0, 0, 4, 128, false}, // getInfo
   {1, 0, 2, 0, true}, // retain
   {1, 0, 2, 0, true}, // release

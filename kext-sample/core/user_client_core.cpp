@@ -2,6 +2,12 @@
 
 namespace kb {
 
+// What getInfo and held write must fit the sizes the selector table makes callers pass.
+static_assert(kSelectorShapes[kSelectorGetInfo].structOutputSize == 2 * kInfoStringSize,
+              "getInfo writes two info strings");
+static_assert(kSelectorShapes[kSelectorHeld].structOutputSize == 8 * kLedgerCapacity,
+              "held writes up to kLedgerCapacity (tag, count) pairs");
+
 namespace {
 
 // Wire format of the held struct and the getInfo strings: explicit little-endian bytes,
