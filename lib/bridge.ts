@@ -349,7 +349,10 @@ export async function open(options?: OpenOptions): Promise<KextBridge> {
   if (backend === 'iokit' || (backend === 'auto' && !simOnly && native.iokitAvailable)) {
     const conn = native.openIOKit();
     if (!isOpenFailure(conn)) return connect(conn, 'iokit', undefined);
-    if (backend === 'iokit') throw new KextBridgeError('open', conn.kr, iokitHelp(conn.why, native.iokitAvailable));
+    // 'auto' falls back only where no sample kext is loaded. A kext that is there but does
+    // not open (wrong class, sandbox, policy) is an error to see, not a reason to simulate.
+    const absent = !native.iokitAvailable || conn.kr === codeValue('kIOReturnNotFound');
+    if (backend === 'iokit' || !absent) throw new KextBridgeError('open', conn.kr, iokitHelp(conn.why, native.iokitAvailable));
   }
   const kernel = (o.kernel as SimKernel | undefined) ?? defaultSimKernel();
   const conn = native.openSim(kernel.native, privileged);
@@ -372,9 +375,9 @@ async function connect(conn: NativeConnection, backend: Backend, sim: SimKernel 
   return new KextBridge(conn, backend, sim, info.loadTag);
 }
 
+/** The native reason already says what to do on a Mac; elsewhere, say where to go. */
 function iokitHelp(why: string, available: boolean): string {
-  if (!available) return `${why}. Use open({ backend: 'sim' }) here, or run on the test Mac (docs/mac.md).`;
-  return `${why}. Load the sample kext with kext-sample/scripts/load.sh (docs/mac.md), or use open({ backend: 'sim' }).`;
+  return available ? why : `${why}. Use open({ backend: 'sim' }) here, or run on the test Mac (docs/mac.md).`;
 }
 
 

@@ -170,11 +170,14 @@ export class SimKernel {
     return this.native.sampleLoadTag();
   }
 
-  /** The next `times` calls of a KPI answer `code` and change nothing. */
+  /** The next `times` calls of a KPI answer `code` (a failure) and change nothing. */
   injectFault(kpi: 'retain' | 'release', code: CodeName | number, times = 1): void {
     checkOneOf('kpi', kpi, ['retain', 'release'] as const);
     if (typeof code === 'string' && !isCodeName(code)) throw new RangeError(`code must be a code name such as 'kOSKextReturnNotFound' or an unsigned 32-bit number, got ${JSON.stringify(code)}`);
     const value = typeof code === 'string' ? codeValue(code) : checkUint32('code', code);
+    // A "successful" fault would be a kernel that lies: the ledger would count a retain the
+    // kernel never took, and releasing it would take one the kernel's own.
+    if (value === 0) throw new RangeError('code must be a failure: a fault that answers kOSReturnSuccess would make the kernel lie');
     this.native.injectFault(kpi, value, checkUint32('times', times));
   }
 

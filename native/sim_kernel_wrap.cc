@@ -185,6 +185,8 @@ Napi::Value SimKernelWrap::InjectFault(const Napi::CallbackInfo &info) {
   if (kpi != "retain" && kpi != "release")
     throw Napi::TypeError::New(info.Env(), "kpi must be 'retain' or 'release'");
   uint32_t code = (uint32_t)ToUint(info[1], "code", 0xFFFFFFFFull);
+  if (code == RC_kOSReturnSuccess)
+    throw Napi::RangeError::New(info.Env(), "code must be a failure, not kOSReturnSuccess");
   uint32_t times = (uint32_t)ToUint(info[2], "times", 0xFFFFFFFFull);
   kernel_->injectFault(kpi == "retain" ? sim::Kpi::Retain : sim::Kpi::Release, code, times);
   return info.Env().Undefined();

@@ -105,7 +105,7 @@ const rows: Row[] = [
   { fn: "kernel.injectFault(kpi, 'kOSKextReturnNotFound')", arg: 'kpi', call: (v) => kernel.injectFault(v as never, 'kOSKextReturnNotFound') },
   // '5' is a string, but no code name.
   { fn: "kernel.injectFault('retain', code)", arg: 'code', call: (v) => kernel.injectFault('retain', v as never) },
-  { fn: "kernel.injectFault('retain', 0, times)", arg: 'times', call: (v) => kernel.injectFault('retain', 0, v as number), valid: optional },
+  { fn: "kernel.injectFault('retain', 0xDC008006, times)", arg: 'times', call: (v) => kernel.injectFault('retain', 0xdc008006, v as number), valid: optional },
   { fn: 'kernel.kpi.retainKextWithLoadTag(loadTag)', arg: 'loadTag', call: (v) => kernel.kpi.retainKextWithLoadTag(v as number) },
   { fn: 'kernel.kpi.releaseKextWithLoadTag(loadTag)', arg: 'loadTag', call: (v) => kernel.kpi.releaseKextWithLoadTag(v as number) },
   { fn: 'kernel.lookup(bundleId)', arg: 'bundleId', call: (v) => kernel.lookup(v as string), valid: aString },
@@ -124,6 +124,7 @@ const MORE: Row[] = [
   { fn: 'loadKext({ classes })', arg: 'spec.classes[1].name', call: (v) => kernel.loadKext(spec({ classes: v }) as never) },
   { fn: 'kernel.setInstances(sample, className, …)', arg: 'className', call: (v) => kernel.setInstances(kernel.sampleLoadTag, v as string, 0) },
   { fn: 'kernel.lookup(bundleId)', arg: 'bundleId', call: (v) => kernel.lookup(v as string) },
+  { fn: "kernel.injectFault('retain', code)", arg: 'code', call: (v) => kernel.injectFault('retain', v as never) },
 ];
 const moreValues: [number, unknown][] = [
   [0, -0.5],
@@ -138,6 +139,8 @@ const moreValues: [number, unknown][] = [
   [5, [{ name: 'C' }, { name: 'C' }]], // a class name declared twice
   [6, 'org_kextbridge_SampleUserClient'], // its instances are the open connections
   [7, 'a\0b'],
+  [8, 0], // a fault that answers success would make the ledger count a retain the kernel never took
+  [8, 'kOSReturnSuccess'],
 ];
 
 async function expectArgumentError(row: Row, value: unknown): Promise<void> {
@@ -312,6 +315,7 @@ describe('native level (the user-client protocol itself)', () => {
     expect(() => conn.call(1, [1.5], null, 0, 0)).toThrow(named('RangeError'));
     expect(() => conn.call(1, [1], 'x' as never, 0, 0)).toThrow(named('TypeError'));
     expect(() => conn.callMany(1, [1] as never)).toThrow(named('TypeError'));
+    expect(() => binding().createSimKernel().injectFault('retain', 0, 1)).toThrow(named('RangeError'));
     expect(() => conn.callScalarSync(1, 8, [0, 0] as never)).toThrow(named('TypeError'));
     expect(() => conn.callScalarSync(1, 8, new Float32Array(2) as never)).toThrow(named('TypeError'));
     expect(() => conn.callScalarSync(1, -8, new Float64Array(2))).toThrow(named('RangeError'));
