@@ -32,7 +32,11 @@ describe('on the test Mac', () => {
   });
 
   macTest('a non-root process may open but is refused retain with kIOReturnNotPrivileged', async () => {
-    const out = execFileSync(process.execPath, [child, 'unprivileged'], { uid: 4294967294 /* nobody */, gid: 4294967294, encoding: 'utf8' });
+    // The user who ran sudo: not root, and able to read the checkout (nobody often is not).
+    const uid = Number(process.env.SUDO_UID);
+    const gid = Number(process.env.SUDO_GID);
+    if (!(uid > 0 && gid >= 0)) throw new Error('run through sudo (SUDO_UID names the unprivileged user)');
+    const out = execFileSync(process.execPath, [child, 'unprivileged'], { uid, gid, encoding: 'utf8' });
     expect(JSON.parse(out)).toEqual({ privileged: false, retain: 'kIOReturnNotPrivileged', code: 0xe00002c1 });
   });
 
@@ -46,12 +50,16 @@ describe('on the test Mac', () => {
     await kb.close();
   });
 
-  macTest('kmutil refuses to unload the sample kext while it is retained', async () => {
+  macTest('kmutil refuses to unload the sample kext while it is retained, and terminates nothing', async () => {
     const kb = await open({ backend: 'iokit' });
+    const { loadTag } = await kb.info();
     await kb.retain();
     try {
       expect(() => execFileSync('kmutil', ['unload', '-b', SAMPLE_KEXT.bundleId], { stdio: 'pipe' })).toThrow();
       expect((await kb.loadedKexts()).some((k) => k.bundleId === SAMPLE_KEXT.bundleId)).toBe(true);
+      // Without the retain kmutil would first terminate the service and this client: the
+      // connection would then answer kIOReturnNotOpen and hold nothing.
+      expect(await kb.held()).toEqual([{ loadTag, count: 1 }]);
     } finally {
       await kb.release();
       await kb.close();
