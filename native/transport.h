@@ -7,28 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <memory>
-#include <string>
 #include <vector>
 
-namespace kb {
+#include "kext_info.h"
 
-// One entry of the loaded-kext table (the keys of KextManagerCopyLoadedKextInfo).
-struct KextInfo {
-  struct ClassInfo {
-    std::string name;        // OSMetaClassName
-    std::string superclass;  // OSMetaClassSuperclassName ("" for a root class)
-    uint32_t instances = 0;  // OSMetaClassTrackingCount
-  };
-  std::string bundleId;                // CFBundleIdentifier
-  std::string version;                 // CFBundleVersion
-  std::string uuid;                    // OSBundleUUID, "XXXXXXXX-XXXX-...", "" if none
-  uint32_t loadTag = 0;                // OSBundleLoadTag
-  int32_t retainCount = 0;             // OSBundleRetainCount (already less the kernel's own)
-  bool started = false;                // OSBundleStarted
-  std::vector<uint32_t> dependencies;  // OSBundleDependencies, load tags, descending
-  std::vector<ClassInfo> classes;      // OSBundleClasses
-};
+namespace kb {
 
 class Transport {
  public:

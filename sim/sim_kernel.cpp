@@ -14,7 +14,6 @@
 #include <utility>
 
 #include "protocol.gen.h"
-#include "user_client_core.h"
 
 namespace kb {
 namespace sim {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "kernel_api.h"
-#include "transport.h"
+#include "kext_info.h"
 
 namespace kb {
 namespace sim {

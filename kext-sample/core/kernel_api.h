@@ -7,6 +7,8 @@
 
 namespace kb {
 
+static const uint32_t kInvalidLoadTag = 0xFFFFFFFFu;  // kOSKextInvalidLoadTag
+
 class KernelApi {
  public:
   // OSKextRetainKextWithLoadTag / OSKextReleaseKextWithLoadTag: an OSReturn, unsigned.

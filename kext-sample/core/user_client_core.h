@@ -12,8 +12,6 @@
 
 namespace kb {
 
-static const uint32_t kInvalidLoadTag = 0xFFFFFFFFu;  // kOSKextInvalidLoadTag
-
 // The parts of IOExternalMethodArguments the core reads and writes. Output counts and sizes
 // come in as the caller's capacity and go out as what was written.
 struct MethodArgs {
