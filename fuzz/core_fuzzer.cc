@@ -173,6 +173,7 @@ struct Client {
   bool raw = false;
   bool privileged = false;
   bool closed = false;  // closed but not destroyed: calls must fail, holds nothing
+  bool stopped = false;  // its service was terminated: ledger released, calls reach a closed core
   std::unique_ptr<Transport> transport;
   std::unique_ptr<RawCore> rawCore;
   std::map<uint32_t, uint32_t> held;  // the model ledger, from observed outputs
@@ -407,7 +408,8 @@ Expect predict(World &w, Client &c, const CallSpec &s) {
   if ((s.selector == kb::kSelectorRetain || s.selector == kb::kSelectorRelease) &&
       tag64 > 0xFFFFFFFFull)
     return e.kr = kb::RC_kIOReturnBadArgument, e;
-  if (c.closed) return e.kr = kb::RC_kIOReturnNotOpen, e;  // raw core only
+  // A closed raw core, or a transport whose service was terminated under it.
+  if (c.closed || c.stopped) return e.kr = kb::RC_kIOReturnNotOpen, e;
 
   uint32_t tag = (uint32_t)tag64;
   e.kr = kb::RC_kIOReturnSuccess;
@@ -821,7 +823,20 @@ void doSetInstances(World &w, Reader &r) {
     cls = "com_fuzz_Extra";
   }
   // Never the user-client class: its count is the open connections', which nothing else sets.
+  bool serviceUp = false;
+  if (k && tag == w.kernel->sampleLoadTag())
+    for (auto &cl : k->classes)
+      if (cl.name == KB_SERVICE_CLASS_NAME && cl.instances > 0) serviceUp = true;
   uint32_t kr = w.kernel->setInstances(tag, cls, count);
+  if (serviceUp && cls == KB_SERVICE_CLASS_NAME && count == 0) {
+    // The service terminated: every transport client on it was stopped (raw cores are not
+    // attached to the kernel's service and carry on).
+    for (Client &c : w.clients)
+      if (c.present && !c.raw && !c.closed) {
+        c.stopped = true;
+        c.held.clear();
+      }
+  }
   TRACE("setInstances tag %u %s = %u -> 0x%08X", tag, cls.c_str(), count, kr);
   CHECK(kr == (k ? kb::RC_kOSReturnSuccess : kb::RC_kOSKextReturnNotFound),
         "setInstances(%u): 0x%08X", tag, kr);

@@ -9,9 +9,13 @@ const size_t kInbandStructMax = 4096;
 
 std::unique_ptr<Transport> SimTransport::open(std::shared_ptr<sim::SimKernel> kernel,
                                               bool privileged, uint32_t *kr) {
-  *kr = kernel->openUserClient();
-  if (*kr != RC_kIOReturnSuccess) return nullptr;
-  return std::unique_ptr<Transport>(new SimTransport(std::move(kernel), privileged));
+  std::unique_ptr<SimTransport> t(new SimTransport(kernel, privileged));
+  *kr = kernel->openUserClient(t.get());
+  if (*kr != RC_kIOReturnSuccess) {
+    t->closed_ = true;  // never opened: nothing to close
+    return nullptr;
+  }
+  return t;
 }
 
 SimTransport::SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged)
@@ -58,8 +62,10 @@ uint32_t SimTransport::loadedKexts(std::vector<KextInfo> &out) {
 uint32_t SimTransport::close() {
   if (closed_.exchange(true)) return RC_MACH_SEND_INVALID_DEST;
   core_.close();  // clientClose: the ledger is released
-  kernel_->closeUserClient();
+  kernel_->closeUserClient(this);
   return RC_kIOReturnSuccess;
 }
+
+void SimTransport::serviceTerminated() { core_.close(); }
 
 } // namespace kb

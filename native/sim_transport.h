@@ -12,7 +12,7 @@
 
 namespace kb {
 
-class SimTransport : public Transport {
+class SimTransport : public Transport, public sim::UserClientHandle {
  public:
   // kIOReturnSuccess and a transport, or the code IOServiceOpen would have answered.
   static std::unique_ptr<Transport> open(std::shared_ptr<sim::SimKernel> kernel, bool privileged,
@@ -24,6 +24,9 @@ class SimTransport : public Transport {
                       uint32_t *outputCnt, void *outStruct, size_t *outStructCnt) override;
   uint32_t loadedKexts(std::vector<KextInfo> &out) override;
   uint32_t close() override;
+  // IOUserClient::stop when the service goes: the ledger is released; later calls reach a
+  // closed user client (kIOReturnNotOpen) until the connection itself is closed.
+  void serviceTerminated() override;
 
  private:
   SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged);

@@ -259,18 +259,32 @@ uint32_t SimKernel::unloadKext(uint32_t loadTag) {
 
 uint32_t SimKernel::setInstances(uint32_t loadTag, const std::string &className,
                                  uint32_t count) {
-  std::lock_guard<std::mutex> g(mu_);
-  if (panicked_) return RC_kOSReturnError;
-  Kext *k = find(loadTag);
-  if (!k) return RC_kOSKextReturnNotFound;
-  if (ClassSpec *c = k->findClass(className)) {
+  std::vector<UserClientHandle *> stopping;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (panicked_) return RC_kOSReturnError;
+    Kext *k = find(loadTag);
+    if (!k) return RC_kOSKextReturnNotFound;
+    ClassSpec *c = k->findClass(className);
+    if (!c) {
+      ClassSpec added;
+      added.name = className;
+      k->classes.push_back(added);
+      c = &k->classes.back();
+    }
+    bool terminates = loadTag == sampleTag_ && className == KB_SERVICE_CLASS_NAME &&
+                      c->instances > 0 && count == 0;
     c->instances = count;
-  } else {
-    ClassSpec added;
-    added.name = className;
-    added.instances = count;
-    k->classes.push_back(added);
+    if (!terminates) return RC_kOSReturnSuccess;
+    stopping = clients_;
+    terminating_++;
   }
+  // The service is terminated: each of its user clients is stopped, releasing its ledger
+  // through the KPI (so without holding the kernel lock). closeUserClient waits for this.
+  for (UserClientHandle *client : stopping) client->serviceTerminated();
+  std::lock_guard<std::mutex> g(mu_);
+  terminating_--;
+  terminated_.notify_all();
   return RC_kOSReturnSuccess;
 }
 
@@ -426,7 +440,7 @@ void SimKernel::injectFault(Kpi kpi, uint32_t code, uint32_t times) {
 
 // ---- the sample kext's service ----
 
-uint32_t SimKernel::openUserClient() {
+uint32_t SimKernel::openUserClient(UserClientHandle *handle) {
   std::lock_guard<std::mutex> g(mu_);
   if (panicked_) return RC_MIG_SERVER_DIED;
   Kext *k = find(sampleTag_);
@@ -442,11 +456,16 @@ uint32_t SimKernel::openUserClient() {
     client = &k->classes.back();
   }
   client->instances++;
+  if (handle) clients_.push_back(handle);
   return RC_kIOReturnSuccess;
 }
 
-void SimKernel::closeUserClient() {
-  std::lock_guard<std::mutex> g(mu_);
+void SimKernel::closeUserClient(UserClientHandle *handle) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (handle) {
+    terminated_.wait(lk, [this] { return terminating_ == 0; });
+    clients_.erase(std::remove(clients_.begin(), clients_.end(), handle), clients_.end());
+  }
   if (panicked_) return;
   Kext *k = find(sampleTag_);
   if (!k) return;

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -53,6 +54,16 @@ struct PanicRecord {
   std::string message;           // one line a human can read
 };
 
+// An open user client as the kernel sees it. Terminating the sample kext's service stops
+// every client on it (IOUserClient::stop), which releases what the client holds.
+class UserClientHandle {
+ public:
+  virtual void serviceTerminated() = 0;
+
+ protected:
+  ~UserClientHandle() {}
+};
+
 // Test-only fault: the next `times` calls of a KPI answer `code` and change nothing.
 enum class Kpi { Retain, Release };
 
@@ -84,7 +95,9 @@ class SimKernel {
   uint32_t loadKext(const KextSpec &spec, uint32_t *tagOut);
   // Explicit unload (kmutil unload → OSKext::removeKext): see xnu-facts §3.3.
   uint32_t unloadKext(uint32_t loadTag);
-  // Sets the live-instance count of one of a kext's classes (adds the class if new).
+  // Sets the live-instance count of one of a kext's classes (adds the class if new). Setting
+  // the sample's service class to 0 terminates the service: every registered user client is
+  // stopped (after the kernel lock is dropped), as IOService termination does.
   uint32_t setInstances(uint32_t loadTag, const std::string &className, uint32_t count);
   // Advances virtual time; runs the autounload scan when it falls due.
   void advance(uint64_t ms);
@@ -105,9 +118,11 @@ class SimKernel {
 
   // ---- the sample kext's service, as IOServiceOpen/IOServiceClose see it ----
   // kIOReturnSuccess, or kIOReturnNotFound when the sample kext or its service is gone
-  // (no matching service); counts a live instance of the user-client class.
-  uint32_t openUserClient();
-  void closeUserClient();
+  // (no matching service); counts a live instance of the user-client class. A non-null
+  // client is registered to be stopped if the service terminates; closeUserClient
+  // unregisters it (waiting out a termination in progress, so it is never used after).
+  uint32_t openUserClient(UserClientHandle *client = nullptr);
+  void closeUserClient(UserClientHandle *client = nullptr);
 
  private:
   struct Kext;
@@ -133,6 +148,9 @@ class SimKernel {
   uint64_t deadlineMs_ = 0;
   bool panicked_ = false;
   PanicRecord panic_;
+  std::vector<UserClientHandle *> clients_;  // registered open user clients
+  uint32_t terminating_ = 0;                 // stops in progress (clients_ must stay valid)
+  std::condition_variable terminated_;
   uint32_t faultCode_[2] = {0, 0};
   uint32_t faultTimes_[2] = {0, 0};
 };

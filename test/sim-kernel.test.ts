@@ -200,6 +200,27 @@ describe('controls', () => {
     expect(kernel.rawRetainCount(kernel.sampleLoadTag)).toBe(2);
   });
 
+  test("terminating the sample's service stops its clients: their retains are released, later calls answer kIOReturnNotOpen", async () => {
+    const kernel = createSimKernel();
+    const a = await open({ backend: 'sim', kernel });
+    const b = await open({ backend: 'sim', kernel });
+    const tag = target(kernel);
+    await a.retainMany([tag, tag, kernel.sampleLoadTag]);
+    await b.retain(tag);
+    expect(kernel.rawRetainCount(tag)).toBe(5);
+    kernel.setInstances(kernel.sampleLoadTag, 'org_kextbridge_SampleService', 0); // IOService::terminate
+    expect(kernel.rawRetainCount(tag)).toBe(2);
+    expect(kernel.rawRetainCount(kernel.sampleLoadTag)).toBe(2);
+    await expect(a.retain(tag)).rejects.toMatchObject({ codeName: 'kIOReturnNotOpen', code: 0xe00002cd });
+    await expect(b.held()).rejects.toMatchObject({ codeName: 'kIOReturnNotOpen' });
+    await expect(open({ backend: 'sim', kernel })).rejects.toMatchObject({ codeName: 'kIOReturnNotFound' });
+    expect((await a.loadedKexts()).length).toBeGreaterThan(0); // not a user-client call
+    await a.close();
+    await b.close();
+    expect(kernel.rawRetainCount(tag)).toBe(2);
+    expect(kernel.panicked).toBeNull();
+  });
+
   test('connections count as live user-client instances of the sample kext', async () => {
     const kernel = createSimKernel();
     const uc = () => kernel.loadedKexts().find((k) => k.loadTag === kernel.sampleLoadTag)!.classes.find((c) => c.superclass === 'IOUserClient')!.instances;

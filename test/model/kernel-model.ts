@@ -20,6 +20,7 @@ export const CODES = {
   kIOReturnNotPrivileged: 0xe00002c1,
   kIOReturnNotPermitted: 0xe00002e2,
   kIOReturnNotFound: 0xe00002f0,
+  kIOReturnNotOpen: 0xe00002cd,
   MACH_SEND_INVALID_DEST: 0x10000003,
 } as const;
 export type ModelCodeName = keyof typeof CODES;
@@ -103,6 +104,8 @@ export interface ModelConnection {
   readonly id: number;
   readonly privileged: boolean;
   closed: boolean;
+  /** Its service was terminated (IOUserClient::stop): ledger released, user-client calls answer kIOReturnNotOpen. */
+  stopped: boolean;
   /** loadTag → retains this connection holds. */
   readonly ledger: Map<number, number>;
 }
@@ -323,7 +326,17 @@ export class KernelModel {
     if (!k) return fail('kOSKextReturnNotFound');
     const c = k.classes.find((x) => x.name === className);
     if (!c) return { error: 'RangeError' };
+    // The sample's service going to 0 instances is its termination: every open client is
+    // stopped (IOUserClient::stop), which releases what it holds through the KPI.
+    const terminates = tag === this.sampleLoadTag && c.superclass === 'IOService' && c.instances > 0 && count === 0;
     c.instances = count;
+    if (terminates)
+      for (const conn of this.connections) {
+        if (conn.closed || conn.stopped) continue;
+        conn.stopped = true;
+        for (const [t, n] of [...conn.ledger]) for (let i = 0; i < n; i++) this.kpiRelease(t);
+        conn.ledger.clear();
+      }
     return { value: undefined };
   }
 
@@ -382,7 +395,7 @@ export class KernelModel {
     if (!service || service.instances === 0) return fail('kIOReturnNotFound');
     const uc = this.classOfSample('IOUserClient');
     if (uc) uc.instances++;
-    const c: ModelConnection = { id: this.connections.length, privileged, closed: false, ledger: new Map() };
+    const c: ModelConnection = { id: this.connections.length, privileged, closed: false, stopped: false, ledger: new Map() };
     this.connections.push(c);
     return { value: c };
   }
@@ -405,6 +418,7 @@ export class KernelModel {
   retain(c: ModelConnection, tag: number): Outcome<ModelCounted> {
     if (c.closed) return fail('MACH_SEND_INVALID_DEST');
     if (!c.privileged) return { value: this.refusal('kIOReturnNotPrivileged', tag) };
+    if (c.stopped) return fail('kIOReturnNotOpen');
     if (this.total(c) >= this.ledgerCap) return { value: this.refusal('kIOReturnNoResources', tag) };
     const kr = this.kpiRetain(tag);
     if (kr === 'kOSReturnSuccess') c.ledger.set(tag, (c.ledger.get(tag) ?? 0) + 1);
@@ -418,6 +432,7 @@ export class KernelModel {
   release(c: ModelConnection, tag: number): Outcome<ModelCounted> {
     if (c.closed) return fail('MACH_SEND_INVALID_DEST');
     if (!c.privileged) return { value: this.refusal('kIOReturnNotPrivileged', tag) };
+    if (c.stopped) return fail('kIOReturnNotOpen');
     const held = c.ledger.get(tag) ?? 0;
     if (held === 0 && tag !== INVALID_TAG) return { value: this.refusal('kIOReturnNotPermitted', tag) };
     const kr = this.kpiRelease(tag);
@@ -430,11 +445,13 @@ export class KernelModel {
 
   held(c: ModelConnection): Outcome<{ loadTag: number; count: number }[]> {
     if (c.closed) return fail('MACH_SEND_INVALID_DEST');
+    if (c.stopped) return fail('kIOReturnNotOpen');
     return { value: [...c.ledger].filter(([, n]) => n > 0).map(([loadTag, count]) => ({ loadTag, count })).sort((a, b) => a.loadTag - b.loadTag) };
   }
 
   info(c: ModelConnection): Outcome<ModelInfo> {
     if (c.closed) return fail('MACH_SEND_INVALID_DEST');
+    if (c.stopped) return fail('kIOReturnNotOpen');
     return {
       value: {
         loadTag: this.sampleLoadTag,
