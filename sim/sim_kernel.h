@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -146,7 +147,7 @@ class SimKernel {
   uint64_t nowMs_ = 0;
   bool armed_ = false;
   uint64_t deadlineMs_ = 0;
-  bool panicked_ = false;
+  std::atomic<bool> panicked_{false};  // written under mu_; read without it on every call
   PanicRecord panic_;
   std::vector<UserClientHandle *> clients_;  // registered open user clients
   uint32_t terminating_ = 0;                 // stops in progress (clients_ must stay valid)
