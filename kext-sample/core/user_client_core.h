@@ -41,7 +41,6 @@ class UserClientCore {
   // answer kIOReturnNotOpen. Safe to call more than once. Returns the releases made.
   uint32_t close();
 
-  bool privileged() const { return privileged_; }
   // Read under the lock, for tests and invariant checks.
   uint32_t heldCount(uint32_t loadTag);
   uint32_t outstanding();

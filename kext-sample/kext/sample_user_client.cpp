@@ -10,7 +10,6 @@ bool org_kextbridge_SampleUserClient::initWithTask(task_t owningTask, void *secu
                                                    UInt32 type, OSDictionary *properties) {
   if (!IOUserClient::initWithTask(owningTask, securityToken, type, properties)) return false;
 
-  task_ = owningTask;
   // Opening is open to everyone; the core refuses retain and release unless this held.
   privileged_ =
       clientHasPrivilege(securityToken, kIOClientPrivilegeAdministrator) == kIOReturnSuccess;

@@ -39,7 +39,6 @@ class org_kextbridge_SampleUserClient : public IOUserClient {
   void releaseHeld(const char *when);
 
   // Set by the constructor the OSDefine macro writes, so free() is safe on every path.
-  task_t task_ = nullptr;  // the opening task; kept for the record, never dereferenced
   bool privileged_ = false;
   IOLock *lock_ = nullptr;
   kbkext::ClientSession *session_ = nullptr;
