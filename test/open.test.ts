@@ -38,3 +38,14 @@ test('connections opened without a kernel share the process default machine', as
   await b.close();
   expect(b.sim!.rawRetainCount(tag)).toBe(before);
 });
+
+// On a Mac where the sample kext is not loaded (skipped elsewhere).
+(binding().iokitAvailable && !kextAnswers() ? test : test.skip)("'iokit' without the kext says it is not loaded and how to load it", async () => {
+  const err = (await open({ backend: 'iokit' }).catch((e: unknown) => e)) as KextBridgeError;
+  expect(err).toMatchObject({ operation: 'open', codeName: 'kIOReturnNotFound', code: 0xe00002f0 });
+  expect(err.message).toMatch(/not loaded/);
+  expect(err.message).toMatch(/load\.sh/);
+  const kb = await open(); // and 'auto' falls back to the simulator
+  expect(kb.backend).toBe('sim');
+  await kb.close();
+});
