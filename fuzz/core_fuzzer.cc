@@ -827,8 +827,12 @@ void doSetInstances(World &w, Reader &r) {
   if (k && tag == w.kernel->sampleLoadTag())
     for (auto &cl : k->classes)
       if (cl.name == KB_SERVICE_CLASS_NAME && cl.instances > 0) serviceUp = true;
+  bool terminates = serviceUp && cls == KB_SERVICE_CLASS_NAME && count == 0;
+  // Stopping releases through the KPI, which never refuses the release of a held tag:
+  // no injected faults, as for close.
+  if (terminates) clearFaults(w);
   uint32_t kr = w.kernel->setInstances(tag, cls, count);
-  if (serviceUp && cls == KB_SERVICE_CLASS_NAME && count == 0) {
+  if (terminates) {
     // The service terminated: every transport client on it was stopped (raw cores are not
     // attached to the kernel's service and carry on).
     for (Client &c : w.clients)
