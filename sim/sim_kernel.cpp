@@ -150,17 +150,25 @@ SimKernel::Kext *SimKernel::findById(const std::string &bundleId) {
 
 // ---- the KPIs ----
 
-uint32_t SimKernel::retainKextWithLoadTag(uint32_t loadTag) {
-  std::lock_guard<std::mutex> g(mu_);
+// What both KPIs do first: a test's injected fault, the invalid tag, then the lookup.
+// Returns kOSReturnSuccess with *out set, or the answer to give.
+uint32_t SimKernel::lookupForKpi(Kpi kpi, uint32_t loadTag, Kext **out) {
   if (panicked_) return RC_kOSReturnError;
-  const int f = static_cast<int>(Kpi::Retain);
+  const int f = static_cast<int>(kpi);
   if (faultTimes_[f] > 0) {
     faultTimes_[f]--;
     return faultCode_[f];
   }
   if (loadTag == kInvalidLoadTag) return RC_kOSKextReturnInvalidArgument;
-  Kext *k = find(loadTag);
-  if (!k) return RC_kOSKextReturnNotFound;
+  *out = find(loadTag);
+  return *out ? RC_kOSReturnSuccess : RC_kOSKextReturnNotFound;
+}
+
+uint32_t SimKernel::retainKextWithLoadTag(uint32_t loadTag) {
+  std::lock_guard<std::mutex> g(mu_);
+  Kext *k = nullptr;
+  uint32_t kr = lookupForKpi(Kpi::Retain, loadTag, &k);
+  if (kr != RC_kOSReturnSuccess) return kr;
   k->count++;  // the lookup's reference, kept as the caller's
   k->autounload = !k->unloadUnsupported;
   return RC_kOSReturnSuccess;
@@ -168,15 +176,9 @@ uint32_t SimKernel::retainKextWithLoadTag(uint32_t loadTag) {
 
 uint32_t SimKernel::releaseKextWithLoadTag(uint32_t loadTag) {
   std::lock_guard<std::mutex> g(mu_);
-  if (panicked_) return RC_kOSReturnError;
-  const int f = static_cast<int>(Kpi::Release);
-  if (faultTimes_[f] > 0) {
-    faultTimes_[f]--;
-    return faultCode_[f];
-  }
-  if (loadTag == kInvalidLoadTag) return RC_kOSKextReturnInvalidArgument;
-  Kext *k = find(loadTag);
-  if (!k) return RC_kOSKextReturnNotFound;
+  Kext *k = nullptr;
+  uint32_t kr = lookupForKpi(Kpi::Release, loadTag, &k);
+  if (kr != RC_kOSReturnSuccess) return kr;
   considerUnloads();
   // Lookup +1, then release twice: net −1, with no check against the kernel's own references.
   k->count--;

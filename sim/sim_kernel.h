@@ -130,6 +130,7 @@ class SimKernel {
   Kext *find(uint32_t loadTag);
   const Kext *find(uint32_t loadTag) const;
   Kext *findById(const std::string &bundleId);
+  uint32_t lookupForKpi(Kpi kpi, uint32_t loadTag, Kext **out);
   uint32_t loadLocked(const KextSpec &spec, uint32_t *tagOut);
   void considerUnloads();                 // (re)arm the scan 60 s ahead
   void runAutounloadScan();               // repeat passes until one unloads nothing
