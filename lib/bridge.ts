@@ -1,4 +1,4 @@
-import { codeValue, describeReturn, isCodeName } from './codes';
+import { codeValue, describeReturn } from './codes';
 import { callSite, CallSite, KextBridgeError } from './errors';
 import { binding, isOpenFailure, NativeCallResult, NativeConnection, NativeKext, NativeManyResult } from './native';
 import { LIMITS, PROTOCOL_VERSION, SELECTORS } from './protocol.gen';
