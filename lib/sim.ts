@@ -112,17 +112,11 @@ export class SimKernel {
     checkCString('className', className);
     checkUint32('count', count);
     this.alive('setInstances');
-    // Only a class the kext declared (the native side would otherwise add a new class), and
-    // not the sample's user client: its instances are the open connections.
-    const kext = this.native.loadedKexts().find((k) => k.loadTag === loadTag);
-    const cls = kext?.classes.find((c) => c.name === className);
-    if (kext && !cls) {
-      const names = kext.classes.map((c) => c.name).join(', ') || 'none';
-      throw new RangeError(`className ${JSON.stringify(className)} is not a class of ${kext.bundleId} (tag ${loadTag}; its classes: ${names})`);
-    }
-    if (kext && cls && loadTag === this.native.sampleLoadTag() && cls.superclass === 'IOUserClient')
-      throw new RangeError(`className ${className}: the sample kext's user-client instances are its open connections; open or close connections instead`);
     const kr = this.native.setInstances(loadTag, className, count);
+    // The sim refuses a class the kext does not declare, and the sample's user-client class
+    // (its instances are the open connections).
+    if (kr === codeValue('kOSKextReturnInvalidArgument'))
+      throw new RangeError(`className ${JSON.stringify(className)} is not a class of the kext with tag ${loadTag} whose instances can be set (the sample's user-client instances are its open connections)`);
     if (kr !== 0) throw new KextBridgeError('sim.setInstances', kr);
   }
 

@@ -267,13 +267,11 @@ uint32_t SimKernel::setInstances(uint32_t loadTag, const std::string &className,
     if (panicked_) return RC_kOSReturnError;
     Kext *k = find(loadTag);
     if (!k) return RC_kOSKextReturnNotFound;
+    // Only a class the kext declared; the sample's user-client instances are its open
+    // connections, which only IOServiceOpen and IOServiceClose change.
     ClassSpec *c = k->findClass(className);
-    if (!c) {
-      ClassSpec added;
-      added.name = className;
-      k->classes.push_back(added);
-      c = &k->classes.back();
-    }
+    if (!c || (loadTag == sampleTag_ && className == KB_USER_CLIENT_CLASS_NAME))
+      return RC_kOSKextReturnInvalidArgument;
     bool terminates = loadTag == sampleTag_ && className == KB_SERVICE_CLASS_NAME &&
                       c->instances > 0 && count == 0;
     c->instances = count;

@@ -96,9 +96,11 @@ class SimKernel {
   uint32_t loadKext(const KextSpec &spec, uint32_t *tagOut);
   // Explicit unload (kmutil unload → OSKext::removeKext): see xnu-facts §3.3.
   uint32_t unloadKext(uint32_t loadTag);
-  // Sets the live-instance count of one of a kext's classes (adds the class if new). Setting
-  // the sample's service class to 0 terminates the service: every registered user client is
-  // stopped (after the kernel lock is dropped), as IOService termination does.
+  // Sets the live-instance count of one of a kext's declared classes: kOSKextReturnNotFound
+  // (no such kext), kOSKextReturnInvalidArgument (a class it does not declare, or the sample's
+  // user-client class, whose instances are the open connections). Setting the sample's
+  // service class to 0 terminates the service: every registered user client is stopped
+  // (after the kernel lock is dropped), as IOService termination does.
   uint32_t setInstances(uint32_t loadTag, const std::string &className, uint32_t count);
   // Advances virtual time; runs the autounload scan when it falls due.
   void advance(uint64_t ms);

@@ -424,9 +424,13 @@ TEST(live_instance_keeps_kext_loaded) {
   CHECK(!loaded(k, t));
 }
 
-TEST(set_instances_adds_class_and_reports) {
+TEST(set_instances_of_declared_classes_only) {
   SimKernel k;
-  uint32_t t = load(k, spec("com.example.c"));
+  KextSpec cs = spec("com.example.c");
+  cs.classes.push_back(ClassSpec{"com_example_New", "", 0});
+  uint32_t t = load(k, cs);
+  CHECK_EQ(k.setInstances(t, "com_example_Undeclared", 3), RC_kOSKextReturnInvalidArgument);
+  CHECK_EQ(k.setInstances(kSample, KB_USER_CLIENT_CLASS_NAME, 3), RC_kOSKextReturnInvalidArgument);
   CHECK_EQ(k.setInstances(t, "com_example_New", 3), OK);
   std::vector<KextInfo> v = k.loadedKexts();
   const KextInfo *i = infoFor(v, t);
@@ -517,7 +521,9 @@ TEST(explicit_unload_codes) {
   CHECK_EQ(RC_kOSKextReturnInUse, 0xDC008018u);
 
   uint32_t a = load(k, spec("com.example.a"));
-  uint32_t b = load(k, spec("com.example.b", {"com.example.a"}));
+  KextSpec bs = spec("com.example.b", {"com.example.a"});
+  bs.classes.push_back(ClassSpec{"com_example_B", "OSObject", 0});
+  uint32_t b = load(k, bs);
   CHECK_EQ(k.unloadKext(a), RC_kOSKextReturnInUse);  // depended on
   CHECK_EQ(k.retainKextWithLoadTag(b), OK);
   CHECK_EQ(k.unloadKext(b), RC_kOSKextReturnInUse);  // retained
