@@ -21,15 +21,20 @@
     },
     {
       "target_name": "kextbridge",
+      # native/: N-API only. bridge/: transports, jobs and the serial queue (no napi.h).
+      # sim/: the simulated kernel. Includes point down: native → bridge → core, sim.
       "sources": [
         "native/addon.cc",
         "native/connection.cc",
+        "native/job_js.cc",
         "native/js_values.cc",
         "native/sim_kernel_wrap.cc",
-        "native/sim_transport.cc",
+        "bridge/job.cc",
+        "bridge/serial_queue.cc",
+        "bridge/sim_transport.cc",
         "sim/sim_kernel.cpp"
       ],
-      "include_dirs": ["native", "sim", "kext-sample/core"],
+      "include_dirs": ["native", "bridge", "sim", "kext-sample/core"],
       "dependencies": [
         "kextbridge_core",
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
@@ -45,7 +50,7 @@
         ["OS=='mac'", {
           # The real transport exists only on macOS; elsewhere openIOKit() answers
           # kIOReturnUnsupported and open() uses the simulator.
-          "sources": ["native/iokit_transport.cc"],
+          "sources": ["bridge/iokit_transport.cc"],
           "defines": ["KB_HAVE_IOKIT=1"],
           "link_settings": {
             "libraries": ["-framework IOKit", "-framework CoreFoundation"]

@@ -108,14 +108,14 @@ export class KextBridge {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.retainMany);
-    return this.decodeMany('retain', tags, await abortable('retainMany', o, site, () => this.conn.callMany(sel.retain.selector, tags)), site);
+    return this.decodeMany('retain', tags, await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags)), site);
   }
 
   async releaseMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<ReleaseResult[]> {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.releaseMany);
-    return this.decodeMany('release', tags, await abortable('releaseMany', o, site, () => this.conn.callMany(sel.release.selector, tags)), site);
+    return this.decodeMany('release', tags, await abortable('releaseMany', o, site, () => this.conn.callMany(sel.releaseBatch.selector, tags)), site);
   }
 
   /** What this connection holds: [{ loadTag, count }]. */
@@ -163,7 +163,7 @@ export class KextBridge {
   }
 
   private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {
-    return this.decodeMany(op, tags, this.conn.callManySync(sel[op].selector, tags));
+    return this.decodeMany(op, tags, this.conn.callManySync(sel[`${op}Batch` as const].selector, tags));
   }
 
   private decodeMany<S extends Counted>(op: S, tags: Uint32Array, r: NativeManyResult, site?: CallSite): ResultFor<S>[] {

@@ -27,6 +27,8 @@ export interface NativeConnection {
   loadedKextsSync(): { kr: number; kexts: NativeKext[] };
   close(): Promise<{ kr: number }>;
   readonly closed: boolean;
+  /** Test seam: user-client calls (IOConnectCallMethod) this connection has made. */
+  readonly _userClientCalls: number;
 }
 export interface NativePanic {
   call: string;
@@ -51,6 +53,7 @@ export interface NativeSimKernel {
   kpiRetain(loadTag: number): number;
   kpiRelease(loadTag: number): number;
   injectFault(kpi: 'retain' | 'release', code: number, times: number): void;
+  delayCalls(microseconds: number, count: number): void;
 }
 type OpenFailure = { kr: number; why: string };
 export interface NativeBinding {

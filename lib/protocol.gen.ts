@@ -1,11 +1,12 @@
 // Generated from protocol/kextbridge.json by scripts/gen-protocol.js. Do not edit.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export const LIMITS = {
   maxScalars: 16,
   infoStringSize: 64,
   ledgerCapacity: 256,
+  batchMaxTags: 512,
 } as const;
 
 export const SAMPLE_KEXT = {
@@ -24,6 +25,7 @@ export const SELECTORS = {
     scalarOutputs: 4,
     structOutputSize: 128,
     admin: false,
+    outputs: ['protocolVersion', 'ownLoadTag', 'privileged', 'ledgerCap'],
     userClientCodes: [],
     kernelCodes: [],
   },
@@ -34,6 +36,7 @@ export const SELECTORS = {
     scalarOutputs: 2,
     structOutputSize: 0,
     admin: true,
+    outputs: ['osReturn', 'heldAfter'],
     userClientCodes: ['kIOReturnNotPrivileged', 'kIOReturnNoResources'],
     kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSKextReturnInvalidArgument'],
   },
@@ -44,6 +47,7 @@ export const SELECTORS = {
     scalarOutputs: 2,
     structOutputSize: 0,
     admin: true,
+    outputs: ['osReturn', 'heldAfter'],
     userClientCodes: ['kIOReturnNotPrivileged', 'kIOReturnNotPermitted'],
     kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSKextReturnInvalidArgument'],
   },
@@ -54,10 +58,46 @@ export const SELECTORS = {
     scalarOutputs: 0,
     structOutputSize: 2048,
     admin: false,
+    outputs: [],
     userClientCodes: [],
     kernelCodes: [],
   },
+  retainBatch: {
+    selector: 4,
+    scalarInputs: 0,
+    structInputSize: 2048,
+    scalarOutputs: 0,
+    structOutputSize: 4096,
+    admin: true,
+    outputs: [],
+    userClientCodes: ['kIOReturnNotPrivileged', 'kIOReturnNoResources'],
+    kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSKextReturnInvalidArgument'],
+  },
+  releaseBatch: {
+    selector: 5,
+    scalarInputs: 0,
+    structInputSize: 2048,
+    scalarOutputs: 0,
+    structOutputSize: 4096,
+    admin: true,
+    outputs: [],
+    userClientCodes: ['kIOReturnNotPrivileged', 'kIOReturnNotPermitted'],
+    kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSKextReturnInvalidArgument'],
+  },
 } as const;
+
+/** Output scalar positions: OUT.retain.heldAfter is scalar 1 of retain's answer. */
+export const OUT = {
+  getInfo: { protocolVersion: 0, ownLoadTag: 1, privileged: 2, ledgerCap: 3 },
+  retain: { osReturn: 0, heldAfter: 1 },
+  release: { osReturn: 0, heldAfter: 1 },
+} as const;
+
+/** A batch selector's per-tag entry: uint32 fields at these positions, BATCH_ENTRY.size bytes. */
+export const BATCH_ENTRY = { code: 0, heldAfter: 1, size: 8 } as const;
+
+/** The refusals any selector may answer (a bad shape, a closed user client). */
+export const UNIVERSAL_REFUSALS = ['kIOReturnBadArgument', 'kIOReturnNotOpen'] as const;
 
 export const CODES = [
   { name: 'kOSReturnSuccess', value: 0x00000000, message: 'success' },

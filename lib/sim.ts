@@ -175,6 +175,16 @@ export class SimKernel {
     this.native.injectFault(kpi, value, checkUint32('times', times));
   }
 
+  /**
+   * A slow Mac: each of the next `count` user-client calls (on any connection to this
+   * kernel) takes `ms` longer before it reaches the user client. 0 clears it.
+   */
+  delayCalls(ms: number, count = 1): void {
+    checkNonNegativeInteger('ms', ms);
+    if (ms > 60_000) throw new RangeError(`ms must be at most 60000, got ${ms}`);
+    this.native.delayCalls(ms * 1000, checkUint32('count', count));
+  }
+
   private alive(op: string): void {
     const p = this.native.panic();
     if (p) throw new KextBridgeError(`sim.${op}`, codeValue('kOSReturnError'), `the simulated kernel panicked earlier: ${p.message}`);

@@ -2,6 +2,7 @@
 
 #include "addon.h"
 #include "js_values.h"
+#include "sim_transport.h"
 #include "user_client_core.h"
 
 namespace kb {
@@ -80,7 +81,8 @@ Napi::Function SimKernelWrap::Define(Napi::Env env) {
        InstanceMethod<&SimKernelWrap::SampleLoadTag>("sampleLoadTag"),
        InstanceMethod<&SimKernelWrap::KpiRetain>("kpiRetain"),
        InstanceMethod<&SimKernelWrap::KpiRelease>("kpiRelease"),
-       InstanceMethod<&SimKernelWrap::InjectFault>("injectFault")});
+       InstanceMethod<&SimKernelWrap::InjectFault>("injectFault"),
+       InstanceMethod<&SimKernelWrap::DelayCalls>("delayCalls")});
 }
 
 Napi::Object SimKernelWrap::Wrap(Napi::Env env, std::shared_ptr<sim::SimKernel> kernel) {
@@ -157,7 +159,7 @@ Napi::Value SimKernelWrap::Panic(const Napi::CallbackInfo &info) {
 }
 
 Napi::Value SimKernelWrap::LoadedKexts(const Napi::CallbackInfo &info) {
-  return KextsToJs(info.Env(), kernel_->loadedKexts());
+  return KextsToJs(info.Env(), ToKextInfo(kernel_->loadedKexts()));
 }
 
 Napi::Value SimKernelWrap::RetainCount(const Napi::CallbackInfo &info) {
@@ -189,6 +191,17 @@ Napi::Value SimKernelWrap::InjectFault(const Napi::CallbackInfo &info) {
     throw Napi::RangeError::New(info.Env(), "code must be a failure, not kOSReturnSuccess");
   uint32_t times = (uint32_t)ToUint(info[2], "times", 0xFFFFFFFFull);
   kernel_->injectFault(kpi == "retain" ? sim::Kpi::Retain : sim::Kpi::Release, code, times);
+  return info.Env().Undefined();
+}
+
+} // namespace kb
+
+namespace kb {
+
+Napi::Value SimKernelWrap::DelayCalls(const Napi::CallbackInfo &info) {
+  uint32_t us = (uint32_t)ToUint(info[0], "microseconds", 60000000ull);
+  uint32_t count = (uint32_t)ToUint(info[1], "count", 0xFFFFFFFFull);
+  kernel_->delayCalls(us, count);
   return info.Env().Undefined();
 }
 

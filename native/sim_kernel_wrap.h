@@ -35,6 +35,7 @@ class SimKernelWrap : public Napi::ObjectWrap<SimKernelWrap> {
   Napi::Value KpiRetain(const Napi::CallbackInfo &info);
   Napi::Value KpiRelease(const Napi::CallbackInfo &info);
   Napi::Value InjectFault(const Napi::CallbackInfo &info);
+  Napi::Value DelayCalls(const Napi::CallbackInfo &info);
 
   std::shared_ptr<sim::SimKernel> kernel_;
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# npm run fuzz [-- libFuzzer flags...]: builds fuzz/core_fuzzer.cc (the user-client core through
+# npm run fuzz [-- libFuzzer flags...]: builds test/native/fuzz/core_fuzzer.cc (the user-client core through
 # SimTransport and directly, on SimKernel) with clang-16, libFuzzer, ASan and UBSan into
-# build/fuzz/, copies the seed corpus fuzz/corpus/ to a fresh working corpus build/fuzz/corpus/
+# build/fuzz/ (test/native/build.sh, profile fuzz), copies the seed corpus test/native/fuzz/corpus/ to a fresh working corpus build/fuzz/corpus/
 # (the repo's seeds are never written to), and runs it.
 #
 #   npm run fuzz                              60 s (the default -max_total_time)
@@ -50,22 +50,8 @@ if ! "$CXX" -fsanitize=fuzzer,address,undefined "$probe_src" -o "$OUT/probe" \
 fi
 rm -f "$OUT/probe" "$probe_src" "$OUT/probe.log"
 
-SAN=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-COMMON=(-std=c++17 -g -O1 -pthread -Wall -Wextra -I kext-sample/core -I native -I sim)
-echo "fuzz: building $BIN with $CXX ($("$CXX" --version | head -1))"
-objs=()
-# The core is built as the kext builds it: no exceptions, no RTTI.
-for src in kext-sample/core/user_client_core.cpp kext-sample/core/ledger.cpp; do
-  obj=$OUT/$(basename "${src%.*}").o
-  "$CXX" "${COMMON[@]}" "${SAN[@]}" -fno-exceptions -fno-rtti -c "$src" -o "$obj"
-  objs+=("$obj")
-done
-for src in sim/sim_kernel.cpp native/sim_transport.cc fuzz/core_fuzzer.cc; do
-  obj=$OUT/$(basename "${src%.*}").o
-  "$CXX" "${COMMON[@]}" "${SAN[@]}" -c "$src" -o "$obj"
-  objs+=("$obj")
-done
-"$CXX" "${SAN[@]}" -pthread "${objs[@]}" -o "$BIN"
+echo "fuzz: building $BIN with $CXX ($("$CXX" --version | head -1)), the one C++ build recipe"
+CXX="$CXX" bash test/native/build.sh fuzz "$BIN" test/native/fuzz/core_fuzzer.cc
 
 # Inputs given (files to replay)? Then no corpus and no default time limit.
 positional=0
@@ -83,9 +69,9 @@ if [ "$positional" = 0 ]; then
   [ "$has_time" = 1 ] || args+=(-max_total_time=60)
   if [ "${FUZZ_KEEP_CORPUS:-0}" != 1 ]; then rm -rf "$WORK"; fi
   mkdir -p "$WORK"
-  cp -n fuzz/corpus/* "$WORK"/ 2>/dev/null || true
-  seeds=$(find fuzz/corpus -type f | wc -l)
-  echo "fuzz: working corpus $WORK ($seeds seeds from fuzz/corpus)"
+  cp -n test/native/fuzz/corpus/* "$WORK"/ 2>/dev/null || true
+  seeds=$(find test/native/fuzz/corpus -type f | wc -l)
+  echo "fuzz: working corpus $WORK ($seeds seeds from test/native/fuzz/corpus)"
 fi
 # Stack traces for UBSan reports too (ASan prints them anyway).
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}

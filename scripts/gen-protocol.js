@@ -25,14 +25,30 @@ function validate() {
     throw new Error(`getInfo.structOutputSize must be 2 * limits.infoStringSize (${2 * L.infoStringSize})`);
   if (byName.held.structOutputSize !== 8 * L.ledgerCapacity)
     throw new Error(`held.structOutputSize must be 8 * limits.ledgerCapacity (${8 * L.ledgerCapacity})`);
-  if (byName.held.structOutputSize > 4096) throw new Error('held.structOutputSize must fit inband (4096 bytes)');
   spec.selectors.forEach((s, i) => {
     if (s.selector !== i) throw new Error(`selector ${s.name} must be numbered ${i}`);
+    if (!/^[a-z][A-Za-z0-9]*$/.test(s.name)) throw new Error(`selector name ${s.name} must be a lowerCamel identifier`);
+    if (s.structInputSize > L.inbandStructMax || s.structOutputSize > L.inbandStructMax)
+      throw new Error(`selector ${s.name}: structures must fit inband (${L.inbandStructMax} bytes)`);
+    if ((s.outputs ?? []).length !== s.scalarOutputs)
+      throw new Error(`selector ${s.name}: outputs must name each of its ${s.scalarOutputs} output scalars`);
+    if (s.structInputUnit) {
+      // A variable input of whole units; the output holds structOutputPerUnit bytes per unit.
+      if (s.structInputSize % s.structInputUnit) throw new Error(`selector ${s.name}: structInputSize must be whole units`);
+      if ((s.structInputSize / s.structInputUnit) * s.structOutputPerUnit > s.structOutputSize)
+        throw new Error(`selector ${s.name}: structOutputSize must hold an entry per input unit`);
+    }
     for (const n of [...s.userClientCodes, ...s.kernelCodes])
       if (!names.has(n)) throw new Error(`selector ${s.name} names unknown code ${n}`);
     if (s.scalarInputs > spec.limits.maxScalars || s.scalarOutputs > spec.limits.maxScalars)
       throw new Error(`selector ${s.name} exceeds the MIG scalar limit`);
   });
+  for (const n of spec.universalRefusals) if (!names.has(n)) throw new Error(`universalRefusals names unknown code ${n}`);
+  for (const b of ['retainBatch', 'releaseBatch']) {
+    const s = byName[b];
+    if (s.structInputSize !== 4 * L.batchMaxTags || s.structInputUnit !== 4 || s.structOutputPerUnit !== 4 * spec.batchEntry.length)
+      throw new Error(`${b} must carry up to batchMaxTags uint32 tags and one batchEntry per tag`);
+  }
 }
 
 const cIdent = (name) => name.replace(/^./, (c) => c.toUpperCase());
@@ -63,24 +79,41 @@ static const uint32_t kProtocolVersion = ${spec.protocolVersion};
 static const uint32_t kMaxScalars = ${L.maxScalars};
 static const uint32_t kInfoStringSize = ${L.infoStringSize};
 static const uint32_t kLedgerCapacity = ${L.ledgerCapacity};
+static const uint32_t kBatchMaxTags = ${L.batchMaxTags};
+static const uint32_t kInbandStructMax = ${L.inbandStructMax};
 
 enum Selector : uint32_t {
 ${sel.map((s) => `  kSelector${cIdent(s.name)} = ${s.selector},`).join('\n')}
   kSelectorCount = ${sel.length}
 };
 
-// What each selector takes and gives, checked before any work is done.
+// What each selector takes and gives, checked before any work is done. With a structInputUnit,
+// the input is 1 to structInputSize / unit whole units and the caller's output buffer must
+// hold structOutputPerUnit bytes per unit (at most structOutputSize); otherwise sizes are exact.
 struct SelectorShape {
   uint32_t scalarInputs;
   uint32_t structInputSize;
+  uint32_t structInputUnit;
   uint32_t scalarOutputs;
   uint32_t structOutputSize;
+  uint32_t structOutputPerUnit;
   bool admin;
 };
 
 static constexpr SelectorShape kSelectorShapes[kSelectorCount] = {
-${sel.map((s) => `  {${s.scalarInputs}, ${s.structInputSize}, ${s.scalarOutputs}, ${s.structOutputSize}, ${s.admin}}, // ${s.name}`).join('\n')}
+${sel.map((s) => `  {${s.scalarInputs}, ${s.structInputSize}, ${s.structInputUnit ?? 0}, ${s.scalarOutputs}, ${s.structOutputSize}, ${s.structOutputPerUnit ?? 0}, ${s.admin}}, // ${s.name}`).join('\n')}
 };
+
+// Output scalar positions, per selector that has any: args.scalarOutput[RetainOut::heldAfter].
+${sel.filter((s) => s.scalarOutputs).map((s) => `struct ${cIdent(s.name)}Out {
+  enum : uint32_t { ${s.outputs.map((o, i) => `${o} = ${i}`).join(', ')}, count = ${s.outputs.length} };
+};`).join('\n')}
+
+// One entry per tag of a batch selector's output: little-endian uint32 fields.
+struct BatchEntry {
+  enum : uint32_t { ${spec.batchEntry.map((f, i) => `${f} = ${i}`).join(', ')}, count = ${spec.batchEntry.length} };
+};
+static const uint32_t kBatchEntrySize = ${4 * spec.batchEntry.length};
 
 // Return codes as unsigned 32-bit values. Prefixed RC_ so the names never collide with
 // the SDK's own macros (kIOReturnBadArgument, KERN_SUCCESS, ...).
@@ -88,9 +121,27 @@ enum ReturnCode : uint32_t {
 ${spec.codes.map((c) => `  RC_${c.name} = ${c.value}u,`).join('\n')}
 };
 
+// The externalMethod refusals each selector may answer besides success (the fuzzer's oracle
+// checks every answer against this): its own, and the ones any selector may give.
+constexpr bool selectorMayRefuse(uint32_t selector, uint32_t code) {
+  return ${spec.universalRefusals.map((n) => `code == RC_${n}`).join(' || ')} ||
+${sel.filter((s) => s.userClientCodes.length).map((s) => `         (selector == kSelector${cIdent(s.name)} && (${s.userClientCodes.map((n) => `code == RC_${n}`).join(' || ')}))`).join(' ||\n')};
+}
+
 } // namespace kb
 
 #endif
+`;
+}
+
+// The core's dispatch table: one handler per selector, named on<Selector>. A selector without
+// a handler declared in UserClientCore is a compile error here.
+function dispatchTable() {
+  return `// ${banner}
+// Included once, by user_client_core.cpp.
+const UserClientCore::Handler UserClientCore::kHandlers[kSelectorCount] = {
+${spec.selectors.map((s) => `    &UserClientCore::on${cIdent(s.name)},`).join('\n')}
+};
 `;
 }
 
@@ -135,6 +186,7 @@ export const LIMITS = {
   maxScalars: ${spec.limits.maxScalars},
   infoStringSize: ${spec.limits.infoStringSize},
   ledgerCapacity: ${spec.limits.ledgerCapacity},
+  batchMaxTags: ${spec.limits.batchMaxTags},
 } as const;
 
 export const SAMPLE_KEXT = {
@@ -149,10 +201,22 @@ ${spec.selectors.map((s) => `  ${s.name}: {
     scalarOutputs: ${s.scalarOutputs},
     structOutputSize: ${s.structOutputSize},
     admin: ${s.admin},
+    outputs: ${arr(s.outputs ?? [])},
     userClientCodes: ${arr(s.userClientCodes)},
     kernelCodes: ${arr(s.kernelCodes)},
   },`).join('\n')}
 } as const;
+
+/** Output scalar positions: OUT.retain.heldAfter is scalar 1 of retain's answer. */
+export const OUT = {
+${spec.selectors.filter((s) => s.scalarOutputs).map((s) => `  ${s.name}: { ${s.outputs.map((o, i) => `${o}: ${i}`).join(', ')} },`).join('\n')}
+} as const;
+
+/** A batch selector's per-tag entry: uint32 fields at these positions, BATCH_ENTRY.size bytes. */
+export const BATCH_ENTRY = { ${spec.batchEntry.map((f, i) => `${f}: ${i}`).join(', ')}, size: ${4 * spec.batchEntry.length} } as const;
+
+/** The refusals any selector may answer (a bad shape, a closed user client). */
+export const UNIVERSAL_REFUSALS = ${arr(spec.universalRefusals)} as const;
 
 export const CODES = [
 ${spec.codes.map((c) => `  { name: ${q(c.name)}, value: ${c.value}, message: ${q(c.message)} },`).join('\n')}
@@ -163,6 +227,7 @@ ${spec.codes.map((c) => `  { name: ${q(c.name)}, value: ${c.value}, message: ${q
 const outputs = {
   'kext-sample/core/protocol.gen.h': header,
   'kext-sample/core/protocol_names.gen.h': namesHeader,
+  'kext-sample/core/dispatch.gen.inc': dispatchTable,
   'lib/protocol.gen.ts': typescript,
 };
 

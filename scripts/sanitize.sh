@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # npm run test:sanitize — the user-client core, SimTransport and SimKernel under sanitizers.
 #
-# Builds kext-sample/core/*.cpp + sim/sim_kernel.cpp + native/sim_transport.cc +
-# sanitize/stress.cc with clang twice, into build/sanitize/:
+# Builds the core, bridge/ and sim/ with test/native/stress.cc (test/native/build.sh, the one
+# C++ build recipe) with clang, into build/sanitize/:
 #   asan/stress  -fsanitize=address,undefined -fno-sanitize-recover=all
 #   tsan/stress  -fsanitize=thread
 # and runs the stress harness under each, once per seed (8 threads × 100,000 calls on shared
-# connections, plus 2 events threads; see sanitize/stress.cc). The core is compiled as the kext needs it
+# connections, plus 2 events threads; see test/native/stress.cc; plus --transport-close-race, --unload-race and the negative control with the lock-across-KPI bug planted). The core is compiled as the kext needs it
 # (-fno-exceptions -fno-rtti -nostdinc++). Any sanitizer report stops the run with a non-zero
 # status (halt_on_error, exitcode), and the logs are also scanned for reports; a harness
 # check that fails makes its last line "N passed, M failed" with M > 0 and exits non-zero.
@@ -43,7 +43,7 @@ if [[ -z "${CXX:-}" ]] || ! command -v "$CXX" >/dev/null 2>&1; then
     apt-get update && apt-get install -y clang-16 libclang-rt-16-dev
   or set CXX to a clang++ that has the ASan/UBSan/TSan runtimes."
 fi
-mkdir -p "$OUT/asan" "$OUT/tsan"
+mkdir -p "$OUT/asan" "$OUT/tsan" "$OUT/tsan-lock-across-kpi"
 probe() {  # $1 = sanitizer flags: can this compiler link and run a program with them?
   printf 'int main() { return 0; }\n' >"$OUT/probe.cc"
   "$CXX" $1 "$OUT/probe.cc" -o "$OUT/probe" >"$OUT/probe.log" 2>&1 && "$OUT/probe" >>"$OUT/probe.log" 2>&1
@@ -58,27 +58,9 @@ done
 rm -f "$OUT/probe" "$OUT/probe.cc" "$OUT/probe.log"
 echo "sanitize: $("$CXX" --version | head -1)"
 
-COMMON=(-std=c++17 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror -pthread
-        -I kext-sample/core -I native -I sim)
-CORE_ONLY=(-fno-exceptions -fno-rtti -nostdinc++)  # kernel-safe C++, as in the kext
-CORE_SRC=(kext-sample/core/*.cpp)
-OTHER_SRC=(sim/sim_kernel.cpp native/sim_transport.cc sanitize/stress.cc)
-
-build() {  # $1 = name (asan|tsan), rest = sanitizer flags
-  local name=$1
-  shift
-  local dir="$OUT/$name" objs=() pids=() src obj rc=0
-  for src in "${CORE_SRC[@]}" "${OTHER_SRC[@]}"; do
-    obj="$dir/$(basename "${src%.*}").o"
-    objs+=("$obj")
-    local extra=()
-    [[ "$src" == kext-sample/core/* ]] && extra=("${CORE_ONLY[@]}")
-    "$CXX" "${COMMON[@]}" "${extra[@]}" "$@" -c "$src" -o "$obj" &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
-  [[ $rc -eq 0 ]] || return 1
-  "$CXX" "$@" -pthread "${objs[@]}" -o "$dir/stress"
+build() {  # $1 = profile (asan|tsan|tsan-lock-across-kpi): the one C++ build recipe
+  CXX="$CXX" bash test/native/build.sh "$1" "$OUT/$1/stress" test/native/stress.cc &&
+    CXX="$CXX" bash test/native/build.sh "$1" "$OUT/$1/serial_queue_test" test/native/serial_queue_test.cc
 }
 
 # A run passes when the harness exits 0, its last line says "0 failed", and the log holds no
@@ -123,37 +105,78 @@ run() {  # $1 = name, $2 = calls per thread, $3 = seed, rest = environment assig
   echo "sanitize: $name passed in $took s"
 }
 
+# The serial queue's own test (order, exclusivity, stop) under the same sanitizer.
+queue_test() {  # $1 = name, rest = environment assignments
+  local name=$1 log="$OUT/$1/serial_queue_test.log"
+  shift
+  echo "sanitize: running $name: serial queue"
+  if ! timeout -k 10 "$LIMIT" env "$@" "$OUT/$name/serial_queue_test" >"$log" 2>&1 ||
+     grep -qE 'WARNING: ThreadSanitizer|ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
+    tail -n 40 "$log" | sed 's/^/    /'
+    echo "sanitize: $name serial queue FAILED; log: $log" >&2
+    return 1
+  fi
+  tail -n 1 "$log" | sed 's/^/    /'
+}
+
 failed=0
 if [[ -z "$ONLY" || "$ONLY" == asan ]]; then
   echo "sanitize: building ASan+UBSan into $OUT/asan"
-  if build asan -fsanitize=address,undefined -fno-sanitize-recover=all; then
+  if build asan; then
+    asan_env=(ASAN_OPTIONS=halt_on_error=1:exitcode=86:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:strict_string_checks=1
+              UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87)
     for seed in $SEEDS; do
-      run asan "$CALLS" "$seed" \
-      ASAN_OPTIONS=halt_on_error=1:exitcode=86:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:strict_string_checks=1 \
-      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87 || failed=1
+      run asan "$CALLS" "$seed" "${asan_env[@]}" || failed=1
     done
+    queue_test asan "${asan_env[@]}" || failed=1
   else
     echo "sanitize: the ASan+UBSan build failed" >&2
     failed=1
   fi
 fi
 if [[ -z "$ONLY" || "$ONLY" == tsan ]]; then
+  # TSan needs the memory layout it expects; some kernels randomise mmap too widely for
+  # clang 16's runtime ("unexpected memory mapping"), so run without ASLR where setarch can.
+  norand=()
+  if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/null; then
+    norand=(setarch "$(uname -m)" -R)
+  fi
+  # detect_deadlocks: any lock-order inversion (the client lock against the kernel's kext
+  # lock) is a report, whether or not this run happened to hang.
+  tsan_env=(TSAN_OPTIONS=halt_on_error=1:exitcode=66:detect_deadlocks=1:second_deadlock_stack=1:history_size=4)
   echo "sanitize: building TSan into $OUT/tsan"
-  if build tsan -fsanitize=thread; then
-    # TSan needs the memory layout it expects; some kernels randomise mmap too widely for
-    # clang 16's runtime ("unexpected memory mapping"), so run without ASLR where setarch can.
-    norand=()
-    if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/null; then
-      norand=(setarch "$(uname -m)" -R)
-    fi
-    tsan_env=(TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:history_size=4)
+  if build tsan; then
     for seed in $SEEDS; do
       run tsan "$TSAN_CALLS" "$seed" "${tsan_env[@]}" "${norand[@]}" || failed=1
     done
     # Threads calling one SimTransport while another thread closes it.
     MODE=--transport-close-race run tsan 20000 1 "${tsan_env[@]}" "${norand[@]}" || failed=1
+    # Unloads of the sample kext (terminating its service and stopping its clients on the
+    # unloading thread, kext lock held) racing retain/release/close/death on open clients.
+    MODE=--unload-race run tsan 20000 2 "${tsan_env[@]}" "${norand[@]}" || failed=1
+    queue_test tsan "${tsan_env[@]}" "${norand[@]}" || failed=1
   else
     echo "sanitize: the TSan build failed" >&2
+    failed=1
+  fi
+  # Negative control: the same unload race with the old bug planted (the client lock held
+  # across the KPI, stop() taking it). The deadlock detector must report the inversion, or
+  # the check above proves nothing.
+  echo "sanitize: building the negative control (lock held across the KPI) into $OUT/tsan-lock-across-kpi"
+  if build tsan-lock-across-kpi; then
+    log="$OUT/tsan-lock-across-kpi/stress-control.log"
+    echo "sanitize: running the negative control: it must report a lock-order inversion"
+    timeout -k 10 "$LIMIT" env "${tsan_env[@]}" "${norand[@]}" "$OUT/tsan-lock-across-kpi/stress" \
+      --threads 4 --calls 2000 --seed 3 --unload-race >"$log" 2>&1
+    if grep -q 'WARNING: ThreadSanitizer: lock-order-inversion' "$log"; then
+      echo "sanitize: negative control passed: TSan reported the lock-order inversion"
+    else
+      tail -n 20 "$log" | sed 's/^/    /'
+      echo "sanitize: negative control FAILED: no lock-order inversion reported with the bug planted; log: $log" >&2
+      failed=1
+    fi
+  else
+    echo "sanitize: the negative-control build failed" >&2
     failed=1
   fi
 fi

@@ -88,7 +88,7 @@ struct SimKernel::Kext {
 SimKernel::SimKernel() : SimKernel(Options()) {}
 
 SimKernel::SimKernel(const Options &options) : options_(options) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   uint32_t tag = 0;
 
   KextSpec kernel;
@@ -165,7 +165,7 @@ uint32_t SimKernel::lookupForKpi(Kpi kpi, uint32_t loadTag, Kext **out) {
 }
 
 uint32_t SimKernel::retainKextWithLoadTag(uint32_t loadTag) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   Kext *k = nullptr;
   uint32_t kr = lookupForKpi(Kpi::Retain, loadTag, &k);
   if (kr != RC_kOSReturnSuccess) return kr;
@@ -175,7 +175,7 @@ uint32_t SimKernel::retainKextWithLoadTag(uint32_t loadTag) {
 }
 
 uint32_t SimKernel::releaseKextWithLoadTag(uint32_t loadTag) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   Kext *k = nullptr;
   uint32_t kr = lookupForKpi(Kpi::Release, loadTag, &k);
   if (kr != RC_kOSReturnSuccess) return kr;
@@ -189,7 +189,7 @@ uint32_t SimKernel::releaseKextWithLoadTag(uint32_t loadTag) {
 // ---- the machine ----
 
 uint32_t SimKernel::loadKext(const KextSpec &spec, uint32_t *tagOut) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   if (tagOut) *tagOut = kInvalidLoadTag;
   if (panicked_) return RC_kOSReturnError;
   return loadLocked(spec, tagOut);
@@ -245,11 +245,13 @@ uint32_t SimKernel::loadLocked(const KextSpec &spec, uint32_t *tagOut) {
 }
 
 uint32_t SimKernel::unloadKext(uint32_t loadTag) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   if (panicked_) return RC_kOSReturnError;
   Kext *k = find(loadTag);
   if (!k) return RC_kOSKextReturnNotFound;
   if (k->unloadUnsupported) return RC_kOSKextReturnInUse;
+  // IOCatalogue::terminateDriversForModule, synchronously, before the checks of unload().
+  if (loadTag == sampleTag_) terminateSampleServiceLocked();
   if (!options_.unloadEnabled) return RC_kOSKextReturnDisabled;
   if (k->count > kBaseline) return RC_kOSKextReturnInUse;  // retained or depended on
   if (k->kernelComponent) return RC_kOSKextReturnInvalidArgument;
@@ -261,35 +263,34 @@ uint32_t SimKernel::unloadKext(uint32_t loadTag) {
 
 uint32_t SimKernel::setInstances(uint32_t loadTag, const std::string &className,
                                  uint32_t count) {
-  std::vector<UserClientHandle *> stopping;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    if (panicked_) return RC_kOSReturnError;
-    Kext *k = find(loadTag);
-    if (!k) return RC_kOSKextReturnNotFound;
-    // Only a class the kext declared; the sample's user-client instances are its open
-    // connections, which only IOServiceOpen and IOServiceClose change.
-    ClassSpec *c = k->findClass(className);
-    if (!c || (loadTag == sampleTag_ && className == KB_USER_CLIENT_CLASS_NAME))
-      return RC_kOSKextReturnInvalidArgument;
-    bool terminates = loadTag == sampleTag_ && className == KB_SERVICE_CLASS_NAME &&
-                      c->instances > 0 && count == 0;
-    c->instances = count;
-    if (!terminates) return RC_kOSReturnSuccess;
-    stopping = clients_;
-    terminating_++;
-  }
-  // The service is terminated: each of its user clients is stopped, releasing its ledger
-  // through the KPI (so without holding the kernel lock). closeUserClient waits for this.
-  for (UserClientHandle *client : stopping) client->serviceTerminated();
-  std::lock_guard<std::mutex> g(mu_);
-  terminating_--;
-  terminated_.notify_all();
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (panicked_) return RC_kOSReturnError;
+  Kext *k = find(loadTag);
+  if (!k) return RC_kOSKextReturnNotFound;
+  // Only a class the kext declared; the sample's user-client instances are its open
+  // connections, which only IOServiceOpen and IOServiceClose change.
+  ClassSpec *c = k->findClass(className);
+  if (!c || (loadTag == sampleTag_ && className == KB_USER_CLIENT_CLASS_NAME))
+    return RC_kOSKextReturnInvalidArgument;
+  if (loadTag == sampleTag_ && className == KB_SERVICE_CLASS_NAME && count == 0)
+    terminateSampleServiceLocked();
+  c->instances = count;
   return RC_kOSReturnSuccess;
 }
 
+// The service goes, and each of its user clients is stopped here, with the kext lock held,
+// as xnu's synchronous termination does: a client's stop() that waited for its own lock
+// while another thread held that lock and waited for this one would hang the kernel.
+void SimKernel::terminateSampleServiceLocked() {
+  Kext *k = find(sampleTag_);
+  ClassSpec *service = k ? k->findClass(KB_SERVICE_CLASS_NAME) : nullptr;
+  if (!service || service->instances == 0) return;
+  service->instances = 0;
+  for (UserClientHandle *client : clients_) client->serviceTerminated();
+}
+
 void SimKernel::advance(uint64_t ms) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   if (panicked_) return;
   uint64_t target = nowMs_ + ms;
   if (target < nowMs_) target = UINT64_MAX;  // saturate rather than wrap
@@ -302,17 +303,17 @@ void SimKernel::advance(uint64_t ms) {
 }
 
 uint64_t SimKernel::now() const {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   return nowMs_;
 }
 
 bool SimKernel::autounloadArmed() const {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   return armed_;
 }
 
 uint64_t SimKernel::autounloadDeadline() const {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   return deadlineMs_;
 }
 
@@ -376,48 +377,41 @@ void SimKernel::recordPanic(const char *call, const Kext &k) {
 
 // ---- queries ----
 
-std::vector<KextInfo> SimKernel::loadedKexts() const {
-  std::lock_guard<std::mutex> g(mu_);
-  std::vector<KextInfo> out;
+std::vector<KextRecord> SimKernel::loadedKexts() const {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  std::vector<KextRecord> out;
   out.reserve(kexts_.size());
   for (const std::unique_ptr<Kext> &p : kexts_) {
     const Kext &k = *p;
     if (k.removed) continue;
-    KextInfo info;
-    info.bundleId = k.bundleId;
-    info.version = k.version;
-    info.uuid = k.uuid;
-    info.loadTag = k.tag;
-    info.retainCount = static_cast<int32_t>(k.count - kBaseline);
-    info.started = k.started;
-    info.dependencies = k.deps;
-    info.classes.reserve(k.classes.size());
-    for (const ClassSpec &c : k.classes) {
-      KextInfo::ClassInfo ci;
-      ci.name = c.name;
-      ci.superclass = c.superclass;
-      ci.instances = c.instances;
-      info.classes.push_back(std::move(ci));
-    }
-    out.push_back(std::move(info));
+    KextRecord r;
+    r.bundleId = k.bundleId;
+    r.version = k.version;
+    r.uuid = k.uuid;
+    r.loadTag = k.tag;
+    r.retainCount = static_cast<int32_t>(k.count - kBaseline);
+    r.started = k.started;
+    r.dependencies = k.deps;
+    r.classes = k.classes;
+    out.push_back(std::move(r));
   }
   return out;
 }
 
 int64_t SimKernel::retainCount(uint32_t loadTag) const {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   const Kext *k = find(loadTag);
   return k ? k->count : -1;
 }
 
 uint32_t SimKernel::lookupLoadTag(const std::string &bundleId) const {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   const Kext *k = const_cast<SimKernel *>(this)->findById(bundleId);
   return k ? k->tag : kInvalidLoadTag;
 }
 
 uint32_t SimKernel::sampleLoadTag() const {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   return sampleTag_;
 }
 
@@ -425,21 +419,34 @@ uint32_t SimKernel::sampleLoadTag() const {
 bool SimKernel::panicked() const { return panicked_.load(); }
 
 PanicRecord SimKernel::panic() const {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   return panic_;
 }
 
 void SimKernel::injectFault(Kpi kpi, uint32_t code, uint32_t times) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   const int f = static_cast<int>(kpi);
   faultCode_[f] = code;
   faultTimes_[f] = times;
 }
 
+void SimKernel::delayCalls(uint32_t us, uint32_t count) {
+  callDelay_.store(count && us ? (uint64_t)count << 32 | us : 0);
+}
+
+uint32_t SimKernel::takeCallDelay() {
+  uint64_t d = callDelay_.load();
+  while (d >> 32) {
+    const uint64_t next = (d >> 32) == 1 ? 0 : d - (1ull << 32);
+    if (callDelay_.compare_exchange_weak(d, next)) return (uint32_t)d;
+  }
+  return 0;
+}
+
 // ---- the sample kext's service ----
 
 uint32_t SimKernel::openUserClient(UserClientHandle *handle) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::lock_guard<std::recursive_mutex> g(mu_);
   if (panicked_) return RC_MIG_SERVER_DIED;
   Kext *k = find(sampleTag_);
   if (!k) return RC_kIOReturnNotFound;
@@ -459,11 +466,8 @@ uint32_t SimKernel::openUserClient(UserClientHandle *handle) {
 }
 
 void SimKernel::closeUserClient(UserClientHandle *handle) {
-  std::unique_lock<std::mutex> lk(mu_);
-  if (handle) {
-    terminated_.wait(lk, [this] { return terminating_ == 0; });
-    clients_.erase(std::remove(clients_.begin(), clients_.end(), handle), clients_.end());
-  }
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (handle) clients_.erase(std::remove(clients_.begin(), clients_.end(), handle), clients_.end());
   if (panicked_) return;
   Kext *k = find(sampleTag_);
   if (!k) return;

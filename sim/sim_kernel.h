@@ -1,5 +1,5 @@
 // SimKernel: a model of the libkern kext registry as xnu implements it (see
-// ../shared/reference/xnu-facts.md §3): load tags from a counter, OSObject-style retain counts
+// docs/kernel-facts.md): load tags from a counter, OSObject-style retain counts
 // with the kernel's baseline of 2, retain/release by load tag exactly as OSKextLib.cpp does
 // (including the over-release that panics a Mac), the 60 s autounload scan on virtual time,
 // explicit unload, dependencies, class instances and the loaded-kext info table.
@@ -11,7 +11,6 @@
 #include <stdint.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,7 +18,6 @@
 #include <vector>
 
 #include "kernel_api.h"
-#include "kext_info.h"
 
 namespace kb {
 namespace sim {
@@ -45,6 +43,19 @@ struct KextSpec {
   bool started = true;
 };
 
+// One row of the loaded-kext table as this kernel reports it: what
+// KextManagerCopyLoadedKextInfo carries on a Mac (OSBundleLoadTag, OSBundleRetainCount, ...).
+struct KextRecord {
+  std::string bundleId;                // CFBundleIdentifier
+  std::string version;                 // CFBundleVersion
+  std::string uuid;                    // OSBundleUUID
+  uint32_t loadTag = 0;                // OSBundleLoadTag
+  int32_t retainCount = 0;             // OSBundleRetainCount: the count less the kernel's own 2
+  bool started = false;                // OSBundleStarted
+  std::vector<uint32_t> dependencies;  // OSBundleDependencies: load tags, descending
+  std::vector<ClassSpec> classes;      // OSBundleClasses (instances: OSMetaClassTrackingCount)
+};
+
 // What would have panicked the Mac, and the call that did it.
 struct PanicRecord {
   std::string call;     // e.g. "OSKextReleaseKextWithLoadTag"
@@ -56,7 +67,8 @@ struct PanicRecord {
 };
 
 // An open user client as the kernel sees it. Terminating the sample kext's service stops
-// every client on it (IOUserClient::stop), which releases what the client holds.
+// every client on it (IOUserClient::stop), on the terminating thread, with the kernel's kext
+// lock held: serviceTerminated() must not block or call a KPI.
 class UserClientHandle {
  public:
   virtual void serviceTerminated() = 0;
@@ -94,13 +106,16 @@ class SimKernel {
   // the same version answers success with the existing tag), kOSKextReturnNoResources (tags
   // exhausted), kOSKextReturnInvalidArgument (empty bundle id).
   uint32_t loadKext(const KextSpec &spec, uint32_t *tagOut);
-  // Explicit unload (kmutil unload → OSKext::removeKext): see xnu-facts §3.3.
+  // Explicit unload (kmutil unload → OSKext::removeKext, docs/kernel-facts.md): with the kext
+  // lock held, the kext's services are terminated first (the sample's: each open user
+  // client is stopped on this thread), then the unload is refused with kOSKextReturnInUse
+  // while the kext is retained, depended on or has live instances (open user clients too).
   uint32_t unloadKext(uint32_t loadTag);
   // Sets the live-instance count of one of a kext's declared classes: kOSKextReturnNotFound
   // (no such kext), kOSKextReturnInvalidArgument (a class it does not declare, or the sample's
   // user-client class, whose instances are the open connections). Setting the sample's
-  // service class to 0 terminates the service: every registered user client is stopped
-  // (after the kernel lock is dropped), as IOService termination does.
+  // service class to 0 terminates the service: every registered user client is stopped,
+  // on this thread with the kext lock held, as IOService termination does.
   uint32_t setInstances(uint32_t loadTag, const std::string &className, uint32_t count);
   // Advances virtual time; runs the autounload scan when it falls due.
   void advance(uint64_t ms);
@@ -108,7 +123,7 @@ class SimKernel {
   bool autounloadArmed() const;
   uint64_t autounloadDeadline() const;  // meaningful while armed
 
-  std::vector<KextInfo> loadedKexts() const;
+  std::vector<KextRecord> loadedKexts() const;
   // The OSObject retain count (baseline included), or -1 when no kext has the tag.
   int64_t retainCount(uint32_t loadTag) const;
   uint32_t lookupLoadTag(const std::string &bundleId) const;  // kInvalidLoadTag if none
@@ -119,11 +134,16 @@ class SimKernel {
 
   void injectFault(Kpi kpi, uint32_t code, uint32_t times);
 
+  // A slow Mac: each of the next `count` user-client calls (on any connection) takes `us`
+  // microseconds longer, spent before the call reaches the user client, holding no lock.
+  void delayCalls(uint32_t us, uint32_t count);
+  uint32_t takeCallDelay();  // the delay for the call starting now (0 when none)
+
   // ---- the sample kext's service, as IOServiceOpen/IOServiceClose see it ----
   // kIOReturnSuccess, or kIOReturnNotFound when the sample kext or its service is gone
   // (no matching service); counts a live instance of the user-client class. A non-null
   // client is registered to be stopped if the service terminates; closeUserClient
-  // unregisters it (waiting out a termination in progress, so it is never used after).
+  // unregisters it (under the kext lock, so a termination in progress finishes first).
   uint32_t openUserClient(UserClientHandle *client = nullptr);
   void closeUserClient(UserClientHandle *client = nullptr);
 
@@ -140,8 +160,10 @@ class SimKernel {
   void removeLocked(uint32_t loadTag);    // marks it unloaded, drops its dependency references
   void compactLocked();                   // sweeps marked kexts out of kexts_ and byId_
   void recordPanic(const char *call, const Kext &k);
+  void terminateSampleServiceLocked();    // IOService termination of the sample's service
 
-  mutable std::mutex mu_;
+  // sKextLock: a recursive lock every KPI entry, load, unload and scan takes, as in xnu.
+  mutable std::recursive_mutex mu_;
   Options options_;
   std::vector<std::unique_ptr<Kext>> kexts_;  // loaded kexts, in load (= tag) order
   std::unordered_map<std::string, uint32_t> byId_;  // bundle id → load tag
@@ -153,8 +175,7 @@ class SimKernel {
   std::atomic<bool> panicked_{false};  // written under mu_; read without it on every call
   PanicRecord panic_;
   std::vector<UserClientHandle *> clients_;  // registered open user clients
-  uint32_t terminating_ = 0;                 // stops in progress (clients_ must stay valid)
-  std::condition_variable terminated_;
+  std::atomic<uint64_t> callDelay_{0};  // remaining count << 32 | microseconds
   uint32_t faultCode_[2] = {0, 0};
   uint32_t faultTimes_[2] = {0, 0};
 };
@@ -174,7 +195,8 @@ class SampleKextApi : public KernelApi {
   std::shared_ptr<SimKernel> kernel_;
 };
 
-// The user-client lock in the simulator (IOLock in the kext).
+// The user-client lock in the simulator (IOLock in the kext): a plain mutex, so the
+// sanitizers see it.
 class MutexLock : public Lock {
  public:
   void lock() override { mu_.lock(); }

@@ -87,7 +87,7 @@ function expectAnswers(ops: Op[], answers: unknown[], kernel: SimKernel, rawBase
         expect(got).toEqual([...mine].filter(([, n]) => n > 0).map(([loadTag, count]) => ({ loadTag, count })).sort((a, b) => a.loadTag - b.loadTag));
         break;
       case 'info':
-        expect(got).toMatchObject({ loadTag: kernel.sampleLoadTag, protocolVersion: 1 });
+        expect(got).toMatchObject({ loadTag: kernel.sampleLoadTag, protocolVersion: 2 });
         break;
       case 'loadedKexts':
         for (const [tag, raw] of rawBase) {
@@ -129,10 +129,11 @@ describe('close() while 100 calls are in flight', () => {
       const mine = new Map<number, number>([[targets[1], 1]]);
       await kb.retain(targets[1]);
 
-      // A long batch first (300k retain calls for a tag nobody loaded: no ledger change), so
-      // that the 100 calls are still waiting in the worker's queue, not yet run, when
-      // close() comes right after them.
-      const blocker = (kb as unknown as { conn: NativeConnection }).conn.callMany(SELECTORS.retain.selector, new Uint32Array(300_000).fill(0xfffffffe));
+      // A slow call first (the sim's latency control: no ledger change), so that the 100
+      // calls are still waiting in the worker's queue, not yet run, when close() comes right
+      // after them.
+      kernel.delayCalls(50, 1);
+      const blocker = kb.info();
       const rand = prng(seed);
       const before = randomOps(100, tags, rand);
       const after = randomOps(20, tags, rand);
@@ -154,7 +155,7 @@ describe('close() while 100 calls are in flight', () => {
       }));
       if (closeAfter === 0) closeNow();
       expect(kb.closed).toBe(closeAfter === 0);
-      expect((await blocker).kr).toBe(0);
+      expect((await blocker).loadTag).toBe(kernel.sampleLoadTag);
       await within(10_000, Promise.all(calls), 'the calls queued before close() were not all answered');
       await within(10_000, Promise.all(lateCalls), 'the calls made after close() were not all answered');
       await expect(within(10_000, Promise.all(closing), 'close() did not resolve')).resolves.toEqual([undefined, undefined]);
@@ -402,12 +403,11 @@ describe('per-call signal and timeout', () => {
     expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
   });
 
-  /**
-   * Work queued ahead on the connection's worker: a million full user-client retain calls
-   * for a tag nobody loaded (kOSKextReturnNotFound, no ledger change), tens of milliseconds
-   * or more of worker time and little JS, straight to the native connection.
-   */
-  const busyAhead = () => nativeOf(kb).callMany(SELECTORS.retain.selector, new Uint32Array(1_000_000).fill(0xfffffffe));
+  /** Work queued ahead on the connection's worker: one call the sim makes take 100 ms. */
+  const busyAhead = () => {
+    kernel.delayCalls(100, 1);
+    return kb.info();
+  };
 
   test.each(NAMES)('%s: aborting a call queued behind others rejects at once; held() and the kernel tell whether it ran', async (name) => {
     const call = methods().find(([n]) => n === name)![1];

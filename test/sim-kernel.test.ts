@@ -200,7 +200,9 @@ describe('controls', () => {
     expect(kernel.rawRetainCount(kernel.sampleLoadTag)).toBe(2);
   });
 
-  test("terminating the sample's service stops its clients: their retains are released, later calls answer kIOReturnNotOpen", async () => {
+  // IOUserClient::stop only stops a client (it runs with the kernel's kext lock held and may
+  // call no KPI); what the client holds is released when it closes (clientClose).
+  test("terminating the sample's service stops its clients: later calls answer kIOReturnNotOpen, retains are released at close", async () => {
     const kernel = createSimKernel();
     const a = await open({ backend: 'sim', kernel });
     const b = await open({ backend: 'sim', kernel });
@@ -209,15 +211,32 @@ describe('controls', () => {
     await b.retain(tag);
     expect(kernel.rawRetainCount(tag)).toBe(5);
     kernel.setInstances(kernel.sampleLoadTag, 'org_kextbridge_SampleService', 0); // IOService::terminate
-    expect(kernel.rawRetainCount(tag)).toBe(2);
-    expect(kernel.rawRetainCount(kernel.sampleLoadTag)).toBe(2);
+    expect(kernel.rawRetainCount(tag)).toBe(5); // still held: stop() releases nothing
     await expect(a.retain(tag)).rejects.toMatchObject({ codeName: 'kIOReturnNotOpen', code: 0xe00002cd });
     await expect(b.held()).rejects.toMatchObject({ codeName: 'kIOReturnNotOpen' });
     await expect(open({ backend: 'sim', kernel })).rejects.toMatchObject({ codeName: 'kIOReturnNotFound' });
     expect((await a.loadedKexts()).length).toBeGreaterThan(0); // not a user-client call
     await a.close();
+    expect(kernel.rawRetainCount(tag)).toBe(3);
+    expect(kernel.rawRetainCount(kernel.sampleLoadTag)).toBe(2);
     await b.close();
     expect(kernel.rawRetainCount(tag)).toBe(2);
+    expect(kernel.panicked).toBeNull();
+  });
+
+  // kmutil unload with a connection open: the service is terminated first, then the unload is
+  // refused (the open client is a live instance). The kext stays loaded with no service.
+  test('unloading the sample with a connection open leaves it loaded without its service; after close it unloads', async () => {
+    const kernel = createSimKernel();
+    const kb = await open({ backend: 'sim', kernel });
+    await kb.retain();
+    expect(kernel.unloadKext(kernel.sampleLoadTag)).toMatchObject({ ok: false, name: 'kOSKextReturnInUse' });
+    expect(kernel.lookup('org.kextbridge.sample')).toBe(kernel.sampleLoadTag);
+    await expect(kb.retain()).rejects.toMatchObject({ codeName: 'kIOReturnNotOpen' });
+    await expect(open({ backend: 'sim', kernel })).rejects.toMatchObject({ codeName: 'kIOReturnNotFound' });
+    await kb.close(); // releases the retain it still held
+    expect(kernel.unloadKext(kernel.sampleLoadTag)).toMatchObject({ ok: true });
+    expect(kernel.lookup('org.kextbridge.sample')).toBeNull();
     expect(kernel.panicked).toBeNull();
   });
 

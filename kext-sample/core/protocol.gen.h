@@ -15,34 +15,61 @@
 
 namespace kb {
 
-static const uint32_t kProtocolVersion = 1;
+static const uint32_t kProtocolVersion = 2;
 static const uint32_t kMaxScalars = 16;
 static const uint32_t kInfoStringSize = 64;
 static const uint32_t kLedgerCapacity = 256;
+static const uint32_t kBatchMaxTags = 512;
+static const uint32_t kInbandStructMax = 4096;
 
 enum Selector : uint32_t {
   kSelectorGetInfo = 0,
   kSelectorRetain = 1,
   kSelectorRelease = 2,
   kSelectorHeld = 3,
-  kSelectorCount = 4
+  kSelectorRetainBatch = 4,
+  kSelectorReleaseBatch = 5,
+  kSelectorCount = 6
 };
 
-// What each selector takes and gives, checked before any work is done.
+// What each selector takes and gives, checked before any work is done. With a structInputUnit,
+// the input is 1 to structInputSize / unit whole units and the caller's output buffer must
+// hold structOutputPerUnit bytes per unit (at most structOutputSize); otherwise sizes are exact.
 struct SelectorShape {
   uint32_t scalarInputs;
   uint32_t structInputSize;
+  uint32_t structInputUnit;
   uint32_t scalarOutputs;
   uint32_t structOutputSize;
+  uint32_t structOutputPerUnit;
   bool admin;
 };
 
 static constexpr SelectorShape kSelectorShapes[kSelectorCount] = {
-  {0, 0, 4, 128, false}, // getInfo
-  {1, 0, 2, 0, true}, // retain
-  {1, 0, 2, 0, true}, // release
-  {0, 0, 0, 2048, false}, // held
+  {0, 0, 0, 4, 128, 0, false}, // getInfo
+  {1, 0, 0, 2, 0, 0, true}, // retain
+  {1, 0, 0, 2, 0, 0, true}, // release
+  {0, 0, 0, 0, 2048, 0, false}, // held
+  {0, 2048, 4, 0, 4096, 8, true}, // retainBatch
+  {0, 2048, 4, 0, 4096, 8, true}, // releaseBatch
 };
+
+// Output scalar positions, per selector that has any: args.scalarOutput[RetainOut::heldAfter].
+struct GetInfoOut {
+  enum : uint32_t { protocolVersion = 0, ownLoadTag = 1, privileged = 2, ledgerCap = 3, count = 4 };
+};
+struct RetainOut {
+  enum : uint32_t { osReturn = 0, heldAfter = 1, count = 2 };
+};
+struct ReleaseOut {
+  enum : uint32_t { osReturn = 0, heldAfter = 1, count = 2 };
+};
+
+// One entry per tag of a batch selector's output: little-endian uint32 fields.
+struct BatchEntry {
+  enum : uint32_t { code = 0, heldAfter = 1, count = 2 };
+};
+static const uint32_t kBatchEntrySize = 8;
 
 // Return codes as unsigned 32-bit values. Prefixed RC_ so the names never collide with
 // the SDK's own macros (kIOReturnBadArgument, KERN_SUCCESS, ...).
@@ -187,6 +214,16 @@ enum ReturnCode : uint32_t {
   RC_MIG_SERVER_DIED = 0xFFFFFECCu,
   RC_MIG_TRAILER_ERROR = 0xFFFFFECBu,
 };
+
+// The externalMethod refusals each selector may answer besides success (the fuzzer's oracle
+// checks every answer against this): its own, and the ones any selector may give.
+constexpr bool selectorMayRefuse(uint32_t selector, uint32_t code) {
+  return code == RC_kIOReturnBadArgument || code == RC_kIOReturnNotOpen ||
+         (selector == kSelectorRetain && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNoResources)) ||
+         (selector == kSelectorRelease && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNotPermitted)) ||
+         (selector == kSelectorRetainBatch && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNoResources)) ||
+         (selector == kSelectorReleaseBatch && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNotPermitted));
+}
 
 } // namespace kb
 

@@ -160,6 +160,8 @@ static const char *const kSelectorNames[kSelectorCount] = {
   "retain",
   "release",
   "held",
+  "retainBatch",
+  "releaseBatch",
 };
 
 } // namespace kb

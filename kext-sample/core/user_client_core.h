@@ -1,6 +1,10 @@
 // What a kextbridge user-client call does, decided once: the kext's IOUserClient and the
 // simulator both hand every externalMethod call here. Kernel-safe C++: no standard library,
 // no exceptions, no RTTI, no allocation.
+//
+// Lock discipline: every kernel call (KernelApi) takes the kernel's kext lock, and the kernel
+// holds that lock while it terminates our service (an unload) and so calls stop(). So no
+// KernelApi call is ever made while this client's lock is held, and terminate() takes no lock.
 #ifndef KEXTBRIDGE_USER_CLIENT_CORE_H
 #define KEXTBRIDGE_USER_CLIENT_CORE_H
 
@@ -37,8 +41,14 @@ class UserClientCore {
   // The IOReturn for externalMethod. Anything but success means MIG drops every output.
   uint32_t externalMethod(uint32_t selector, MethodArgs &args);
 
-  // clientClose / clientDied: release everything this client still holds; later calls
-  // answer kIOReturnNotOpen. Safe to call more than once. Returns the releases made.
+  // IOUserClient::stop (the service is going away, possibly on a thread holding the kernel's
+  // kext lock): later calls answer kIOReturnNotOpen. Takes no lock, calls no KPI, never blocks.
+  void terminate();
+
+  // clientClose / clientDied / free: later calls answer kIOReturnNotOpen, and everything this
+  // client still holds is released, outside the lock. Safe to call more than once and from
+  // several threads: each held retain is released by exactly one caller. Returns the
+  // releases this call made.
   uint32_t close();
 
   // Read under the lock, for tests and invariant checks.
@@ -47,16 +57,31 @@ class UserClientCore {
   bool closed();
 
  private:
-  uint32_t getInfo(MethodArgs &args);
-  uint32_t retain(uint32_t loadTag, MethodArgs &args);
-  uint32_t release(uint32_t loadTag, MethodArgs &args);
-  uint32_t held(MethodArgs &args);
+  typedef uint32_t (UserClientCore::*Handler)(MethodArgs &args);
+  static const Handler kHandlers[kSelectorCount];  // dispatch.gen.inc, from the protocol file
+
+  // One handler per selector (protocol/kextbridge.json), named on<Selector>.
+  uint32_t onGetInfo(MethodArgs &args);
+  uint32_t onRetain(MethodArgs &args);
+  uint32_t onRelease(MethodArgs &args);
+  uint32_t onHeld(MethodArgs &args);
+  uint32_t onRetainBatch(MethodArgs &args);
+  uint32_t onReleaseBatch(MethodArgs &args);
+
+  // One retain or release with the ledger rule: the user client's refusal (an IOReturn) or
+  // the kernel's OSReturn in *code, the held count after in *held. Returns false only when
+  // the client is closed or terminated (the answer is then kIOReturnNotOpen).
+  bool retainOne(uint32_t loadTag, uint32_t *code, uint32_t *held);
+  bool releaseOne(uint32_t loadTag, uint32_t *code, uint32_t *held);
+  uint32_t batch(MethodArgs &args, bool retain);
+  bool open() const;  // neither closed nor terminated; under the lock
 
   KernelApi &kernel_;
   Lock &lock_;
   const bool privileged_;
-  bool closed_;
-  Ledger ledger_;
+  bool closed_;       // under lock_
+  bool terminated_;   // atomic (terminate() takes no lock)
+  Ledger ledger_;     // under lock_
 };
 
 } // namespace kb

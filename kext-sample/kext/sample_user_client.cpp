@@ -35,10 +35,13 @@ bool org_kextbridge_SampleUserClient::start(IOService *provider) {
   return true;
 }
 
-// Also reached when the service goes away with clients still open, where clientClose is
-// never called: the ledger is released here too.
+// Reached when the service goes away with this client still open, for instance from
+// kmutil unload, which terminates the service synchronously on a thread that holds the
+// kernel's kext lock. Every KPI takes that lock, so nothing here may call one or wait for
+// our own lock (a client mid-call holds it and waits for the kext lock): only a flag. The
+// ledger is released in clientClose / clientDied / free, which IOKit always calls.
 void org_kextbridge_SampleUserClient::stop(IOService *provider) {
-  releaseHeld("stop");
+  if (session_) session_->core().terminate();
   IOUserClient::stop(provider);
 }
 
@@ -61,14 +64,14 @@ IOReturn org_kextbridge_SampleUserClient::clientClose() {
   return kIOReturnSuccess;
 }
 
-// The owning process died without closing. Release first (this path may run without the
-// user client's own lock; the core takes its own), then the default, which calls
-// clientClose once if the client is not closed yet.
+// The owning process died without closing. Release first, then the default, which calls
+// clientClose once if the client is not closed yet (its release is then a no-op).
 IOReturn org_kextbridge_SampleUserClient::clientDied() {
   releaseHeld("client died");
   return IOUserClient::clientDied();
 }
 
+// The core releases with its own lock dropped around each KPI call.
 void org_kextbridge_SampleUserClient::releaseHeld(const char *when) {
   if (!session_) return;
   uint32_t released = session_->core().close();

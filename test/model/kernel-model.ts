@@ -104,7 +104,7 @@ export interface ModelConnection {
   readonly id: number;
   readonly privileged: boolean;
   closed: boolean;
-  /** Its service was terminated (IOUserClient::stop): ledger released, user-client calls answer kIOReturnNotOpen. */
+  /** Its service was terminated (IOUserClient::stop): user-client calls answer kIOReturnNotOpen; the ledger is released at close. */
   stopped: boolean;
   /** loadTag → retains this connection holds. */
   readonly ledger: Map<number, number>;
@@ -305,13 +305,17 @@ export class KernelModel {
   }
 
   /**
-   * Explicit unload (§3.3): NotFound when not loaded; InUse while retained or depended on;
-   * InvalidArgument for a kernel component; InUse with live instances or unloadUnsupported.
+   * Explicit unload (kernel-facts §3.3, OSKext::removeKext): NotFound when not loaded; InUse
+   * when unloadUnsupported; the sample's service is terminated first (its clients stopped),
+   * whatever follows; then InUse while retained or depended on; InvalidArgument for a kernel
+   * component; InUse with live instances (open user clients are instances).
    */
   unloadKext(tag: number): Outcome<ModelOSReturn> {
     if (this.panicked) return fail('kOSReturnError');
     const k = this.kexts.get(tag);
     if (!k) return { value: osReturn('kOSKextReturnNotFound') };
+    if (k.unloadUnsupported) return { value: osReturn('kOSKextReturnInUse') };
+    if (tag === this.sampleLoadTag) this.terminateSampleService();
     if (k.raw > BASELINE) return { value: osReturn('kOSKextReturnInUse') };
     if (k.kernelComponent) return { value: osReturn('kOSKextReturnInvalidArgument') };
     if (this.hasInstances(k) || k.unloadUnsupported) return { value: osReturn('kOSKextReturnInUse') };
@@ -326,18 +330,21 @@ export class KernelModel {
     if (!k) return fail('kOSKextReturnNotFound');
     const c = k.classes.find((x) => x.name === className);
     if (!c) return { error: 'RangeError' };
-    // The sample's service going to 0 instances is its termination: every open client is
-    // stopped (IOUserClient::stop), which releases what it holds through the KPI.
-    const terminates = tag === this.sampleLoadTag && c.superclass === 'IOService' && c.instances > 0 && count === 0;
+    if (tag === this.sampleLoadTag && c.superclass === 'IOService' && count === 0) this.terminateSampleService();
     c.instances = count;
-    if (terminates)
-      for (const conn of this.connections) {
-        if (conn.closed || conn.stopped) continue;
-        conn.stopped = true;
-        for (const [t, n] of [...conn.ledger]) for (let i = 0; i < n; i++) this.kpiRelease(t);
-        conn.ledger.clear();
-      }
     return { value: undefined };
+  }
+
+  /**
+   * The sample's service is terminated: every open client is stopped (IOUserClient::stop). It
+   * runs with the kernel's kext lock held and may call no KPI, so what a client holds stays
+   * held until it closes.
+   */
+  private terminateSampleService(): void {
+    const service = this.classOfSample('IOService');
+    if (!service || service.instances === 0) return;
+    service.instances = 0;
+    for (const conn of this.connections) if (!conn.closed) conn.stopped = true;
   }
 
   lookup(bundleId: string): number | null {

@@ -12,6 +12,9 @@
 
 namespace kb {
 
+// The simulated kernel's table rows in the transport's shape.
+std::vector<KextInfo> ToKextInfo(const std::vector<sim::KextRecord> &records);
+
 class SimTransport : public Transport, public sim::UserClientHandle {
  public:
   // kIOReturnSuccess and a transport, or the code IOServiceOpen would have answered.
@@ -24,8 +27,8 @@ class SimTransport : public Transport, public sim::UserClientHandle {
                       uint32_t *outputCnt, void *outStruct, size_t *outStructCnt) override;
   uint32_t loadedKexts(std::vector<KextInfo> &out) override;
   uint32_t close() override;
-  // IOUserClient::stop when the service goes: the ledger is released; later calls reach a
-  // closed user client (kIOReturnNotOpen) until the connection itself is closed.
+  // IOUserClient::stop when the service goes: later calls reach a stopped user client
+  // (kIOReturnNotOpen); what it holds is released when the connection closes.
   void serviceTerminated() override;
 
  private:

@@ -45,7 +45,7 @@
 #include "sim_transport.h"
 #include "user_client_core.h"
 
-using kb::KextInfo;
+using KextInfo = kb::sim::KextRecord;
 using kb::MethodArgs;
 using kb::SimTransport;
 using kb::Transport;
@@ -871,7 +871,7 @@ void doLoadedKexts(World &w, Reader &r) {
   int slot = r.u8() % kMaxClients;
   Client &c = w.clients[slot];
   if (!c.present || c.raw) return;
-  std::vector<KextInfo> out;
+  std::vector<kb::KextInfo> out;
   uint32_t kr = c.transport->loadedKexts(out);
   TRACE("loadedKexts via client %d -> 0x%08X, %zu kexts", slot, kr, out.size());
   CHECK(kr == kb::RC_kOSReturnSuccess, "loadedKexts: 0x%08X", kr);

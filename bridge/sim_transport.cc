@@ -1,11 +1,10 @@
 #include "sim_transport.h"
 
+#include <chrono>
+#include <thread>
+
 namespace kb {
 
-namespace {
-// io_struct_inband_t: larger structures travel out of line as memory descriptors.
-const size_t kInbandStructMax = 4096;
-}
 
 std::unique_ptr<Transport> SimTransport::open(std::shared_ptr<sim::SimKernel> kernel,
                                               bool privileged, uint32_t *kr) {
@@ -34,6 +33,7 @@ uint32_t SimTransport::callMethod(uint32_t selector, const uint64_t *input, uint
   if (closed_) return RC_MACH_SEND_INVALID_DEST;        // the port name was released
   if (inputCnt > kMaxScalars) return RC_MIG_ARRAY_TOO_LARGE;  // the MIG user stub refuses
   if (kernel_->panicked()) return RC_MIG_SERVER_DIED;
+  if (uint32_t us = kernel_->takeCallDelay()) std::this_thread::sleep_for(std::chrono::microseconds(us));
 
   MethodArgs args;
   args.scalarInput = input;
@@ -53,9 +53,27 @@ uint32_t SimTransport::callMethod(uint32_t selector, const uint64_t *input, uint
   return kr;
 }
 
+std::vector<KextInfo> ToKextInfo(const std::vector<sim::KextRecord> &records) {
+  std::vector<KextInfo> out;
+  out.reserve(records.size());
+  for (const sim::KextRecord &r : records) {
+    KextInfo info;
+    info.bundleId = r.bundleId;
+    info.version = r.version;
+    info.uuid = r.uuid;
+    info.loadTag = r.loadTag;
+    info.retainCount = r.retainCount;
+    info.started = r.started;
+    info.dependencies = r.dependencies;
+    for (const sim::ClassSpec &c : r.classes) info.classes.push_back({c.name, c.superclass, c.instances});
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
 uint32_t SimTransport::loadedKexts(std::vector<KextInfo> &out) {
   if (kernel_->panicked()) return RC_MIG_SERVER_DIED;
-  out = kernel_->loadedKexts();
+  out = ToKextInfo(kernel_->loadedKexts());
   return RC_kOSReturnSuccess;
 }
 
@@ -66,6 +84,8 @@ uint32_t SimTransport::close() {
   return RC_kIOReturnSuccess;
 }
 
-void SimTransport::serviceTerminated() { core_.close(); }
+// IOUserClient::stop, on the terminating thread with the kernel's kext lock held: only a flag.
+// The ledger is released when the connection closes (clientClose), as in the kext.
+void SimTransport::serviceTerminated() { core_.terminate(); }
 
 } // namespace kb

@@ -14,6 +14,7 @@
 
 using namespace kb;
 using namespace kb::sim;
+using KextInfo = kb::sim::KextRecord;
 
 namespace {
 
@@ -515,7 +516,6 @@ TEST(explicit_unload_codes) {
   CHECK_EQ(k.unloadKext(kKernel), RC_kOSKextReturnInvalidArgument);
   CHECK_EQ(k.unloadKext(kBsd), RC_kOSKextReturnInvalidArgument);
   CHECK_EQ(k.unloadKext(kIokit), RC_kOSKextReturnInUse);  // depended on by the sample
-  CHECK_EQ(k.unloadKext(kSample), RC_kOSKextReturnInUse);  // service instance
   CHECK_EQ(k.unloadKext(9), RC_kOSKextReturnNotFound);
   CHECK_EQ(k.unloadKext(0xFFFFFFFFu), RC_kOSKextReturnNotFound);
   CHECK_EQ(RC_kOSKextReturnInUse, 0xDC008018u);
@@ -545,6 +545,36 @@ TEST(explicit_unload_codes) {
   CHECK_EQ(k2.unloadKext(c), RC_kOSKextReturnDisabled);
   CHECK_EQ(k2.unloadKext(kKernel), RC_kOSKextReturnDisabled);
   CHECK_EQ(k2.unloadKext(44), RC_kOSKextReturnNotFound);
+}
+
+// kmutil unload terminates the kext's services first (synchronously, kext lock held), then
+// refuses while anything is left: with a user client open the sample kext stays loaded with
+// no service, and nobody can open it until the service starts again.
+TEST(unload_of_the_sample_terminates_its_service_first) {
+  SimKernel k;
+  CHECK_EQ(k.openUserClient(), RC_kIOReturnSuccess);
+  CHECK_EQ(k.unloadKext(kSample), RC_kOSKextReturnInUse);  // the open user client
+  CHECK(loaded(k, kSample));
+  CHECK_EQ(k.openUserClient(), RC_kIOReturnNotFound);  // no service to match
+  std::vector<KextInfo> table = k.loadedKexts();
+  const KextInfo *s = infoFor(table, kSample);
+  CHECK(s != nullptr);
+  uint32_t serviceInstances = 99, clientInstances = 99;
+  for (const ClassSpec &c : s->classes) {
+    if (c.name == KB_SERVICE_CLASS_NAME) serviceInstances = c.instances;
+    if (c.name == KB_USER_CLIENT_CLASS_NAME) clientInstances = c.instances;
+  }
+  CHECK_EQ(serviceInstances, 0u);
+  CHECK_EQ(clientInstances, 1u);
+  k.closeUserClient();
+  CHECK_EQ(k.unloadKext(kSample), OK);  // nothing left: it goes
+  CHECK(!loaded(k, kSample));
+  CHECK_EQ(k.openUserClient(), RC_kIOReturnNotFound);
+
+  SimKernel k2;  // retained: the service is still terminated, the unload refused
+  CHECK_EQ(k2.retainKextWithLoadTag(kSample), OK);
+  CHECK_EQ(k2.unloadKext(kSample), RC_kOSKextReturnInUse);
+  CHECK_EQ(k2.openUserClient(), RC_kIOReturnNotFound);
 }
 
 TEST(load_codes) {

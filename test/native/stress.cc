@@ -48,6 +48,7 @@
 #include "user_client_core.h"
 
 using namespace kb;
+using KextInfo = kb::sim::KextRecord;
 
 namespace {
 
@@ -56,6 +57,7 @@ struct Options {
   unsigned long calls = 100000;  // per worker thread
   uint64_t seed = 0x6b62737472657373ull;
   bool transportCloseRace = false;
+  bool unloadRace = false;
 };
 
 // ---- checks: per-thread tallies, merged after the threads are joined ----
@@ -572,13 +574,98 @@ int transportCloseRace(const Options &o) {
   return t.failed ? 1 : 0;
 }
 
+// --unload-race: kmutil unload of the sample kext while its clients are mid-call. The unload
+// terminates the service and stops every client on the unloading thread with the kernel's
+// kext lock held (as xnu does); workers meanwhile open clients, retain and release (each KPI
+// takes the kext lock), close them or drop them (clientDied). A client lock held across a
+// KPI, or a stop() that takes it, is a lock-order inversion TSan reports. At the end every
+// retain count is back at the kernel's baseline: nothing leaked, nothing over-released.
+int unloadRace(const Options &o) {
+  auto kernel = std::make_shared<sim::SimKernel>();
+  Tally t;
+  const uint32_t sample = kernel->sampleLoadTag();
+  std::vector<uint32_t> tags = {sample};
+  for (int i = 0; i < 3; i++) {
+    uint32_t tag = kInvalidLoadTag;
+    EXPECT(t, kernel->loadKext(kextSpec("com.example.unload.target" + std::to_string(i), true), &tag) ==
+                  RC_kOSReturnSuccess, "load target %d", i);
+    tags.push_back(tag);
+  }
+  // Held open throughout, so the sample kext itself never unloads: each unload terminates
+  // the service and answers kOSKextReturnInUse (the open user client is a live instance).
+  uint32_t kr = 0;
+  std::unique_ptr<Transport> anchor = SimTransport::open(kernel, true, &kr);
+  EXPECT(t, anchor != nullptr, "open the anchor client: 0x%08X", kr);
+
+  std::atomic<bool> stop{false};
+  std::vector<Tally> tallies(o.threads);
+  std::vector<std::thread> workers;
+  for (unsigned i = 0; i < o.threads; i++)
+    workers.emplace_back([&, i] {
+      Rng rng(o.seed + i);
+      Tally &tt = tallies[i];
+      for (unsigned long n = 0; n < o.calls;) {
+        uint32_t okr = 0;
+        std::unique_ptr<Transport> c = SimTransport::open(kernel, true, &okr);
+        if (!c) {  // the service is down between an unload and its restart
+          EXPECT(tt, okr == RC_kIOReturnNotFound, "open: 0x%08X", okr);
+          std::this_thread::yield();
+          continue;
+        }
+        for (unsigned calls = 1 + rng.below(8); calls > 0 && n < o.calls; calls--, n++) {
+          uint64_t in = tags[rng.below((uint32_t)tags.size())], out[2] = {0, 0};
+          uint32_t outCnt = 2;
+          size_t structCnt = 0;
+          uint32_t sel = rng.below(2) ? kSelectorRetain : kSelectorRelease;
+          uint32_t ckr = c->callMethod(sel, &in, 1, nullptr, 0, out, &outCnt, nullptr, &structCnt);
+          EXPECT(tt, (ckr == RC_kIOReturnSuccess && out[0] == RC_kOSReturnSuccess) ||
+                         ckr == RC_kIOReturnNotOpen || ckr == RC_kIOReturnNotPermitted,
+                 "%s(%u): 0x%08X / 0x%08X", sel == kSelectorRetain ? "retain" : "release",
+                 (unsigned)in, ckr, (unsigned)out[0]);
+        }
+        if (rng.below(2)) c->close();  // else dropped: the destructor is clientDied
+      }
+    });
+  std::thread unloader([&] {
+    Rng rng(o.seed ^ 0x756e6c6f6164ull);
+    Tally &tt = t;
+    while (!stop.load()) {
+      uint32_t ukr = kernel->unloadKext(sample);
+      EXPECT(tt, ukr == RC_kOSKextReturnInUse, "unload sample with clients open: 0x%08X", ukr);
+      if (rng.below(4) == 0) std::this_thread::yield();
+      // The service starts again (re-matching), so clients can open once more.
+      EXPECT(tt, kernel->setInstances(sample, KB_SERVICE_CLASS_NAME, 1) == RC_kOSReturnSuccess,
+             "restart the service");
+    }
+  });
+  for (std::thread &w : workers) w.join();
+  stop.store(true);
+  unloader.join();
+  anchor->close();
+  for (Tally &x : tallies) {
+    t.passed += x.passed;
+    t.failed += x.failed;
+  }
+  for (uint32_t tag : tags)
+    EXPECT(t, kernel->retainCount(tag) == (int64_t)sim::SimKernel::kBaselineRetainCount,
+           "tag %u: retain count %lld after every client closed", tag,
+           (long long)kernel->retainCount(tag));
+  EXPECT(t, !kernel->panicked(), "no panic: %s", kernel->panic().message.c_str());
+  printf("unload race: %u threads x %lu calls against repeated unloads of the sample kext\n",
+         o.threads, o.calls);
+  printf("%" PRIu64 " passed, %" PRIu64 " failed\n", t.passed, t.failed);
+  return t.failed ? 1 : 0;
+}
+
 void usage() {
   fprintf(stderr,
           "usage: stress [--threads N] [--calls N] [--seed N] [--transport-close-race]\n"
           "  --threads N  worker threads (default 8), each calling every client\n"
           "  --calls N    calls per worker thread (default 100000)\n"
           "  --seed N     generator seed (default fixed; the run is reproducible up to scheduling)\n"
-          "  --transport-close-race  only: N threads call one SimTransport while it is closed\n");
+          "  --transport-close-race  only: N threads call one SimTransport while it is closed\n"
+          "  --unload-race  only: N threads open, call and close clients while the sample kext\n"
+          "                 is unloaded (its service terminated) over and over\n");
 }
 
 }  // namespace
@@ -590,6 +677,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--calls") && i + 1 < argc) o.calls = strtoul(argv[++i], nullptr, 0);
     else if (!strcmp(argv[i], "--seed") && i + 1 < argc) o.seed = strtoull(argv[++i], nullptr, 0);
     else if (!strcmp(argv[i], "--transport-close-race")) o.transportCloseRace = true;
+    else if (!strcmp(argv[i], "--unload-race")) o.unloadRace = true;
     else {
       usage();
       return 2;
@@ -600,6 +688,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (o.transportCloseRace) return transportCloseRace(o);
+  if (o.unloadRace) return unloadRace(o);
 
   auto started = std::chrono::steady_clock::now();
   Tally t;
@@ -750,7 +839,7 @@ int main(int argc, char **argv) {
   for (const KextInfo &ki : k.loadedKexts()) {
     loaded++;
     if (ki.loadTag == w.sample)
-      for (const KextInfo::ClassInfo &ci : ki.classes)
+      for (const sim::ClassSpec &ci : ki.classes)
         if (ci.name == KB_USER_CLIENT_CLASS_NAME) userClients = ci.instances;
   }
   EXPECT(t, userClients == 0, "%zu user-client instances left", userClients);

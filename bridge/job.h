@@ -1,0 +1,50 @@
+// One call on a connection, in plain C++: what goes in, what came back, and how it runs on a
+// Transport. The N-API layer adds the promise (native/connection.cc); nothing here knows JS.
+#ifndef KEXTBRIDGE_JOB_H
+#define KEXTBRIDGE_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vector>
+
+#include "kext_info.h"
+#include "transport.h"
+
+namespace kb {
+
+struct Job {
+  enum class Kind { Call, Batch, LoadedKexts, Close };
+  explicit Job(Kind k) : kind(k) {}
+  virtual ~Job() = default;
+  Job(const Job &) = delete;
+  Job &operator=(const Job &) = delete;
+
+  const Kind kind;
+  // in
+  uint32_t selector = 0;
+  std::vector<uint64_t> in;
+  std::vector<uint8_t> structIn;
+  uint32_t outCount = 0;
+  size_t outStructSize = 0;
+  std::vector<uint32_t> tags;  // Batch
+  // out
+  uint32_t kr = 0;
+  uint32_t userClientCalls = 0;  // IOConnectCallMethod calls the job made
+  std::vector<uint64_t> out;
+  std::vector<uint8_t> structOut;
+  // Batch: per tag [kr, osReturn, heldAfter], as a single call would answer: kr is the user
+  // client's refusal of that tag (or of the whole call that carried it), else 0 and osReturn
+  // the kernel's answer.
+  std::vector<double> batch;
+  std::vector<KextInfo> kexts;
+};
+
+// Runs the job against the transport (on the connection's worker, or the JS thread for the
+// sync path). A Batch job carries its tags to the batch selector in chunks of the selector's
+// capacity: one user-client call per chunk, not per tag.
+void Execute(Transport &transport, Job &job);
+
+} // namespace kb
+
+#endif

@@ -1,0 +1,74 @@
+#include "job_js.h"
+
+#include "js_values.h"
+
+namespace kb {
+
+namespace {
+const size_t kMaxStructSize = 1 << 20;  // a sanity bound; above 4096 goes out of line anyway
+const uint32_t kMaxScalarArgs = 256;    // MIG refuses > 16; accept enough to be refused
+}  // namespace
+
+std::unique_ptr<PendingJob> ParseCall(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::unique_ptr<PendingJob> job(new PendingJob(Job::Kind::Call));
+  job->selector = (uint32_t)ToUint(info[0], "selector", 0xFFFFFFFFull);
+  if (!info[1].IsArray()) throw Napi::TypeError::New(env, "scalars must be an array");
+  Napi::Array scalars = info[1].As<Napi::Array>();
+  if (scalars.Length() > kMaxScalarArgs)
+    throw Napi::RangeError::New(env, "scalars: at most 256 entries");
+  for (uint32_t i = 0; i < scalars.Length(); i++)
+    job->in.push_back(ToUint(scalars.Get(i), "scalars[i]", UINT64_MAX, true));
+  if (!info[2].IsUndefined() && !info[2].IsNull()) {
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw Napi::TypeError::New(env, "structIn must be a Uint8Array or Buffer");
+    Napi::Uint8Array bytes = info[2].As<Napi::Uint8Array>();
+    if (bytes.ByteLength() > kMaxStructSize)
+      throw Napi::RangeError::New(env, "structIn: at most 1 MiB");
+    job->structIn.assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
+  }
+  job->outCount = (uint32_t)ToUint(info[3], "outScalars", kMaxScalarArgs);
+  job->outStructSize = (size_t)ToUint(info[4], "outStructSize", kMaxStructSize);
+  return job;
+}
+
+std::unique_ptr<PendingJob> ParseBatch(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::unique_ptr<PendingJob> job(new PendingJob(Job::Kind::Batch));
+  job->selector = (uint32_t)ToUint(info[0], "selector", 0xFFFFFFFFull);
+  if (!info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    throw Napi::TypeError::New(env, "loadTags must be a Uint32Array");
+  Napi::Uint32Array tags = info[1].As<Napi::Uint32Array>();
+  job->tags.assign(tags.Data(), tags.Data() + tags.ElementLength());
+  return job;
+}
+
+Napi::Value JobResult(Napi::Env env, const Job &job) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("kr", Napi::Number::New(env, job.kr));
+  switch (job.kind) {
+    case Job::Kind::Call: {
+      Napi::Array scalars = Napi::Array::New(env, job.out.size());
+      for (size_t i = 0; i < job.out.size(); i++)
+        scalars.Set((uint32_t)i, FromUint64(env, job.out[i]));
+      r.Set("scalars", scalars);
+      r.Set("struct", Napi::Buffer<uint8_t>::Copy(env, job.structOut.data(), job.structOut.size()));
+      break;
+    }
+    case Job::Kind::Batch: {
+      Napi::Float64Array a = Napi::Float64Array::New(env, job.batch.size());
+      for (size_t i = 0; i < job.batch.size(); i++) a[i] = job.batch[i];
+      r.Set("results", a);
+      break;
+    }
+    case Job::Kind::LoadedKexts:
+      r.Set("kexts", KextsToJs(env, job.kexts));
+      break;
+    case Job::Kind::Close:
+      break;
+  }
+  return r;
+}
+
+} // namespace kb

@@ -1,0 +1,167 @@
+// The connection's serial queue (bridge/serial_queue.h) on its own, without N-API: jobs run
+// in order, one at a time; runExclusive runs after everything posted and never beside a job;
+// stop drops what has not started; a job marked last ends the worker. Run plain by
+// test/native/run.sh and under ASan and TSan by scripts/sanitize.sh.
+// The last line is "N passed, M failed".
+#include <inttypes.h>
+#include <stdio.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "serial_queue.h"
+
+using namespace kb;
+
+namespace {
+
+uint64_t passed = 0, failed = 0;
+
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (cond) {                                            \
+      passed++;                                            \
+    } else {                                               \
+      failed++;                                            \
+      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                        \
+      fputc('\n', stderr);                                 \
+    }                                                      \
+  } while (0)
+
+std::atomic<int> alive{0};
+
+struct TestJob : Job {
+  explicit TestJob(int i) : Job(Job::Kind::Call), id(i) { alive++; }
+  ~TestJob() override { alive--; }
+  int id;
+};
+
+// A queue whose jobs record their order and whether two ever overlapped.
+struct Harness {
+  std::mutex mu;
+  std::vector<int> ran;
+  std::atomic<bool> inJob{false};
+  std::atomic<int> overlaps{0};
+  std::atomic<int> delivered{0};
+  std::chrono::microseconds work{0};
+  bool acceptDone = true;
+  SerialQueue queue;
+
+  Harness()
+      : queue(
+            [this](Job &j) {
+              if (inJob.exchange(true)) overlaps++;
+              if (work.count()) std::this_thread::sleep_for(work);
+              {
+                std::lock_guard<std::mutex> g(mu);
+                ran.push_back(static_cast<TestJob &>(j).id);
+              }
+              inJob.store(false);
+            },
+            [this](Job *j) {
+              delivered++;
+              if (!acceptDone) return false;  // the queue must delete it
+              delete j;
+              return true;
+            }) {}
+
+  size_t count() {
+    std::lock_guard<std::mutex> g(mu);
+    return ran.size();
+  }
+};
+
+void postN(Harness &h, int n, int from = 0) {
+  for (int i = 0; i < n; i++) h.queue.post(std::unique_ptr<Job>(new TestJob(from + i)));
+}
+
+void testOrder() {
+  Harness h;
+  std::string why;
+  CHECK(h.queue.start(&why), "start: %s", why.c_str());
+  postN(h, 2000);
+  h.queue.post(std::unique_ptr<Job>(new TestJob(2000)), /*last=*/true);
+  h.queue.join();
+  CHECK(h.count() == 2001, "ran %zu of 2001", h.count());
+  bool inOrder = true;
+  for (size_t i = 0; i < h.ran.size(); i++) inOrder = inOrder && h.ran[i] == (int)i;
+  CHECK(inOrder, "jobs ran out of order");
+  CHECK(h.overlaps == 0, "%d overlapping jobs", h.overlaps.load());
+}
+
+// Exclusive work sees every job posted before it done, and no job runs while it does.
+void testExclusiveAfterQueued() {
+  Harness h;
+  h.work = std::chrono::microseconds(200);
+  std::string why;
+  CHECK(h.queue.start(&why), "start: %s", why.c_str());
+  for (int round = 0; round < 20; round++) {
+    postN(h, 5, round * 5);
+    size_t seen = 0;
+    bool overlapped = false;
+    h.queue.runExclusive([&] {
+      overlapped = h.inJob.load();
+      std::this_thread::sleep_for(std::chrono::microseconds(300));  // a job must not start now
+      overlapped = overlapped || h.inJob.load();
+      seen = h.count();
+    });
+    CHECK(seen == (size_t)(round + 1) * 5, "round %d: exclusive work ran after %zu of %d jobs",
+          round, seen, (round + 1) * 5);
+    CHECK(!overlapped, "round %d: a job ran beside the exclusive work", round);
+  }
+  h.queue.stop();
+}
+
+// Jobs posted from another thread while exclusive work runs are not lost or stalled.
+void testExclusiveWithOtherPosters() {
+  Harness h;
+  std::string why;
+  CHECK(h.queue.start(&why), "start: %s", why.c_str());
+  std::thread poster([&] { postN(h, 3000, 0); });
+  int exclusive = 0;
+  for (int i = 0; i < 300; i++) h.queue.runExclusive([&] {
+    if (h.inJob.load()) h.overlaps++;
+    exclusive++;
+  });
+  poster.join();
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (h.count() < 3000 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(h.count() == 3000, "only %zu of 3000 jobs ran", h.count());
+  CHECK(exclusive == 300 && h.overlaps == 0, "exclusive %d, overlaps %d", exclusive, h.overlaps.load());
+  h.queue.stop();
+}
+
+// stop() drops jobs not yet started and deletes them; a refused delivery is deleted too.
+void testStopAndRefusedDelivery() {
+  int before = alive.load();
+  {
+    Harness h;
+    h.work = std::chrono::milliseconds(2);
+    h.acceptDone = false;
+    std::string why;
+    CHECK(h.queue.start(&why), "start: %s", why.c_str());
+    postN(h, 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    h.queue.stop();
+    CHECK(h.count() < 200, "stop() let all %zu jobs run", h.count());
+    CHECK((size_t)h.delivered.load() == h.count(), "delivered %d, ran %zu", h.delivered.load(), h.count());
+    postN(h, 3);  // after stop: never run, deleted with the queue
+  }
+  CHECK(alive.load() == before, "%d jobs leaked", alive.load() - before);
+}
+
+}  // namespace
+
+int main() {
+  testOrder();
+  testExclusiveAfterQueued();
+  testExclusiveWithOtherPosters();
+  testStopAndRefusedDelivery();
+  printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
