@@ -1,7 +1,7 @@
 export { open, KextBridge } from './bridge';
 export type { Backend, CallOptions, OpenOptions, SyncApi } from './bridge';
 export { createSimKernel, defaultSimKernel, SimKernel } from './sim';
-export type { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim';
+export type { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim-types';
 export { describeReturn, codeValue, isCodeName, toHex } from './codes';
 export type { CodeName, ReturnDescription } from './codes';
 export { KextBridgeError } from './errors';

@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { LoadedKext } from './results';
-import type { KextSpec } from './sim';
+import type { KextSpec, PanicRecord, SimKernelOptions } from './sim-types';
 
 export interface NativeCallResult {
   kr: number;
@@ -28,14 +28,6 @@ export interface NativeConnection {
   close(): Promise<{ kr: number }>;
   readonly closed: boolean;
 }
-export interface NativePanic {
-  call: string;
-  loadTag: number;
-  bundleId: string;
-  retainCountAfter: number;
-  timeMs: number;
-  message: string;
-}
 export interface NativeSimKernel {
   loadKext(spec: KextSpec): { kr: number; loadTag: number };
   unloadKext(loadTag: number): number;
@@ -43,7 +35,7 @@ export interface NativeSimKernel {
   advance(ms: number): void;
   now(): number;
   autounloadDeadline(): number | null;
-  panic(): NativePanic | null;
+  panic(): PanicRecord | null;
   loadedKexts(): NativeKext[];
   retainCount(loadTag: number): number;
   lookupLoadTag(bundleId: string): number;
@@ -56,7 +48,7 @@ type OpenFailure = { kr: number; why: string };
 export interface NativeBinding {
   Connection: new (...args: never[]) => NativeConnection;
   SimKernel: new (...args: never[]) => NativeSimKernel;
-  createSimKernel(options?: { autounload?: boolean; unloadEnabled?: boolean }): NativeSimKernel;
+  createSimKernel(options?: SimKernelOptions): NativeSimKernel;
   defaultSimKernel(): NativeSimKernel;
   openSim(kernel: NativeSimKernel, privileged: boolean): NativeConnection | OpenFailure;
   openIOKit(): NativeConnection | OpenFailure;

@@ -2,44 +2,16 @@
 // controls a real Mac does not have (load your own kexts, advance the clock, read a panic).
 import { codeValue, describeReturn, isCodeName, CodeName } from './codes';
 import { KextBridgeError } from './errors';
-import { binding, NativePanic, NativeSimKernel } from './native';
+import { binding, NativeSimKernel } from './native';
 import { LoadedKext } from './results';
+import { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim-types';
 import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid } from './validate';
 
 /** KMOD_MAX_NAME − 1: kmod_info's name and version fields hold 63 bytes and a NUL. */
 const KMOD_NAME_BYTES = 63;
 
-export interface SimKernelOptions {
-  /** Global autounload (default true): released kexts unload 60 s of virtual time later. */
-  autounload?: boolean;
-  /** Unloading allowed at all, explicit or automatic (default true); off, unloadKext answers kOSKextReturnDisabled. */
-  unloadEnabled?: boolean;
-}
-
-export interface KextSpec {
-  bundleId: string;
-  version?: string;
-  uuid?: string;
-  /** Bundle ids of loaded kexts this one links against; each holds a reference. */
-  dependencies?: string[];
-  /** Classes and their live instances; a subclass of IOService turns autounload on. */
-  classes?: { name: string; superclass?: string; instances?: number }[];
-  /** Autounload flag at load (xnu also sets it on the first retain). Default false. */
-  autounload?: boolean;
-  /** Never unloads (some kext-collection layouts). */
-  unloadUnsupported?: boolean;
-  started?: boolean;
-}
-
-/** An OSReturn as a typed answer. */
-export interface OSReturnResult {
-  ok: boolean;
-  name: string;
-  code: number;
-  message: string;
-}
-
-export type PanicRecord = NativePanic;
+// Their home is sim-types.ts (below native.ts); they read naturally from here too.
+export type { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions };
 
 const SPEC_KEYS = ['bundleId', 'version', 'uuid', 'dependencies', 'classes', 'autounload', 'unloadUnsupported', 'started'] as const;
 
