@@ -17,7 +17,7 @@ export type ResultFor<S extends Counted> = S extends 'retain' ? RetainResult : R
  * (each tag of a batch too) decodes one. Internal only: callers never see the shared object.
  */
 const described = new Map<number, ReturnType<typeof describeReturn>>();
-function describe(code: number): ReturnType<typeof describeReturn> {
+function describeCached(code: number): ReturnType<typeof describeReturn> {
   let d = described.get(code);
   if (d === undefined) {
     d = describeReturn(code);
@@ -28,7 +28,7 @@ function describe(code: number): ReturnType<typeof describeReturn> {
 
 /** Refusals the user client may answer for this selector, per the selector table. */
 export function refusable(op: Counted, kr: number): boolean {
-  return (sel[op].userClientCodes as readonly string[]).includes(describe(kr).name);
+  return (sel[op].userClientCodes as readonly string[]).includes(describeCached(kr).name);
 }
 
 /** The answer itself, or a KextBridgeError for a transport failure or a malformed answer. */
@@ -49,10 +49,10 @@ export function counted(op: Counted, loadTag: number, r: NativeCallResult): Reta
 /** A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. */
 export function decode(op: Counted, loadTag: number, kr: number, osReturn: number, held: number): RetainResult | ReleaseResult {
   if (kr !== 0) {
-    const d = describe(kr);
+    const d = describeCached(kr);
     return { ok: false, layer: 'userclient', name: d.name, code: d.value, message: d.message, loadTag } as RetainResult | ReleaseResult;
   }
-  const d = describe(osReturn);
+  const d = describeCached(osReturn);
   if (!(sel[op].kernelCodes as readonly string[]).includes(d.name))
     throw new KextBridgeError(op, d.value, `the kernel answered ${d.name}, which ${op} cannot produce: ${d.message}`);
   if (d.value === 0) return { ok: true, layer: 'kernel', name: 'kOSReturnSuccess', code: 0, message: d.message, loadTag, held };

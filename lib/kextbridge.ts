@@ -117,6 +117,11 @@ export class KextBridge {
     return this.closing;
   }
 
+  /**
+   * True once close() was called, not once it finished: from then on every call fails
+   * with a KextBridgeError (MACH_SEND_INVALID_DEST). Await close() to know calls in flight
+   * were answered and what this connection held was released.
+   */
   get closed(): boolean {
     return this.conn.closed;
   }

@@ -26,6 +26,11 @@ export interface NativeConnection {
   loadedKexts(): Promise<{ kr: number; kexts: NativeKext[] }>;
   loadedKextsSync(): { kr: number; kexts: NativeKext[] };
   close(): Promise<{ kr: number }>;
+  /**
+   * True once a close was accepted (queued, or the environment is shutting down), not once
+   * it finished: later calls answer MACH_SEND_INVALID_DEST. C++ `closing_`.
+   * TODO(lead): native closed → closing
+   */
   readonly closed: boolean;
 }
 export interface NativeSimKernel {
@@ -35,7 +40,8 @@ export interface NativeSimKernel {
   advance(ms: number): void;
   now(): number;
   autounloadDeadline(): number | null;
-  panic(): PanicRecord | null;
+  /** The record of the call that would have panicked the Mac, or null. */
+  panic(): PanicRecord | null; // TODO(lead): native panic() → panicRecord()
   loadedKexts(): NativeKext[];
   retainCount(loadTag: number): number;
   lookupLoadTag(bundleId: string): number;

@@ -148,7 +148,7 @@ export class SimKernel {
   }
 
   private alive(op: string): void {
-    const p = this.native.panic();
+    const p = this.panicked;
     if (p) throw new KextBridgeError(`sim.${op}`, codeValue('kOSReturnError'), `the simulated kernel panicked earlier: ${p.message}`);
   }
 }
