@@ -40,6 +40,7 @@ export class KextBridge {
   /** The simulated machine this connection runs on; undefined on the iokit backend. */
   readonly sim: SimKernel | undefined;
   readonly sync: SyncApi;
+  /** @internal the addon connection; lifetime tests queue work on it below the library. */
   private readonly conn: NativeConnection;
   private readonly ownLoadTag: number;
   private closing: Promise<void> | undefined;

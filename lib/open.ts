@@ -40,7 +40,7 @@ export async function open(options?: OpenOptions): Promise<KextBridge> {
     if (backend === 'iokit' || !absent) throw new KextBridgeError('open', conn.kr, iokitHelp(conn.why, native.iokitAvailable));
   }
   const kernel = (o.kernel as SimKernel | undefined) ?? defaultSimKernel();
-  const conn = native.openSim(kernel.native, privileged);
+  const conn = native.openSim(kernel._native, privileged);
   if (isOpenFailure(conn)) throw new KextBridgeError('open', conn.kr, kernel.panicked?.message ?? conn.why);
   return connect(conn, 'sim', kernel);
 }
