@@ -76,7 +76,8 @@ function cString(bytes: Buffer): string {
   return bytes.subarray(0, end < 0 ? bytes.length : end).toString('utf8');
 }
 
-export function decodeInfo(r: NativeCallResult): Info {
+/** getInfo's answer, with the connection's backend reason (which the kext cannot know). */
+export function decodeInfo(r: NativeCallResult, backendReason: string): Info {
   const n = LIMITS.infoStringSize;
   return {
     protocolVersion: Number(r.scalars[0]),
@@ -85,6 +86,7 @@ export function decodeInfo(r: NativeCallResult): Info {
     ledgerCap: Number(r.scalars[3]),
     identifier: cString(r.struct.subarray(0, n)),
     version: cString(r.struct.subarray(n, 2 * n)),
+    backendReason,
   };
 }
 

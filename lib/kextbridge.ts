@@ -37,6 +37,11 @@ export interface SyncApi {
 
 export class KextBridge {
   readonly backend: Backend;
+  /**
+   * Why open() chose this backend: 'explicitly requested', or what 'auto' found, e.g. 'no
+   * sample kext answers on this machine (kIOReturnNotFound); using the simulated kernel'.
+   */
+  readonly backendReason: string;
   /** The simulated machine this connection runs on; undefined on the iokit backend. */
   readonly sim: SimKernel | undefined;
   readonly sync: SyncApi;
@@ -48,13 +53,14 @@ export class KextBridge {
   private readonly scalarsOut = new Float64Array(2);
 
   /** @internal use open() */
-  constructor(conn: NativeConnection, backend: Backend, sim: SimKernel | undefined, ownLoadTag: number) {
+  constructor(conn: NativeConnection, backend: Backend, backendReason: string, sim: SimKernel | undefined, ownLoadTag: number) {
     this.conn = conn;
     this.backend = backend;
+    this.backendReason = backendReason;
     this.sim = sim;
     this.ownLoadTag = ownLoadTag;
     this.sync = {
-      info: () => decodeInfo(this.callSync('getInfo', shape(sel.getInfo))),
+      info: () => decodeInfo(this.callSync('getInfo', shape(sel.getInfo)), this.backendReason),
       retain: (...a: [number?]) => this.countedSync('retain', this.tagOf(a[0], a.length)),
       release: (...a: [number?]) => this.countedSync('release', this.tagOf(a[0], a.length)),
       retainMany: (tags) => this.manySync('retain', checkLoadTags(tags)),
@@ -64,9 +70,9 @@ export class KextBridge {
     };
   }
 
-  /** The sample kext's identity and this connection's rights. */
+  /** The sample kext's identity, this connection's rights, and why open() chose its backend. */
   async info(options?: CallOptions): Promise<Info> {
-    return decodeInfo(await this.call('getInfo', shape(sel.getInfo), checkCallOptions(options)));
+    return decodeInfo(await this.call('getInfo', shape(sel.getInfo), checkCallOptions(options)), this.backendReason);
   }
 
   /** OSKextRetainKextWithLoadTag, counted in this connection's ledger. Default: the sample kext. */

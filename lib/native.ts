@@ -50,7 +50,8 @@ export interface NativeSimKernel {
   kpiRelease(loadTag: number): number;
   injectFault(kpi: 'retain' | 'release', code: number, times: number): void;
 }
-type OpenFailure = { kr: number; why: string };
+/** Why a connection did not open; `why` says what to do. */
+export type OpenFailure = { kr: number; why: string };
 export interface NativeBinding {
   Connection: new (...args: never[]) => NativeConnection;
   SimKernel: new (...args: never[]) => NativeSimKernel;
