@@ -1,9 +1,9 @@
 // The KextBridge class: one connection to the sample kext's user client, real or
 // simulated. Each method is one native call; decoding lives in decode.ts, abort handling
 // in abortable.ts, and choosing and opening a backend in open.ts.
-import { codeValue } from './codes';
 import { abortable, CallOptions, checkCallOptions } from './abortable';
-import { Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, checkTransport, refusable, ResultFor } from './decode';
+import { codeValue } from './codes';
+import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, refusable, ResultFor } from './decode';
 import { callSite, KextBridgeError } from './errors';
 import { NativeCallResult, NativeConnection } from './native';
 import { SELECTORS } from './protocol.gen';
