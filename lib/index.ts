@@ -1,7 +1,10 @@
-export { open, KextBridge } from './bridge';
-export type { Backend, CallOptions, OpenOptions, SyncApi } from './bridge';
+export { open } from './open';
+export type { OpenOptions } from './open';
+export { KextBridge } from './kextbridge';
+export type { Backend, SyncApi } from './kextbridge';
+export type { CallOptions } from './abortable';
 export { createSimKernel, defaultSimKernel, SimKernel } from './sim';
-export type { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim';
+export type { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim-types';
 export { describeReturn, codeValue, isCodeName, toHex } from './codes';
 export type { CodeName, ReturnDescription } from './codes';
 export { KextBridgeError } from './errors';

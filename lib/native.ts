@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { LoadedKext } from './results';
-import type { KextSpec } from './sim';
+import type { KextSpec, PanicRecord, SimKernelOptions } from './sim-types';
 
 export interface NativeCallResult {
   kr: number;
@@ -26,17 +26,14 @@ export interface NativeConnection {
   loadedKexts(): Promise<{ kr: number; kexts: NativeKext[] }>;
   loadedKextsSync(): { kr: number; kexts: NativeKext[] };
   close(): Promise<{ kr: number }>;
+  /**
+   * True once a close was accepted (queued, or the environment is shutting down), not once
+   * it finished: later calls answer MACH_SEND_INVALID_DEST. C++ `closing_`.
+   * TODO(lead): native closed → closing
+   */
   readonly closed: boolean;
   /** Test seam: user-client calls (IOConnectCallMethod) this connection has made. */
   readonly _userClientCalls: number;
-}
-export interface NativePanic {
-  call: string;
-  loadTag: number;
-  bundleId: string;
-  retainCountAfter: number;
-  timeMs: number;
-  message: string;
 }
 export interface NativeSimKernel {
   loadKext(spec: KextSpec): { kr: number; loadTag: number };
@@ -45,7 +42,8 @@ export interface NativeSimKernel {
   advance(ms: number): void;
   now(): number;
   autounloadDeadline(): number | null;
-  panic(): NativePanic | null;
+  /** The record of the call that would have panicked the Mac, or null. */
+  panic(): PanicRecord | null; // TODO(lead): native panic() → panicRecord()
   loadedKexts(): NativeKext[];
   retainCount(loadTag: number): number;
   lookupLoadTag(bundleId: string): number;
@@ -55,11 +53,12 @@ export interface NativeSimKernel {
   injectFault(kpi: 'retain' | 'release', code: number, times: number): void;
   delayCalls(microseconds: number, count: number): void;
 }
-type OpenFailure = { kr: number; why: string };
+/** Why a connection did not open; `why` says what to do. */
+export type OpenFailure = { kr: number; why: string };
 export interface NativeBinding {
   Connection: new (...args: never[]) => NativeConnection;
   SimKernel: new (...args: never[]) => NativeSimKernel;
-  createSimKernel(options?: { autounload?: boolean; unloadEnabled?: boolean }): NativeSimKernel;
+  createSimKernel(options?: SimKernelOptions): NativeSimKernel;
   defaultSimKernel(): NativeSimKernel;
   openSim(kernel: NativeSimKernel, privileged: boolean): NativeConnection | OpenFailure;
   openIOKit(): NativeConnection | OpenFailure;

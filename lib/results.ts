@@ -56,6 +56,8 @@ export interface Info {
   privileged: boolean;
   /** The most retains one connection may hold at once. */
   ledgerCap: number;
+  /** Why open() chose this connection's backend (the same as kb.backendReason). */
+  backendReason: string;
 }
 
 export interface Held {

@@ -2,44 +2,16 @@
 // controls a real Mac does not have (load your own kexts, advance the clock, read a panic).
 import { codeValue, describeReturn, isCodeName, CodeName } from './codes';
 import { KextBridgeError } from './errors';
-import { binding, NativePanic, NativeSimKernel } from './native';
+import { binding, NativeSimKernel } from './native';
 import { LoadedKext } from './results';
+import { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim-types';
 import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid } from './validate';
 
 /** KMOD_MAX_NAME − 1: kmod_info's name and version fields hold 63 bytes and a NUL. */
 const KMOD_NAME_BYTES = 63;
 
-export interface SimKernelOptions {
-  /** Global autounload (default true): released kexts unload 60 s of virtual time later. */
-  autounload?: boolean;
-  /** Unloading allowed at all, explicit or automatic (default true); off, unloadKext answers kOSKextReturnDisabled. */
-  unloadEnabled?: boolean;
-}
-
-export interface KextSpec {
-  bundleId: string;
-  version?: string;
-  uuid?: string;
-  /** Bundle ids of loaded kexts this one links against; each holds a reference. */
-  dependencies?: string[];
-  /** Classes and their live instances; a subclass of IOService turns autounload on. */
-  classes?: { name: string; superclass?: string; instances?: number }[];
-  /** Autounload flag at load (xnu also sets it on the first retain). Default false. */
-  autounload?: boolean;
-  /** Never unloads (some kext-collection layouts). */
-  unloadUnsupported?: boolean;
-  started?: boolean;
-}
-
-/** An OSReturn as a typed answer. */
-export interface OSReturnResult {
-  ok: boolean;
-  name: string;
-  code: number;
-  message: string;
-}
-
-export type PanicRecord = NativePanic;
+// Their home is sim-types.ts (below native.ts); they read naturally from here too.
+export type { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions };
 
 const SPEC_KEYS = ['bundleId', 'version', 'uuid', 'dependencies', 'classes', 'autounload', 'unloadUnsupported', 'started'] as const;
 
@@ -49,21 +21,21 @@ function osReturn(code: number): OSReturnResult {
 }
 
 export class SimKernel {
-  /** @internal */
-  readonly native: NativeSimKernel;
+  /** @internal the addon's kernel object; open() hands it to the native sim transport. */
+  readonly _native: NativeSimKernel;
 
   /**
    * The KPIs themselves, called as a kext would call them: no ledger, no guard. Driving
    * release past the kernel's baseline records the panic a Mac would have.
    */
   readonly kpi = {
-    retainKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this.native.kpiRetain(checkLoadTag(loadTag))),
-    releaseKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this.native.kpiRelease(checkLoadTag(loadTag))),
+    retainKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRetain(checkLoadTag(loadTag))),
+    releaseKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRelease(checkLoadTag(loadTag))),
   };
 
   /** @internal use createSimKernel() */
   constructor(native: NativeSimKernel) {
-    this.native = native;
+    this._native = native;
   }
 
   /** Loads a kext and returns its load tag. Throws KextBridgeError with the kernel's OSReturn. */
@@ -94,7 +66,7 @@ export class SimKernel {
       });
     }
     this.alive('loadKext');
-    const r = this.native.loadKext(s as unknown as KextSpec);
+    const r = this._native.loadKext(s as unknown as KextSpec);
     if (r.kr !== 0) throw new KextBridgeError('sim.loadKext', r.kr);
     return r.loadTag;
   }
@@ -103,7 +75,7 @@ export class SimKernel {
   unloadKext(loadTag: number): OSReturnResult {
     checkLoadTag(loadTag);
     this.alive('unloadKext');
-    return osReturn(this.native.unloadKext(loadTag));
+    return osReturn(this._native.unloadKext(loadTag));
   }
 
   /** Sets the live instances of one of a kext's classes (instances block autounload). */
@@ -112,7 +84,7 @@ export class SimKernel {
     checkCString('className', className);
     checkUint32('count', count);
     this.alive('setInstances');
-    const kr = this.native.setInstances(loadTag, className, count);
+    const kr = this._native.setInstances(loadTag, className, count);
     // The sim refuses a class the kext does not declare, and the sample's user-client class
     // (its instances are the open connections).
     if (kr === codeValue('kOSKextReturnInvalidArgument'))
@@ -123,45 +95,45 @@ export class SimKernel {
   /** Advances virtual time; runs the autounload scan when it falls due. */
   advance(ms: number): void {
     checkNonNegativeInteger('ms', ms);
-    if (ms > Number.MAX_SAFE_INTEGER - this.native.now())
-      throw new RangeError(`ms must keep the clock a safe integer: at most ${Number.MAX_SAFE_INTEGER - this.native.now()} from now, got ${ms}`);
+    if (ms > Number.MAX_SAFE_INTEGER - this._native.now())
+      throw new RangeError(`ms must keep the clock a safe integer: at most ${Number.MAX_SAFE_INTEGER - this._native.now()} from now, got ${ms}`);
     this.alive('advance');
-    this.native.advance(ms);
+    this._native.advance(ms);
   }
 
   /** Virtual milliseconds since the machine booted. */
   get now(): number {
-    return this.native.now();
+    return this._native.now();
   }
 
   /** When the pending autounload scan runs (virtual ms), or null when none is armed. */
   get autounloadDeadline(): number | null {
-    return this.native.autounloadDeadline();
+    return this._native.autounloadDeadline();
   }
 
   /** null, or the record of the call that would have panicked the Mac. */
   get panicked(): PanicRecord | null {
-    return this.native.panic();
+    return this._native.panic();
   }
 
   loadedKexts(): LoadedKext[] {
-    return this.native.loadedKexts();
+    return this._native.loadedKexts();
   }
 
   /** The load tag of a loaded kext, or null. */
   lookup(bundleId: string): number | null {
-    const tag = this.native.lookupLoadTag(checkCString('bundleId', bundleId));
+    const tag = this._native.lookupLoadTag(checkCString('bundleId', bundleId));
     return tag === 0xffffffff ? null : tag;
   }
 
   /** The OSObject retain count including the kernel's baseline of 2, or null if not loaded. */
   rawRetainCount(loadTag: number): number | null {
-    const n = this.native.retainCount(checkLoadTag(loadTag));
+    const n = this._native.retainCount(checkLoadTag(loadTag));
     return n < 0 ? null : n;
   }
 
   get sampleLoadTag(): number {
-    return this.native.sampleLoadTag();
+    return this._native.sampleLoadTag();
   }
 
   /** The next `times` calls of a KPI answer `code` (a failure) and change nothing. */
@@ -172,7 +144,7 @@ export class SimKernel {
     // A "successful" fault would be a kernel that lies: the ledger would count a retain the
     // kernel never took, and releasing it would take one the kernel's own.
     if (value === 0) throw new RangeError('code must be a failure: a fault that answers kOSReturnSuccess would make the kernel lie');
-    this.native.injectFault(kpi, value, checkUint32('times', times));
+    this._native.injectFault(kpi, value, checkUint32('times', times));
   }
 
   /**
@@ -182,11 +154,11 @@ export class SimKernel {
   delayCalls(ms: number, count = 1): void {
     checkNonNegativeInteger('ms', ms);
     if (ms > 60_000) throw new RangeError(`ms must be at most 60000, got ${ms}`);
-    this.native.delayCalls(ms * 1000, checkUint32('count', count));
+    this._native.delayCalls(ms * 1000, checkUint32('count', count));
   }
 
   private alive(op: string): void {
-    const p = this.native.panic();
+    const p = this.panicked;
     if (p) throw new KextBridgeError(`sim.${op}`, codeValue('kOSReturnError'), `the simulated kernel panicked earlier: ${p.message}`);
   }
 }

@@ -2,7 +2,7 @@
 
 export function checkUint32(name: string, value: unknown): number {
   if (typeof value !== 'number')
-    throw new TypeError(`${name} must be a number (an unsigned 32-bit integer), got ${describe(value)}`);
+    throw new TypeError(`${name} must be a number (an unsigned 32-bit integer), got ${describeValue(value)}`);
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
     throw new RangeError(`${name} must be an integer from 0 to 0xFFFFFFFF, got ${value}`);
   return value;
@@ -14,14 +14,14 @@ export function checkLoadTag(value: unknown, name = 'loadTag'): number {
 
 export function checkLoadTags(value: unknown, name = 'loadTags'): Uint32Array {
   if (!Array.isArray(value) && !(value instanceof Uint32Array))
-    throw new TypeError(`${name} must be an array of load tags, got ${describe(value)}`);
+    throw new TypeError(`${name} must be an array of load tags, got ${describeValue(value)}`);
   const tags = new Uint32Array(value.length);
   for (let i = 0; i < value.length; i++) tags[i] = checkLoadTag(value[i], `${name}[${i}]`);
   return tags;
 }
 
 export function checkNonNegativeInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`);
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describeValue(value)}`);
   if (!Number.isSafeInteger(value) || value < 0)
     throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
   return value;
@@ -29,12 +29,12 @@ export function checkNonNegativeInteger(name: string, value: unknown): number {
 
 export function checkString(name: string, value: unknown): string {
   if (typeof value !== 'string' || value.length === 0)
-    throw new TypeError(`${name} must be a non-empty string, got ${describe(value)}`);
+    throw new TypeError(`${name} must be a non-empty string, got ${describeValue(value)}`);
   return value;
 }
 
 export function checkBoolean(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`);
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describeValue(value)}`);
   return value;
 }
 
@@ -42,13 +42,14 @@ export function checkBoolean(name: string, value: unknown): boolean {
 export function checkOptions(name: string, value: unknown, keys: readonly string[]): Record<string, unknown> {
   if (value === undefined) return {};
   if (value === null || typeof value !== 'object' || Array.isArray(value))
-    throw new TypeError(`${name} must be an object, got ${describe(value)}`);
+    throw new TypeError(`${name} must be an object, got ${describeValue(value)}`);
   for (const k of Object.keys(value))
     if (!keys.includes(k)) throw new TypeError(`${name}.${k} is not an option (expected ${keys.join(', ')})`);
   return value as Record<string, unknown>;
 }
 
-function describe(value: unknown): string {
+/** A JS value as an argument error names it: its type, and the value itself for primitives. */
+function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'bigint') return `a bigint (${value}n)`;
@@ -80,6 +81,6 @@ export function checkUuid(name: string, value: unknown): string {
 /** One of a few allowed values (strings, usually); the message quotes what was given safely. */
 export function checkOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (!(allowed as readonly unknown[]).includes(value))
-    throw new TypeError(`${name} must be ${allowed.map((a) => `'${a}'`).join(', ').replace(/, ([^,]*)$/, ' or $1')}, got ${describe(value)}`);
+    throw new TypeError(`${name} must be ${allowed.map((a) => `'${a}'`).join(', ').replace(/, ([^,]*)$/, ' or $1')}, got ${describeValue(value)}`);
   return value as T;
 }

@@ -74,6 +74,7 @@ export interface ModelInfo {
   protocolVersion: number;
   privileged: boolean;
   ledgerCap: number;
+  backendReason: string;
 }
 
 export interface ModelKextSpec {
@@ -467,6 +468,8 @@ export class KernelModel {
         protocolVersion: this.protocolVersion,
         privileged: c.privileged,
         ledgerCap: this.ledgerCap,
+        // (choice) not the kernel's: the test opens every connection with { backend: 'sim' }.
+        backendReason: 'explicitly requested',
       },
     };
   }

@@ -1,0 +1,103 @@
+// Native answers into typed results: which codes are refusals and which are transport
+// failures, per the selector table, and the byte layouts of the struct outputs.
+import { codeValue, describeReturn } from './codes';
+import { CallSite, KextBridgeError } from './errors';
+import { NativeCallResult, NativeKext, NativeManyResult } from './native';
+import { LIMITS, SELECTORS } from './protocol.gen';
+import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
+
+const sel = SELECTORS;
+
+/** The selectors whose answers count in the ledger. */
+export type Counted = 'retain' | 'release';
+export type ResultFor<S extends Counted> = S extends 'retain' ? RetainResult : ReleaseResult;
+
+/**
+ * describeReturn, computed once per code: it builds strings, and every retain/release result
+ * (each tag of a batch too) decodes one. Internal only: callers never see the shared object.
+ */
+const described = new Map<number, ReturnType<typeof describeReturn>>();
+function describeCached(code: number): ReturnType<typeof describeReturn> {
+  let d = described.get(code);
+  if (d === undefined) {
+    d = describeReturn(code);
+    if (described.size < 256) described.set(code, d); // bounded: any 32-bit code may arrive
+  }
+  return d;
+}
+
+/** Refusals the user client may answer for this selector, per the selector table. */
+export function refusable(op: Counted, kr: number): boolean {
+  return (sel[op].userClientCodes as readonly string[]).includes(describeCached(kr).name);
+}
+
+/** The answer itself, or a KextBridgeError for a transport failure or a malformed answer. */
+export function checkTransport(op: string, r: NativeCallResult, outScalars: number, site?: CallSite): NativeCallResult {
+  if (r.kr === 0) {
+    if (r.scalars.length !== outScalars)
+      throw new KextBridgeError(op, codeValue('kIOReturnBadArgument'), `the user client answered ${r.scalars.length} scalars, expected ${outScalars}`, site);
+    return r;
+  }
+  if ((op === 'retain' || op === 'release') && refusable(op, r.kr)) return r;
+  throw new KextBridgeError(op, r.kr, undefined, site);
+}
+
+export function counted(op: Counted, loadTag: number, r: NativeCallResult): RetainResult | ReleaseResult {
+  return decode(op, loadTag, r.kr, Number(r.scalars[0] ?? 0), Number(r.scalars[1] ?? 0));
+}
+
+/** A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. */
+export function decode(op: Counted, loadTag: number, kr: number, osReturn: number, held: number): RetainResult | ReleaseResult {
+  if (kr !== 0) {
+    const d = describeCached(kr);
+    return { ok: false, layer: 'userclient', name: d.name, code: d.value, message: d.message, loadTag } as RetainResult | ReleaseResult;
+  }
+  const d = describeCached(osReturn);
+  if (!(sel[op].kernelCodes as readonly string[]).includes(d.name))
+    throw new KextBridgeError(op, d.value, `the kernel answered ${d.name}, which ${op} cannot produce: ${d.message}`);
+  if (d.value === 0) return { ok: true, layer: 'kernel', name: 'kOSReturnSuccess', code: 0, message: d.message, loadTag, held };
+  return { ok: false, layer: 'kernel', name: d.name, code: d.value, message: d.message, loadTag, held } as RetainResult | ReleaseResult;
+}
+
+/** One typed result per tag, in order; a transport failure of any tag rejects the batch. */
+export function decodeMany<S extends Counted>(op: S, tags: Uint32Array, r: NativeManyResult, site?: CallSite): ResultFor<S>[] {
+  if (r.kr !== 0) throw new KextBridgeError(`${op}Many`, r.kr, undefined, site);
+  const out: (RetainResult | ReleaseResult)[] = [];
+  for (let i = 0; i < tags.length; i++) {
+    const kr = r.results[i * 3];
+    if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(`${op}Many`, kr, `${describeReturn(kr).message} (tag ${tags[i]})`, site);
+    out.push(decode(op, tags[i], kr, r.results[i * 3 + 1], r.results[i * 3 + 2]));
+  }
+  return out as ResultFor<S>[];
+}
+
+function cString(bytes: Buffer): string {
+  const end = bytes.indexOf(0);
+  return bytes.subarray(0, end < 0 ? bytes.length : end).toString('utf8');
+}
+
+/** getInfo's answer, with the connection's backend reason (which the kext cannot know). */
+export function decodeInfo(r: NativeCallResult, backendReason: string): Info {
+  const n = LIMITS.infoStringSize;
+  return {
+    protocolVersion: Number(r.scalars[0]),
+    loadTag: Number(r.scalars[1]),
+    privileged: r.scalars[2] === 1,
+    ledgerCap: Number(r.scalars[3]),
+    identifier: cString(r.struct.subarray(0, n)),
+    version: cString(r.struct.subarray(n, 2 * n)),
+    backendReason,
+  };
+}
+
+export function decodeHeld(r: NativeCallResult): Held[] {
+  const held: Held[] = [];
+  for (let off = 0; off + 8 <= r.struct.length; off += 8)
+    held.push({ loadTag: r.struct.readUInt32LE(off), count: r.struct.readUInt32LE(off + 4) });
+  return held.sort((a, b) => a.loadTag - b.loadTag);
+}
+
+export function decodeKexts(r: { kr: number; kexts: NativeKext[] }, site?: CallSite): LoadedKext[] {
+  if (r.kr !== 0) throw new KextBridgeError('loadedKexts', r.kr, undefined, site);
+  return r.kexts;
+}
