@@ -161,7 +161,8 @@ if [[ -z "$ONLY" || "$ONLY" == tsan ]]; then
   fi
   # Negative control: the same unload race with the old bug planted (the client lock held
   # across the KPI, stop() taking it). The deadlock detector must report the inversion, or
-  # the check above proves nothing.
+  # the check above proves nothing. The harness's sequential prologue makes the report
+  # deterministic (the concurrent part could really deadlock first).
   echo "sanitize: building the negative control (lock held across the KPI) into $OUT/tsan-lock-across-kpi"
   if build tsan-lock-across-kpi; then
     log="$OUT/tsan-lock-across-kpi/stress-control.log"

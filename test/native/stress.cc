@@ -48,7 +48,7 @@
 #include "user_client_core.h"
 
 using namespace kb;
-using KextInfo = kb::sim::KextRecord;
+using SimKext = kb::sim::KextRecord;
 
 namespace {
 
@@ -453,8 +453,9 @@ void machineEvents(World &w, Tally &t, uint64_t seed) {
     kr = k.unloadKext(victim);
     EXPECT(t, kr == RC_kOSReturnSuccess || kr == RC_kOSKextReturnInUse || kr == RC_kOSKextReturnNotFound,
            "unloadKext(%u): 0x%08X", victim, kr);
-    // Targets and the sample are instantiated (and maybe retained): never unloadable.
-    uint32_t pinned = w.tags[rng.below((uint32_t)w.tags.size())];
+    // Targets are instantiated (and maybe retained): never unloadable. (Unloading the sample
+    // terminates its service and stops every client: the --unload-race run covers that.)
+    uint32_t pinned = w.targets[rng.below((uint32_t)w.targets.size())];
     kr = k.unloadKext(pinned);
     EXPECT(t, kr == RC_kOSKextReturnInUse, "unloadKext(pinned %u): 0x%08X", pinned, kr);
 
@@ -465,20 +466,20 @@ void machineEvents(World &w, Tally &t, uint64_t seed) {
 
     if (n % 4 == 0) k.advance(61000);  // autounload scans run
     if (n % 8 == 0) {
-      std::vector<KextInfo> table = k.loadedKexts();
+      std::vector<SimKext> table = k.loadedKexts();
       bool sorted = true, counts = true, deps = true, pinnedThere = true;
       for (size_t i = 0; i < table.size(); i++) {
         if (i && table[i - 1].loadTag >= table[i].loadTag) sorted = false;
         if (table[i].retainCount < 0) counts = false;
         for (uint32_t d : table[i].dependencies) {
           bool found = false;
-          for (const KextInfo &o : table) found = found || o.loadTag == d;
+          for (const SimKext &o : table) found = found || o.loadTag == d;
           deps = deps && found;
         }
       }
       for (uint32_t p : w.tags) {
         bool found = false;
-        for (const KextInfo &o : table) found = found || o.loadTag == p;
+        for (const SimKext &o : table) found = found || o.loadTag == p;
         pinnedThere = pinnedThere && found;
       }
       EXPECT(t, sorted && counts && deps && pinnedThere, "loadedKexts table (%zu kexts)", table.size());
@@ -596,6 +597,19 @@ int unloadRace(const Options &o) {
   uint32_t kr = 0;
   std::unique_ptr<Transport> anchor = SimTransport::open(kernel, true, &kr);
   EXPECT(t, anchor != nullptr, "open the anchor client: 0x%08X", kr);
+  // First, one after the other: a retain on the anchor (its lock, then the kext lock inside
+  // the KPI), then an unload (the kext lock, then the anchor's stop()). With the old bug this
+  // alone is a lock-order cycle TSan reports, deterministically and without hanging; the
+  // fixed core takes no lock in stop(), so there is no second edge.
+  {
+    uint64_t in = sample, out[2] = {0, 0};
+    uint32_t outCnt = 2;
+    size_t structCnt = 0;
+    EXPECT(t, anchor->callMethod(kSelectorRetain, &in, 1, nullptr, 0, out, &outCnt, nullptr, &structCnt) ==
+                  RC_kIOReturnSuccess && out[0] == RC_kOSReturnSuccess, "anchor retain");
+    EXPECT(t, kernel->unloadKext(sample) == RC_kOSKextReturnInUse, "unload with the anchor open");
+    EXPECT(t, kernel->setInstances(sample, KB_SERVICE_CLASS_NAME, 1) == RC_kOSReturnSuccess, "restart the service");
+  }
 
   std::atomic<bool> stop{false};
   std::vector<Tally> tallies(o.threads);
@@ -798,7 +812,7 @@ int main(int argc, char **argv) {
   }
   auto dependentsOf = [&](std::map<uint32_t, int64_t> &deps) {
     deps.clear();
-    for (const KextInfo &ki : k.loadedKexts())
+    for (const SimKext &ki : k.loadedKexts())
       for (uint32_t d : ki.dependencies) deps[d]++;
   };
   std::map<uint32_t, int64_t> deps;
@@ -829,14 +843,14 @@ int main(int argc, char **argv) {
   // The ephemeral kexts go (some by an autounload scan, the rest explicitly), and with them
   // their references on the targets.
   k.advance(61000);
-  for (const KextInfo &ki : k.loadedKexts())
+  for (const SimKext &ki : k.loadedKexts())
     if (ki.bundleId.compare(0, 22, "com.example.stress.eph") == 0)
       EXPECT(t, k.unloadKext(ki.loadTag) == RC_kOSReturnSuccess, "unload %s", ki.bundleId.c_str());
   for (uint32_t tag : w.tags)
     EXPECT(t, k.retainCount(tag) == baseline[tag], "retainCount(%u) = %" PRId64 ", baseline %" PRId64, tag,
            k.retainCount(tag), baseline[tag]);
   size_t userClients = 0, loaded = 0;
-  for (const KextInfo &ki : k.loadedKexts()) {
+  for (const SimKext &ki : k.loadedKexts()) {
     loaded++;
     if (ki.loadTag == w.sample)
       for (const sim::ClassSpec &ci : ki.classes)
