@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include <algorithm>
+#include <mutex>
 #include <vector>
 
 #include "protocol.gen.h"
@@ -155,6 +156,23 @@ KextInfo kextInfoOf(CFStringRef bundleKey, CFDictionaryRef d) {
   return info;
 }
 
+// ---- one caller at a time into IOKitUser's kext library ----
+
+// KextManagerCopyLoadedKextInfo is IOKitUser's public face of OSKextCopyLoadedKextInfo
+// (kext.subproj/KextManager.c hands the request straight on and then strips two private
+// keys). That function belongs to IOKitUser's OSKext library, whose header
+// (kext.subproj/OSKext.h, the notice in its @header block) warns that the library is not
+// thread-safe and leaves locking to callers that share it between threads; on the way it
+// reads the library's process-wide logging settings and log callback. Each connection's
+// worker (and the sync path) may ask for the table at the same time, so every call in this
+// process goes through this one lock. Held for the call only: parsing the copy it returns
+// touches nothing shared. Function-local, so it is built on first use, before any thread
+// can race for it (C++11 static initialisation is thread-safe).
+std::mutex &kextLibraryMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 // ---- codes in words ----
 
 std::string codeText(uint32_t kr) {
@@ -245,7 +263,11 @@ class IOKitTransport final : public Transport {
     if (!keys) return RC_kIOReturnNoMemory;
     // NULL identifiers: every loaded kext. Returns null when the request fails; the call has
     // no code of its own, so that is reported as kIOReturnError.
-    CFHolder all(KextManagerCopyLoadedKextInfo(nullptr, (CFArrayRef)keys.get()));
+    CFHolder all;
+    {
+      std::lock_guard<std::mutex> guard(kextLibraryMutex());
+      all.reset(KextManagerCopyLoadedKextInfo(nullptr, (CFArrayRef)keys.get()));
+    }
     if (!all || CFGetTypeID(all.get()) != CFDictionaryGetTypeID()) return RC_kIOReturnError;
     CFDictionaryRef table = (CFDictionaryRef)all.get();
     CFIndex n = CFDictionaryGetCount(table);
