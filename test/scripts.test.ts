@@ -118,3 +118,54 @@ esac`,
     expect(r.stdout).toContain('FAILED');
   });
 });
+
+// ----------------------------------------------------------------- test-mac.js ---
+describe('scripts/test-mac.js gives its outputs back to the sudo user', () => {
+  const testMac = require('../scripts/test-mac.js') as {
+    outputOwner(uid: number, env: NodeJS.ProcessEnv): { uid: number; gid: number } | null;
+    chownTree(target: string, owner: { uid: number; gid: number }): void;
+    OUTPUTS: string[];
+  };
+
+  test('root through sudo: the caller from SUDO_UID/SUDO_GID', () => {
+    expect(testMac.outputOwner(0, { SUDO_UID: '501', SUDO_GID: '20' })).toEqual({ uid: 501, gid: 20 });
+    expect(testMac.outputOwner(0, { SUDO_UID: '501', SUDO_GID: '0' })).toEqual({ uid: 501, gid: 0 });
+  });
+
+  test('nothing to give back: not root, root without sudo, sudo from root, or ids that are not ids', () => {
+    expect(testMac.outputOwner(501, { SUDO_UID: '501', SUDO_GID: '20' })).toBeNull(); // npm 7-8 ran us as the owner
+    expect(testMac.outputOwner(0, {})).toBeNull();
+    expect(testMac.outputOwner(0, { SUDO_UID: '0', SUDO_GID: '0' })).toBeNull();
+    expect(testMac.outputOwner(0, { SUDO_UID: '501' })).toBeNull();
+    for (const bad of ['', ' 501', '-1', '5e2', '0x1f5', 'me', '1.5', '99999999999999999999'])
+      expect(testMac.outputOwner(0, { SUDO_UID: bad, SUDO_GID: '20' })).toBeNull();
+  });
+
+  test('the outputs are the build output and the report', () => {
+    expect(testMac.OUTPUTS).toEqual(expect.arrayContaining(['dist', 'mac-test-report.json']));
+  });
+
+  const asRoot = process.getuid?.() === 0 ? test : test.skip;
+  asRoot('chownTree changes a whole tree, links themselves, never what a link points at (needs root)', () => {
+    const dir = tempDir('chown');
+    try {
+      const outside = path.join(dir, 'outside');
+      fs.writeFileSync(outside, 'x');
+      const tree = path.join(dir, 'dist');
+      fs.mkdirSync(path.join(tree, 'lib', 'deep'), { recursive: true });
+      fs.writeFileSync(path.join(tree, 'lib', 'index.js'), '');
+      fs.writeFileSync(path.join(tree, 'lib', 'deep', 'a.js'), '');
+      fs.symlinkSync(outside, path.join(tree, 'link'));
+      const owner = { uid: 4242, gid: 4343 };
+      testMac.chownTree(tree, owner);
+      for (const p of ['', 'lib', 'lib/index.js', 'lib/deep', 'lib/deep/a.js', 'link']) {
+        const st = fs.lstatSync(path.join(tree, p));
+        expect([p, st.uid, st.gid]).toEqual([p, 4242, 4343]);
+      }
+      expect(fs.statSync(outside).uid).toBe(0);
+      expect(() => testMac.chownTree(path.join(dir, 'missing'), owner)).not.toThrow();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
