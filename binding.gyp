@@ -7,6 +7,7 @@
       "type": "static_library",
       "sources": [
         "kext-sample/core/ledger.cpp",
+        "kext-sample/core/open_limit.cpp",
         "kext-sample/core/user_client_core.cpp"
       ],
       "include_dirs": ["kext-sample/core"],
