@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <mutex>
+#include <string>
 #include <vector>
 
+#include "open_limit.h"
 #include "protocol.gen.h"
 #include "protocol_names.gen.h"
 
@@ -209,6 +211,13 @@ std::string describeOpenFailure(uint32_t kr) {
       what = "the service " KB_SERVICE_CLASS_NAME " offers no user client, or the user client "
              "failed to attach or start. Rebuild (npm run build:kext), unload and load the sample "
              "kext again (kext-sample/scripts)";
+      break;
+    case RC_kIOReturnNoResources:
+      what = "the sample kext refused another connection: this process already has its limit "
+             "of " + std::to_string(OpenLimit::kPerProcess) + " open, or " +
+             std::to_string(OpenLimit::kProcesses) + " other processes hold connections (the "
+             "kext's per-process open limit). Close connections this process no longer needs "
+             "(kb.close())";
       break;
     case RC_kIOReturnNotFound:
       what = "the sample kext (" KB_SAMPLE_BUNDLE_ID ") is not loaded: no " KB_SERVICE_CLASS_NAME
