@@ -172,8 +172,12 @@ describe('scripts/test-mac.js gives its outputs back to the sudo user', () => {
 
 // ------------------------------------------------------ kext-sample/scripts/*.sh ---
 // A fake Mac: stand-ins for every tool the load scripts use, and a state directory that says
-// what is loaded. kmutil's answers are the texts users have reported or xnu's error strings
-// contain; which exact text a given macOS release prints is open (docs/mac.md).
+// what is loaded. Where kmutil's texts are known they are used: "not approved to load" as
+// users have reported it, and the libkern error strings from xnu's err_libkern.sub ("system
+// policy prevents loading", "not loadable (reason unspecified)"). The approval request and
+// reboot texts are only the fragments the review named ("Requesting user approval", "reboot
+// is required"), wrapped in made-up context. What a given macOS release prints exactly is
+// open question 4 in docs/mac.md.
 describe('kext-sample/scripts load.sh and unload.sh on a fake Mac', () => {
   const SERVICE = 'org_kextbridge_SampleService';
   const CLIENT = 'org_kextbridge_SampleUserClient';
@@ -242,7 +246,7 @@ case $1 in
   unload)
     if [ -f "$FAKE_STATE/clients" ]; then
       rm -f "$FAKE_STATE/service"
-      echo "Error Domain=KMErrorDomain Code=71 \\"Kernel request failed: (libkern/kext) kext is in use or retained (cannot unload) (-603946984)\\""
+      echo "Kernel request failed: (libkern/kext) kext is in use or retained (cannot unload) (-603946984)"
       exit 1
     fi
     rm -f "$FAKE_STATE/loaded" "$FAKE_STATE/service"
@@ -369,7 +373,7 @@ console.log(show(v, ''));
 
     const approval = [
       ['kmutil asks for approval', 'Requesting user approval for extensions: org.kextbridge.sample'],
-      ['not approved', `Error Domain=KMErrorDomain Code=27 "Extension with identifiers ${BUNDLE} not approved to load. Please approve using System Settings."`],
+      ['not approved', `Extension with identifiers ${BUNDLE} not approved to load. Please approve using System Settings.`],
       ['the system-policy code', 'Kernel request failed: (libkern/kext) system policy prevents loading (-603946981)'],
     ];
     test.each(approval)('%s: approve, restart, load again; approval is per build (exit 1)', (_name, text) => {
@@ -401,7 +405,7 @@ console.log(show(v, ''));
     });
 
     test('a reboot is required: restart, then load again (not the approval advice)', () => {
-      set('load-out', 'Error Domain=KMErrorDomain Code=28 "A reboot is required to load the extensions."\n');
+      set('load-out', 'Extension staged; a reboot is required before it can be loaded.\n');
       set('load-rc', '1');
       const r = run('load.sh');
       expect(r.status).toBe(1);
@@ -418,6 +422,14 @@ console.log(show(v, ''));
       expect(r.stderr).toContain(`the kernel answered that ${BUNDLE} is not loadable (reason unspecified, kOSKextReturnNotLoadable 0xDC008013)`);
       expect(r.stderr).toContain('each ad-hoc signed build needs its own approval and restart');
       expect(r.stderr).toContain("log show --last 5m --predicate 'process == \"kernelmanagerd\"'");
+    });
+
+    test('ownership refused: the staging advice, not the signature advice', () => {
+      set('load-out', 'Kernel request failed: (libkern/kext) authentication failure (file ownership/permissions) (-603946995)\n');
+      set('load-rc', '1');
+      const r = run('load.sh');
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain('the staged copy has the wrong owner or permissions');
     });
 
     test('an unknown failure: exit 1 with the logs to read', () => {

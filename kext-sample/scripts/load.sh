@@ -146,11 +146,13 @@ if [ "$rc" != 0 ]; then
       reboot_help "$@" ;;
     *"not loadable"* | *"0xdc008013"* | *"-603946989"*)
       not_loadable_help "$@" ;;
+    # Before the signature case: libkern's text for it is "authentication failure (file
+    # ownership/permissions)".
+    *"owner/permissions"* | *"ownership/permissions"*)
+      fail "the staged copy has the wrong owner or permissions." "Check that $KB_STAGE_DIR is on a volume that honours ownership, or set KEXTBRIDGE_STAGE_DIR." ;;
     *"code signature"* | *"signature"* | *"Authenticat"*)
       fail "the kext's signature was rejected." \
         "Ad-hoc signed kexts need SIP disabled (csrutil status). Rebuild so signing is the last step: make -C kext-sample/kext clean all" ;;
-    *"owner/permissions"*)
-      fail "the staged copy has the wrong owner or permissions." "Check that $KB_STAGE_DIR is on a volume that honours ownership, or set KEXTBRIDGE_STAGE_DIR." ;;
     *)
       fail "the load failed (exit $rc); the messages above are from kmutil." \
         "Kernel log for the kext: log show --last 5m --predicate 'sender == \"$executable\"'" \
