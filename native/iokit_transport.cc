@@ -220,9 +220,12 @@ std::string describeOpenFailure(uint32_t kr) {
              "(kb.close())";
       break;
     case RC_kIOReturnNotFound:
-      what = "the sample kext (" KB_SAMPLE_BUNDLE_ID ") is not loaded: no " KB_SERVICE_CLASS_NAME
-             " service is registered. Load it with: sudo kext-sample/scripts/load.sh (see "
-             "docs/mac.md), or use the simulated backend";
+      what = "no " KB_SERVICE_CLASS_NAME " service is registered: the sample kext ("
+             KB_SAMPLE_BUNDLE_ID ") is not loaded, or it is loaded without its service (an "
+             "unload while connections were open leaves it so: close them, then unload it with "
+             "sudo kext-sample/scripts/unload.sh or wait about 60 s). Load it with: sudo "
+             "kext-sample/scripts/load.sh, which tells the two apart (see docs/mac.md), or use "
+             "the simulated backend";
       break;
     default:
       what = "IOServiceOpen on the sample kext's service failed";
