@@ -7,6 +7,7 @@
       "type": "static_library",
       "sources": [
         "kext-sample/core/ledger.cpp",
+        "kext-sample/core/open_limit.cpp",
         "kext-sample/core/user_client_core.cpp"
       ],
       "include_dirs": ["kext-sample/core"],
@@ -56,12 +57,21 @@
             "libraries": ["-framework IOKit", "-framework CoreFoundation"]
           },
           # No ARCHS: node-gyp's make generator cannot build several at once (it falls back
-          # to i386); each build targets its host, as Node itself does. node-addon-api's gypi
-          # sets a 10.7 deployment target; restating 11.0 last makes the compile (and its
-          # availability checks) target macOS 11.
+          # to i386); each build targets its host, as Node itself does.
           "xcode_settings": {
-            "OTHER_CPLUSPLUSFLAGS": ["-mmacosx-version-min=11.0", "-Wunguarded-availability"]
+            "OTHER_CPLUSPLUSFLAGS": ["-Wunguarded-availability"]
           }
+        }]
+      ],
+      # node-addon-api's except.gypi (a direct_dependent_setting of node_addon_api_except)
+      # sets MACOSX_DEPLOYMENT_TARGET 10.7, merged over this target's own 11.0 after
+      # "conditions" ran; compile and link both followed it (the addon claimed macOS 10.7).
+      # target_conditions run after that merge, so 11.0 wins for both. OTHER_LDFLAGS cannot
+      # do it: gyp puts them before the deployment target on the link line.
+      # scripts/gyp-mac-check.sh checks the compile and link lines.
+      "target_conditions": [
+        ["OS=='mac'", {
+          "xcode_settings": { "MACOSX_DEPLOYMENT_TARGET": "11.0" }
         }]
       ]
     }

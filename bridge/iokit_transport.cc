@@ -10,8 +10,11 @@
 #include <stdio.h>
 
 #include <algorithm>
+#include <mutex>
+#include <string>
 #include <vector>
 
+#include "open_limit.h"
 #include "protocol.gen.h"
 #include "protocol_names.gen.h"
 
@@ -155,6 +158,23 @@ KextInfo kextInfoOf(CFStringRef bundleKey, CFDictionaryRef d) {
   return info;
 }
 
+// ---- one caller at a time into IOKitUser's kext library ----
+
+// KextManagerCopyLoadedKextInfo is IOKitUser's public face of OSKextCopyLoadedKextInfo
+// (kext.subproj/KextManager.c hands the request straight on and then strips two private
+// keys). That function belongs to IOKitUser's OSKext library, whose header
+// (kext.subproj/OSKext.h, the notice in its @header block) warns that the library is not
+// thread-safe and leaves locking to callers that share it between threads; on the way it
+// reads the library's process-wide logging settings and log callback. Each connection's
+// worker (and the sync path) may ask for the table at the same time, so every call in this
+// process goes through this one lock. Held for the call only: parsing the copy it returns
+// touches nothing shared. Function-local, so it is built on first use, before any thread
+// can race for it (C++11 static initialisation is thread-safe).
+std::mutex &kextLibraryMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 // ---- codes in words ----
 
 std::string codeText(uint32_t kr) {
@@ -192,10 +212,20 @@ std::string describeOpenFailure(uint32_t kr) {
              "failed to attach or start. Rebuild (npm run build:kext), unload and load the sample "
              "kext again (kext-sample/scripts)";
       break;
+    case RC_kIOReturnNoResources:
+      what = "the sample kext refused another connection: this process already has its limit "
+             "of " + std::to_string(OpenLimit::kPerProcess) + " open, or " +
+             std::to_string(OpenLimit::kProcesses) + " other processes hold connections (the "
+             "kext's per-process open limit). Close connections this process no longer needs "
+             "(kb.close())";
+      break;
     case RC_kIOReturnNotFound:
-      what = "the sample kext (" KB_SAMPLE_BUNDLE_ID ") is not loaded: no " KB_SERVICE_CLASS_NAME
-             " service is registered. Load it with: sudo kext-sample/scripts/load.sh (see "
-             "docs/mac.md), or use the simulated backend";
+      what = "no " KB_SERVICE_CLASS_NAME " service is registered: the sample kext ("
+             KB_SAMPLE_BUNDLE_ID ") is not loaded, or it is loaded without its service (an "
+             "unload while connections were open leaves it so: close them, then unload it with "
+             "sudo kext-sample/scripts/unload.sh or wait about 60 s). Load it with: sudo "
+             "kext-sample/scripts/load.sh, which tells the two apart (see docs/mac.md), or use "
+             "the simulated backend";
       break;
     default:
       what = "IOServiceOpen on the sample kext's service failed";
@@ -245,7 +275,11 @@ class IOKitTransport final : public Transport {
     if (!keys) return RC_kIOReturnNoMemory;
     // NULL identifiers: every loaded kext. Returns null when the request fails; the call has
     // no code of its own, so that is reported as kIOReturnError.
-    CFHolder all(KextManagerCopyLoadedKextInfo(nullptr, (CFArrayRef)keys.get()));
+    CFHolder all;
+    {
+      std::lock_guard<std::mutex> guard(kextLibraryMutex());
+      all.reset(KextManagerCopyLoadedKextInfo(nullptr, (CFArrayRef)keys.get()));
+    }
     if (!all || CFGetTypeID(all.get()) != CFDictionaryGetTypeID()) return RC_kIOReturnError;
     CFDictionaryRef table = (CFDictionaryRef)all.get();
     CFIndex n = CFDictionaryGetCount(table);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generates the macOS makefiles for binding.gyp on any machine (stand-in xcodebuild, xcrun
 # and sw_vers answer gyp's questions; nothing is compiled) and checks what a Mac build would
-# do: every xcode_settings key understood, the host's arch (never i386), macOS 11 for C++.
+# do: every xcode_settings key understood, the host's arch (never i386), macOS 11 for the C++
+# compile and for the link (the last -mmacosx-version-min on each line).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
@@ -30,6 +31,19 @@ grep -q 'iokit_transport' "$mk" || fail "the IOKit transport is not in the macOS
 grep -q -- '-framework IOKit' "$mk" || fail "IOKit is not linked"
 grep -q 'KB_HAVE_IOKIT' "$mk" || fail "KB_HAVE_IOKIT is not defined"
 if grep -A1 -- '-arch' "$mk" | grep -q i386; then fail "the build would target i386"; fi
-last_min=$(sed -n '/^CFLAGS_CC_Release/,/^$/p' "$mk" | grep -o 'mmacosx-version-min=[0-9.]*' | tail -n1)
-[ "$last_min" = "mmacosx-version-min=11.0" ] || fail "C++ compiles for ${last_min:-no deployment target}, not macOS 11.0"
-echo "gyp-mac-check: passed (IOKit transport and frameworks in, host arch, C++ for macOS 11.0)"
+# var NAME: the make variable NAME's list (one "NAME := \" line, then one item a line).
+var() { sed -n "/^$1 :=/,/^\$/p" "$mk"; }
+# last_min TEXT: the deployment target the last -mmacosx-version-min in TEXT sets.
+last_min() { grep -o 'mmacosx-version-min=[0-9.]*' <<<"$1" | tail -n1 | cut -d= -f2 || true; }
+for config in Debug Release; do
+  # A C++ compile gets CFLAGS_<config> then CFLAGS_CC_<config> (GYP_CXXFLAGS); the link
+  # gets LDFLAGS_<config>. The compiler driver obeys the last -mmacosx-version-min.
+  cxx=$(var "CFLAGS_$config"; var "CFLAGS_CC_$config")
+  ld=$(var "LDFLAGS_$config")
+  [ -n "$ld" ] || fail "no LDFLAGS_$config in $mk"
+  min=$(last_min "$cxx")
+  [ "$min" = 11.0 ] || fail "$config: C++ compiles for ${min:-no deployment target}, not macOS 11.0"
+  min=$(last_min "$ld")
+  [ "$min" = 11.0 ] || fail "$config: the addon links for ${min:-no deployment target}, not macOS 11.0 (node-addon-api's gypi says 10.7)"
+done
+echo "gyp-mac-check: passed (IOKit transport and frameworks in, host arch, compile and link for macOS 11.0)"

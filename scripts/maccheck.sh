@@ -14,8 +14,11 @@
 #     user       iokit_transport.cc against IOKitUser's own KextManager.h, when the mirror
 #                is there (proves its fallback declaration matches)
 #
-# A missing maccheck tool or header tree is a skip (say why, exit 0); anything else that
-# fails exits non-zero. Generated files go to a temporary directory, never the repo.
+# A header tree named in the environment (MACHDRS or MACHDRS_11 set) must be there: if it is
+# missing, or the maccheck tool is, that is a failure. Only the default paths (variable
+# unset) may be missing, which is a skip (say why; exit 0 when nothing else failed). The
+# summary names each tree checked, with its xnu revision. Generated files go to a temporary
+# directory, never the repo.
 #
 # Environment: MACCHECK (the tool), MACHDRS, MACHDRS_11, MIRROR (Apple repo mirrors, for the
 # KextManager.h check; default ../.mirror beside the repo).
@@ -27,6 +30,9 @@ cd "$repo"
 MACCHECK=${MACCHECK:-../shared/tools/maccheck}
 TREE_CURRENT=${MACHDRS:-/tmp/macsdk}
 TREE_11=${MACHDRS_11:-/tmp/macsdk-11}
+# Asked for by name (set, even to the default path), or only the default?
+ASKED_CURRENT=${MACHDRS+yes}
+ASKED_11=${MACHDRS_11+yes}
 MIRROR=${MIRROR:-$(dirname "$repo")/.mirror}
 # The kext's floor is macOS 11 for both slices (kext-sample/kext/Makefile), the addon's too.
 KEXT_ARCHS="arm64e-apple-macos11 x86_64-apple-macos11"
@@ -34,6 +40,10 @@ USER_ARCHS_MIN="arm64-apple-macos11 x86_64-apple-macos11"
 USER_ARCHS_NEW="arm64-apple-macos14 x86_64-apple-macos14"
 
 if [ ! -x "$MACCHECK" ]; then
+  if [ -n "$ASKED_CURRENT$ASKED_11" ]; then
+    echo "maccheck: FAILED: header trees were named (MACHDRS/MACHDRS_11), but the maccheck tool is not at $MACCHECK (set MACCHECK=...)."
+    exit 1
+  fi
   echo "maccheck: SKIPPED: the maccheck tool is not at $MACCHECK (set MACCHECK=...)."
   exit 0
 fi
@@ -45,8 +55,9 @@ results=()
 failed=0
 skipped_all=1
 
-# run LABEL CMD...: run one check; exit 3 (no header tree) is a skip, anything else non-zero
-# a failure.
+# run LABEL CMD...: run one check; any non-zero exit is a failure. Checks run only on a tree
+# that maccheck status found (tree_or_skip), so even exit 3 (no header tree) means the tree
+# is broken or went away mid-run, not that it may be skipped.
 run() {
   local label=$1 rc=0
   shift
@@ -54,7 +65,7 @@ run() {
   "$@" || rc=$?
   case $rc in
     0) results+=("PASS  $label"); skipped_all=0 ;;
-    3) results+=("SKIP  $label (no header tree; build it with 'maccheck setup', see maccheck.md)") ;;
+    3) results+=("FAIL  $label (exit 3: the header tree is incomplete or went away; rebuild it with 'maccheck setup')"); failed=1 ;;
     *) results+=("FAIL  $label (exit $rc)"); failed=1 ;;
   esac
   return 0
@@ -94,12 +105,35 @@ check_info_symbols() { # OBJDIR
 # has_tree TREE: maccheck status answers 3 when there is no header tree there.
 has_tree() { MACHDRS=$1 "$MACCHECK" status >/dev/null 2>&1; }
 
-kernel_checks() { # NAME TREE
-  local name=$1 tree=$2 objs=$tmp/ko-$1 infoobjs=$tmp/io-$1
-  if ! has_tree "$tree"; then
-    results+=("SKIP  kernel checks on $name ($tree): no header tree; see maccheck.md 'setup'")
+# xnu_of TREE: the xnu revision maccheck status reports for the tree ("xnu xnu-7195... abc").
+xnu_of() {
+  MACHDRS=$1 "$MACCHECK" status 2>/dev/null | awk '$1 == "xnu" { print $2; exit }' || true
+}
+
+trees=()
+# tree_or_skip LABEL TREE VAR ASKED: succeeds when the tree is there (and records it for the
+# summary). Otherwise records a failure when the tree was named in the environment, a skip
+# when it was only the default path, and fails.
+tree_or_skip() {
+  local label=$1 tree=$2 var=$3 asked=$4
+  if has_tree "$tree"; then
+    local rev
+    rev=$(xnu_of "$tree")
+    case " ${trees[*]:-} " in *" $tree "*) ;; *) trees+=("$tree  ${rev:-unknown xnu}") ;; esac
     return 0
   fi
+  if [ -n "$asked" ]; then
+    results+=("FAIL  $label checks: $var=$tree was set, but there is no header tree there (build it: $var=$tree maccheck setup; see maccheck.md)")
+    failed=1
+  else
+    results+=("SKIP  $label checks ($tree, the default; $var unset): no header tree; see maccheck.md 'setup'")
+  fi
+  return 1
+}
+
+kernel_checks() { # NAME TREE VAR ASKED
+  local name=$1 tree=$2 objs=$tmp/ko-$1 infoobjs=$tmp/io-$1
+  tree_or_skip "kernel $name" "$tree" "$3" "$4" || return 0
   export MACHDRS=$tree ARCHS=$KEXT_ARCHS
   run "kext $name: kext + core sources" env EXTRA_FLAGS="$kext_flags" "$MACCHECK" kext "${kext_sources[@]}"
   run "kext $name: generated kmod info (C)" env EXTRA_FLAGS="$info_flags" "$MACCHECK" kext "$info_c"
@@ -115,8 +149,8 @@ kernel_checks() { # NAME TREE
   unset MACHDRS ARCHS
 }
 
-kernel_checks current "$TREE_CURRENT"
-kernel_checks macos11 "$TREE_11"
+kernel_checks current "$TREE_CURRENT" MACHDRS "$ASKED_CURRENT"
+kernel_checks macos11 "$TREE_11" MACHDRS_11 "$ASKED_11"
 
 # ------------------------------------------------------------------ user side ---
 user_sources=(native/iokit_transport.cc)
@@ -133,7 +167,7 @@ else
   user_sources=(native/iokit_transport.cc)
 fi
 
-if has_tree "$TREE_CURRENT"; then
+if tree_or_skip "user current" "$TREE_CURRENT" MACHDRS "$ASKED_CURRENT"; then
   export MACHDRS=$TREE_CURRENT
   run "user current macOS 11.0: ${user_sources[*]}" \
     env USER_ARCHS="$USER_ARCHS_MIN" EXTRA_FLAGS="$user_flags" "$MACCHECK" user "${user_sources[@]}"
@@ -153,13 +187,17 @@ if has_tree "$TREE_CURRENT"; then
     results+=("SKIP  user: iokit_transport.cc with IOKitUser's KextManager.h (no IOKitUser mirror at $iokituser)")
   fi
   unset MACHDRS
-else
-  results+=("SKIP  user checks: no header tree at $TREE_CURRENT; see maccheck.md 'setup'")
 fi
 
 echo
 echo "maccheck summary:"
 printf '  %s\n' "${results[@]}"
+if [ "${#trees[@]}" -gt 0 ]; then
+  echo "header trees checked:"
+  printf '  %s\n' "${trees[@]}"
+else
+  echo "header trees checked: none"
+fi
 if [ "$failed" != 0 ]; then
   echo "maccheck: FAILED"
   exit 1

@@ -1,12 +1,12 @@
 // Checks only a real Mac can answer (root, sample kext loaded, KEXTBRIDGE_TEST_IOKIT=1).
-// Elsewhere each shows as skipped with the reason. Run through `npm run test:mac`.
+// Elsewhere each shows as skipped with the reason. Run through `sudo node scripts/test-mac.js`.
 import { execFileSync, spawn } from 'child_process';
 import * as path from 'path';
 import { open, SAMPLE_KEXT } from '../lib';
 import { iokitEnabled } from './backends';
 
 const child = path.join(__dirname, 'fixtures', 'mac-child.js');
-const macTest = iokitEnabled ? test : (name: string) => test.skip(`${name} — needs the test Mac: sudo npm run test:mac`, () => undefined);
+const macTest = iokitEnabled ? test : (name: string) => test.skip(`${name} — needs the test Mac: sudo node scripts/test-mac.js`, () => undefined);
 
 async function sampleRetainCount(): Promise<number> {
   const kb = await open({ backend: 'iokit' });

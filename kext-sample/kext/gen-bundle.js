@@ -19,8 +19,8 @@ const PROTOCOL = path.join(__dirname, '..', '..', 'protocol', 'kextbridge.json')
 const KPI_VERSION = '20.0';
 // Only what the code links (kext-link in scripts/maccheck.sh proves nothing else is needed):
 // IOService/IOUserClient/IOLock/IOLog/IOMalloc from iokit, OSKext* and the C++ runtime from
-// libkern.
-const LIBRARIES = ['com.apple.kpi.iokit', 'com.apple.kpi.libkern'];
+// libkern, proc_selfpid (the opening process, for the per-process open limit) from bsd.
+const LIBRARIES = ['com.apple.kpi.bsd', 'com.apple.kpi.iokit', 'com.apple.kpi.libkern'];
 // A resource IOKit publishes early; matching on it starts the service once IOKit is up.
 const RESOURCE_MATCH = 'IOKit';
 

@@ -28,11 +28,17 @@ bool org_kextbridge_SampleUserClient::initWithTask(task_t owningTask, void *secu
   return true;
 }
 
+// No log line per open: any user can open, so that would let anyone flood the log.
 bool org_kextbridge_SampleUserClient::start(IOService *provider) {
   if (!session_ || !OSDynamicCast(org_kextbridge_SampleService, provider)) return false;
-  if (!IOUserClient::start(provider)) return false;
-  KB_LOG("user client opened (%s)", privileged_ ? "administrator" : "not privileged");
-  return true;
+  return IOUserClient::start(provider);
+}
+
+void org_kextbridge_SampleUserClient::holdOpenSlot(org_kextbridge_SampleService *service,
+                                                   int pid) {
+  service->retain();
+  slotService_ = service;
+  slotPid_ = pid;
 }
 
 // Reached when the service goes away with this client still open, for instance from
@@ -46,6 +52,11 @@ void org_kextbridge_SampleUserClient::stop(IOService *provider) {
 }
 
 void org_kextbridge_SampleUserClient::free() {
+  if (slotService_) {
+    slotService_->releaseOpenSlot(slotPid_);
+    slotService_->release();
+    slotService_ = nullptr;
+  }
   if (session_) {
     releaseHeld("free");  // normally a no-op by now; guarantees nothing leaks on any path
     delete session_;

@@ -13,6 +13,7 @@
 namespace kbkext {
 class ClientSession;
 }
+class org_kextbridge_SampleService;
 
 class org_kextbridge_SampleUserClient : public IOUserClient {
   OSDeclareDefaultStructors(org_kextbridge_SampleUserClient);
@@ -29,6 +30,10 @@ class org_kextbridge_SampleUserClient : public IOUserClient {
   IOReturn clientClose() override;
   IOReturn clientDied() override;
 
+  // From the service's newUserClient, once this client exists: it holds one of process
+  // pid's open slots, given back (and the service released) in free().
+  void holdOpenSlot(org_kextbridge_SampleService *service, int pid);
+
   MIG_SERVER_ROUTINE IOReturn externalMethod(uint32_t selector,
                                              IOExternalMethodArguments *arguments,
                                              IOExternalMethodDispatch *dispatch,
@@ -42,6 +47,8 @@ class org_kextbridge_SampleUserClient : public IOUserClient {
   bool privileged_ = false;
   IOLock *lock_ = nullptr;
   kbkext::ClientSession *session_ = nullptr;
+  org_kextbridge_SampleService *slotService_ = nullptr;  // retained while the slot is held
+  int slotPid_ = 0;
 };
 
 #endif

@@ -4,8 +4,8 @@
 #   sudo kext-sample/scripts/unload.sh [bundle-id]
 #
 # The bundle id defaults to the one in the staged copy load.sh made (or the build output).
-# Uses kmutil unload -b (macOS 11 and later) or kextunload -b (older). The staged copy is
-# kept, so load.sh can load it again.
+# Uses kmutil unload -b (macOS 11 or later only, as load.sh). The staged copy is kept, so
+# load.sh can load it again.
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -48,13 +48,8 @@ echo "  $line"
 
 # ---- unload ----
 rc=0
-if [ "$KB_MACOS_MAJOR" -ge 11 ]; then
-  note "kmutil unload -b $bundle_id"
-  out=$(kmutil unload -b "$bundle_id" 2>&1) || rc=$?
-else
-  note "kextunload -b $bundle_id"
-  out=$(kextunload -b "$bundle_id" 2>&1) || rc=$?
-fi
+note "kmutil unload -b $bundle_id"
+out=$(kmutil unload -b "$bundle_id" 2>&1) || rc=$?
 [ -z "$out" ] || printf '%s\n' "$out"
 
 if [ "$rc" != 0 ] || is_loaded "$bundle_id" >/dev/null; then
@@ -69,7 +64,13 @@ if [ "$rc" != 0 ] || is_loaded "$bundle_id" >/dev/null; then
       echo "    kmutil showloaded is above 0)." >&2
       [ -z "$client_class" ] || echo "  Open user clients now: $(ioclasscount "$client_class" 2>/dev/null || echo "? (ioclasscount $client_class)")" >&2
       echo "  Refs now: $(is_loaded "$bundle_id" || echo '?')" >&2
-      fail "not unloaded." "Close every kextbridge connection (or quit those Node processes), then run this again." ;;
+      if [ -n "$service_class" ] && ! service_registered "$service_class"; then
+        echo "  The service $service_class is already stopped (this unload terminated it): the kext" >&2
+        echo "  stays loaded only for the open user clients, and nothing can open it until it is" >&2
+        echo "  unloaded and loaded again. Once they are closed, the kernel unloads it by itself" >&2
+        echo "  within about 60 s, or run this again." >&2
+      fi
+      fail "not unloaded." "Close every kextbridge connection (or quit those Node processes), then run this again (or wait about 60 s), then load it: sudo $(dirname "$0")/load.sh" ;;
     *)
       fail "the unload failed (exit $rc); the messages above say why." \
         "Check who holds it: kmutil showloaded --bundle-identifier $bundle_id (Refs)${client_class:+ and ioclasscount $client_class}." \
