@@ -7,9 +7,9 @@ namespace kb {
 
 
 std::unique_ptr<Transport> SimTransport::open(std::shared_ptr<sim::SimKernel> kernel,
-                                              bool privileged, uint32_t *kr) {
-  std::unique_ptr<SimTransport> t(new SimTransport(kernel, privileged));
-  *kr = kernel->openUserClient(t.get());
+                                              bool privileged, uint32_t *kr, int32_t pid) {
+  std::unique_ptr<SimTransport> t(new SimTransport(kernel, privileged, pid));
+  *kr = kernel->openUserClient(t.get(), pid);
   if (*kr != RC_kIOReturnSuccess) {
     t->closed_ = true;  // never opened: nothing to close
     return nullptr;
@@ -17,8 +17,8 @@ std::unique_ptr<Transport> SimTransport::open(std::shared_ptr<sim::SimKernel> ke
   return t;
 }
 
-SimTransport::SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged)
-    : kernel_(kernel), api_(kernel), core_(api_, lock_, privileged) {}
+SimTransport::SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged, int32_t pid)
+    : kernel_(kernel), api_(kernel), core_(api_, lock_, privileged), pid_(pid) {}
 
 // A process that exits or a connection that is dropped: the kernel calls clientDied.
 SimTransport::~SimTransport() { close(); }
@@ -80,7 +80,7 @@ uint32_t SimTransport::loadedKexts(std::vector<KextInfo> &out) {
 uint32_t SimTransport::close() {
   if (closed_.exchange(true)) return RC_MACH_SEND_INVALID_DEST;
   core_.close();  // clientClose: the ledger is released
-  kernel_->closeUserClient(this);
+  kernel_->closeUserClient(this, pid_);
   return RC_kIOReturnSuccess;
 }
 

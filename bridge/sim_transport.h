@@ -17,9 +17,10 @@ std::vector<KextInfo> ToKextInfo(const std::vector<sim::KextRecord> &records);
 
 class SimTransport : public Transport, public sim::UserClientHandle {
  public:
-  // kIOReturnSuccess and a transport, or the code IOServiceOpen would have answered.
+  // kIOReturnSuccess and a transport, or the code IOServiceOpen would have answered. pid:
+  // the opening process (the sample kext caps open clients per process).
   static std::unique_ptr<Transport> open(std::shared_ptr<sim::SimKernel> kernel, bool privileged,
-                                         uint32_t *kr);
+                                         uint32_t *kr, int32_t pid = 1);
   ~SimTransport() override;
 
   uint32_t callMethod(uint32_t selector, const uint64_t *input, uint32_t inputCnt,
@@ -32,12 +33,13 @@ class SimTransport : public Transport, public sim::UserClientHandle {
   void serviceTerminated() override;
 
  private:
-  SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged);
+  SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged, int32_t pid);
 
   std::shared_ptr<sim::SimKernel> kernel_;
   sim::SampleKextApi api_;
   sim::MutexLock lock_;
   UserClientCore core_;
+  const int32_t pid_;
   std::atomic<bool> closed_{false};  // a connection may be closed while another thread calls
 };
 

@@ -5,6 +5,8 @@
 
 #include <mutex>
 
+#include <unistd.h>
+
 #include "addon.h"
 #include "connection.h"
 #include "js_values.h"
@@ -64,7 +66,8 @@ Napi::Value OpenSim(const Napi::CallbackInfo &info) {
   if (!kernel) throw Napi::TypeError::New(env, "kernel must be a SimKernel");
   if (!info[1].IsBoolean()) throw Napi::TypeError::New(env, "privileged must be a boolean");
   uint32_t kr = 0;
-  std::unique_ptr<Transport> t = SimTransport::open(kernel, info[1].As<Napi::Boolean>(), &kr);
+  // This process, as the kext would see the opener (its cap on open clients is per process).
+  std::unique_ptr<Transport> t = SimTransport::open(kernel, info[1].As<Napi::Boolean>(), &kr, (int32_t)getpid());
   if (!t) return OpenFailure(env, kr, "the simulated sample kext's service did not answer");
   return Connection::Wrap(env, std::move(t));
 }

@@ -72,6 +72,8 @@ function header() {
 #define KB_USER_CLIENT_CLASS ${k.userClientClass}
 #define KB_SERVICE_CLASS_NAME ${cString(k.serviceClass)}
 #define KB_USER_CLIENT_CLASS_NAME ${cString(k.userClientClass)}
+// The libraries the sample kext links against (its OSBundleLibraries).
+#define KB_SAMPLE_LIBRARIES ${k.libraries.map(cString).join(', ')}
 
 namespace kb {
 
@@ -190,7 +192,7 @@ export const LIMITS = {
 } as const;
 
 export const SAMPLE_KEXT = {
-${Object.entries(spec.sampleKext).map(([k, v]) => `  ${k}: ${q(v)},`).join('\n')}
+${Object.entries(spec.sampleKext).map(([k, v]) => `  ${k}: ${Array.isArray(v) ? arr(v) : q(v)},`).join('\n')}
 } as const;
 
 export const SELECTORS = {

@@ -9,7 +9,7 @@
 #     kext (C)   the generated kmod-info source
 #     kext-obj + kext-link   with KPIs from the generated Info.plist: no undefined symbol
 #   user side, on MACHDRS, arm64 + x86_64:
-#     user       native/iokit_transport.cc and the other native/*.cc, -Werror, availability
+#     user       bridge/iokit_transport.cc, the other bridge/*.cc and native/*.cc, -Werror, availability
 #                warnings on, at the addon's deployment target (11.0) and at 14.0
 #     user       iokit_transport.cc against IOKitUser's own KextManager.h, when the mirror
 #                is there (proves its fallback declaration matches)
@@ -153,18 +153,18 @@ kernel_checks current "$TREE_CURRENT" MACHDRS "$ASKED_CURRENT"
 kernel_checks macos11 "$TREE_11" MACHDRS_11 "$ASKED_11"
 
 # ------------------------------------------------------------------ user side ---
-user_sources=(native/iokit_transport.cc)
-for f in native/*.cc; do
-  [ "$f" = native/iokit_transport.cc ] || user_sources+=("$f")
+user_sources=(bridge/iokit_transport.cc)
+for f in bridge/*.cc native/*.cc; do
+  [ "$f" = bridge/iokit_transport.cc ] || user_sources+=("$f")
 done
-user_flags="-Inative -Isim -Ikext-sample/core -DKB_HAVE_IOKIT=1 -Wall -Wextra -Werror -Wunguarded-availability -Wdeprecated-declarations"
+user_flags="-Inative -Ibridge -Isim -Ikext-sample/core -DKB_HAVE_IOKIT=1 -Wall -Wextra -Werror -Wunguarded-availability -Wdeprecated-declarations"
 if [ -d node_modules/node-addon-api ]; then
   # binding.gyp builds the addon against node_addon_api_except
   user_flags="$user_flags -Inode_modules/node-addon-api -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS"
 else
-  echo "maccheck: node_modules/node-addon-api missing (run npm install): checking only native/iokit_transport.cc"
-  results+=("SKIP  user: native/*.cc other than iokit_transport.cc (no node_modules/node-addon-api)")
-  user_sources=(native/iokit_transport.cc)
+  echo "maccheck: node_modules/node-addon-api missing (run npm install): checking only bridge/iokit_transport.cc"
+  results+=("SKIP  user: bridge/*.cc and native/*.cc other than iokit_transport.cc (no node_modules/node-addon-api)")
+  user_sources=(bridge/iokit_transport.cc)
 fi
 
 if tree_or_skip "user current" "$TREE_CURRENT" MACHDRS "$ASKED_CURRENT"; then
@@ -172,8 +172,8 @@ if tree_or_skip "user current" "$TREE_CURRENT" MACHDRS "$ASKED_CURRENT"; then
   run "user current macOS 11.0: ${user_sources[*]}" \
     env USER_ARCHS="$USER_ARCHS_MIN" EXTRA_FLAGS="$user_flags" "$MACCHECK" user "${user_sources[@]}"
   # After the Master→Main rename: no deprecation warning either.
-  run "user current macOS 14.0: native/iokit_transport.cc" \
-    env USER_ARCHS="$USER_ARCHS_NEW" EXTRA_FLAGS="$user_flags" "$MACCHECK" user native/iokit_transport.cc
+  run "user current macOS 14.0: bridge/iokit_transport.cc" \
+    env USER_ARCHS="$USER_ARCHS_NEW" EXTRA_FLAGS="$user_flags" "$MACCHECK" user bridge/iokit_transport.cc
   # The SDK ships IOKit/kext/KextManager.h, the type-check tree does not. With IOKitUser's
   # own copy on the include path, the transport's declaration must agree with it.
   iokituser=$MIRROR/apple-oss-distributions+IOKitUser/repo
@@ -182,7 +182,7 @@ if tree_or_skip "user current" "$TREE_CURRENT" MACHDRS "$ASKED_CURRENT"; then
     git --git-dir="$iokituser" show HEAD:kext.subproj/KextManager.h > "$tmp/kextmanager/IOKit/kext/KextManager.h"
     run "user current macOS 11.0: iokit_transport.cc with IOKitUser's KextManager.h" \
       env USER_ARCHS="$USER_ARCHS_MIN" EXTRA_FLAGS="-I$tmp/kextmanager $user_flags" \
-      "$MACCHECK" user native/iokit_transport.cc
+      "$MACCHECK" user bridge/iokit_transport.cc
   else
     results+=("SKIP  user: iokit_transport.cc with IOKitUser's KextManager.h (no IOKitUser mirror at $iokituser)")
   fi

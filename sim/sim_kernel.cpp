@@ -113,7 +113,7 @@ SimKernel::SimKernel(const Options &options) : options_(options) {
   KextSpec sample;
   sample.bundleId = KB_SAMPLE_BUNDLE_ID;
   sample.version = KB_SAMPLE_VERSION;
-  sample.dependencies = {"com.apple.kpi.iokit", "com.apple.kpi.libkern"};
+  sample.dependencies = {KB_SAMPLE_LIBRARIES};
   ClassSpec service;
   service.name = KB_SERVICE_CLASS_NAME;
   service.superclass = "IOService";
@@ -445,13 +445,15 @@ uint32_t SimKernel::takeCallDelay() {
 
 // ---- the sample kext's service ----
 
-uint32_t SimKernel::openUserClient(UserClientHandle *handle) {
+uint32_t SimKernel::openUserClient(UserClientHandle *handle, int32_t pid) {
   std::lock_guard<std::recursive_mutex> g(mu_);
   if (panicked_) return RC_MIG_SERVER_DIED;
   Kext *k = find(sampleTag_);
   if (!k) return RC_kIOReturnNotFound;
   ClassSpec *service = k->findClass(KB_SERVICE_CLASS_NAME);
   if (!service || service->instances == 0) return RC_kIOReturnNotFound;
+  // The service's newUserClient counts the opener first (kext-sample/kext/sample_service.cpp).
+  if (!openLimit_.acquire(pid)) return RC_kIOReturnNoResources;
   ClassSpec *client = k->findClass(KB_USER_CLIENT_CLASS_NAME);
   if (!client) {
     ClassSpec added;
@@ -465,9 +467,10 @@ uint32_t SimKernel::openUserClient(UserClientHandle *handle) {
   return RC_kIOReturnSuccess;
 }
 
-void SimKernel::closeUserClient(UserClientHandle *handle) {
+void SimKernel::closeUserClient(UserClientHandle *handle, int32_t pid) {
   std::lock_guard<std::recursive_mutex> g(mu_);
   if (handle) clients_.erase(std::remove(clients_.begin(), clients_.end(), handle), clients_.end());
+  openLimit_.release(pid);
   if (panicked_) return;
   Kext *k = find(sampleTag_);
   if (!k) return;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernel_api.h"
+#include "open_limit.h"
 
 namespace kb {
 namespace sim {
@@ -144,8 +145,11 @@ class SimKernel {
   // (no matching service); counts a live instance of the user-client class. A non-null
   // client is registered to be stopped if the service terminates; closeUserClient
   // unregisters it (under the kext lock, so a termination in progress finishes first).
-  uint32_t openUserClient(UserClientHandle *client = nullptr);
-  void closeUserClient(UserClientHandle *client = nullptr);
+  // pid: the opening process, counted against the sample kext's per-process cap on open
+  // user clients (the kext's OpenLimit): kIOReturnNoResources beyond it. closeUserClient
+  // gives the slot back (the kext does in the client's free()).
+  uint32_t openUserClient(UserClientHandle *client = nullptr, int32_t pid = 1);
+  void closeUserClient(UserClientHandle *client = nullptr, int32_t pid = 1);
 
  private:
   struct Kext;
@@ -175,6 +179,16 @@ class SimKernel {
   std::atomic<bool> panicked_{false};  // written under mu_; read without it on every call
   PanicRecord panic_;
   std::vector<UserClientHandle *> clients_;  // registered open user clients
+  // The sample kext's cap on open clients per process, as in the kext (its own leaf lock).
+  class LeafMutex : public Lock {
+   public:
+    void lock() override { mu_.lock(); }
+    void unlock() override { mu_.unlock(); }
+
+   private:
+    std::mutex mu_;
+  } openLimitLock_;
+  OpenLimit openLimit_{openLimitLock_};
   std::atomic<uint64_t> callDelay_{0};  // remaining count << 32 | microseconds
   uint32_t faultCode_[2] = {0, 0};
   uint32_t faultTimes_[2] = {0, 0};

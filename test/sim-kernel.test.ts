@@ -18,9 +18,10 @@ describe('default world', () => {
     const byId = new Map(kexts.map((k) => [k.bundleId, k]));
     expect(byId.get('com.apple.kpi.iokit')?.retainCount).toBe(1); // the sample kext depends on it
     expect(byId.get('com.apple.kpi.libkern')?.retainCount).toBe(1);
+    expect(byId.get('com.apple.kpi.bsd')?.retainCount).toBe(1);
     const sample = byId.get('org.kextbridge.sample')!;
     expect(sample.loadTag).toBe(kernel.sampleLoadTag);
-    expect(sample.dependencies).toEqual([byId.get('com.apple.kpi.libkern')!.loadTag, byId.get('com.apple.kpi.iokit')!.loadTag].sort((a, b) => b - a));
+    expect(sample.dependencies).toEqual(['com.apple.kpi.libkern', 'com.apple.kpi.iokit', 'com.apple.kpi.bsd'].map((id) => byId.get(id)!.loadTag).sort((a, b) => b - a));
     expect(sample.classes).toContainEqual({ name: 'org_kextbridge_SampleService', superclass: 'IOService', instances: 1 });
     expect(kernel.rawRetainCount(sample.loadTag)).toBe(2);
   });
@@ -238,6 +239,18 @@ describe('controls', () => {
     expect(kernel.unloadKext(kernel.sampleLoadTag)).toMatchObject({ ok: true });
     expect(kernel.lookup('org.kextbridge.sample')).toBeNull();
     expect(kernel.panicked).toBeNull();
+  });
+
+  // The sample kext caps the user clients one process may hold open (kext-sample/core/open_limit.h),
+  // so no local user can exhaust kernel memory by opening in a loop; the sim uses the same code.
+  test('one process may hold 16 connections open; the 17th open answers kIOReturnNoResources until one closes', async () => {
+    const kernel = createSimKernel();
+    const conns = await Promise.all(Array.from({ length: 16 }, () => open({ backend: 'sim', kernel })));
+    await expect(open({ backend: 'sim', kernel })).rejects.toMatchObject({ name: 'KextBridgeError', codeName: 'kIOReturnNoResources', code: 0xe00002be });
+    await conns[0].close();
+    const again = await open({ backend: 'sim', kernel });
+    await Promise.all([again, ...conns.slice(1)].map((c) => c.close()));
+    expect(kernel.loadedKexts().find((k) => k.loadTag === kernel.sampleLoadTag)!.classes.find((c) => c.superclass === 'IOUserClient')!.instances).toBe(0);
   });
 
   test('connections count as live user-client instances of the sample kext', async () => {

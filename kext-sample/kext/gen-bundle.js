@@ -17,10 +17,10 @@ const PROTOCOL = path.join(__dirname, '..', '..', 'protocol', 'kextbridge.json')
 // version and accept any request from their OSBundleCompatibleVersion (iokit 7.0, libkern
 // 8.0.0d0) up to it, so 20.0 loads on macOS 11 and every later release.
 const KPI_VERSION = '20.0';
-// Only what the code links (kext-link in scripts/maccheck.sh proves nothing else is needed):
+// sampleKext.libraries in the protocol file (the simulator links the same ones): only what the
+// code links (kext-link in scripts/maccheck.sh proves nothing else is needed):
 // IOService/IOUserClient/IOLock/IOLog/IOMalloc from iokit, OSKext* and the C++ runtime from
 // libkern, proc_selfpid (the opening process, for the per-process open limit) from bsd.
-const LIBRARIES = ['com.apple.kpi.bsd', 'com.apple.kpi.iokit', 'com.apple.kpi.libkern'];
 // A resource IOKit publishes early; matching on it starts the service once IOKit is up.
 const RESOURCE_MATCH = 'IOKit';
 
@@ -54,6 +54,8 @@ function loadSampleKext() {
   for (const key of ['executable', 'serviceClass', 'userClientClass']) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k[key])) fail(`sampleKext.${key} must be a C identifier`);
   }
+  if (!Array.isArray(k.libraries) || !k.libraries.every((l) => /^com\.apple\.kpi\.[a-z]+$/.test(l)))
+    fail('sampleKext.libraries must list com.apple.kpi.* bundle ids');
   return k;
 }
 
@@ -89,7 +91,7 @@ function infoPlist(k) {
     IOUserClientClass: k.userClientClass,
   };
   const libraries = {};
-  for (const id of LIBRARIES) libraries[id] = KPI_VERSION;
+  for (const id of k.libraries) libraries[id] = KPI_VERSION;
   const dict = {
     CFBundleDevelopmentRegion: 'en',
     CFBundleExecutable: k.executable,

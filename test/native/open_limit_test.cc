@@ -1,5 +1,5 @@
-// Unit test of kb::OpenLimit (kext-sample/core/open_limit.h). Run with test/native/open_limit.sh,
-// which builds the core file the way the kext needs it (-fno-exceptions -fno-rtti -nostdinc++)
+// Unit test of kb::OpenLimit (kext-sample/core/open_limit.h). Run with npm run test:native (test/native/run.sh),
+// which builds it with the one C++ recipe the way the kext needs it (-fno-exceptions -fno-rtti -nostdinc++)
 // and this test around it. Last line: "N passed, M failed"; exit status non-zero on a failure.
 #include <stdio.h>
 

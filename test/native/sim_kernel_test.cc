@@ -1,4 +1,4 @@
-// Unit tests for SimKernel (sim/sim_kernel.h). Run with sim/test/run.sh.
+// Unit tests for SimKernel (sim/sim_kernel.h). Run with npm run test:native (test/native/run.sh).
 // Every check states an exact value that the modelled xnu behaviour produces.
 #include <stdio.h>
 
@@ -118,25 +118,26 @@ TEST(default_world_tags_and_counts) {
     CHECK(v[i].dependencies.empty());
     CHECK(v[i].classes.empty());
   }
-  // The sample depends on kpi.iokit and kpi.libkern: each shows one outside reference.
-  for (uint32_t t : {kKernel, kBsd, kDsep, kMach, kPrivate, kUnsupported}) {
+  // The sample depends on kpi.bsd, kpi.iokit and kpi.libkern: each shows one outside reference.
+  for (uint32_t t : {kKernel, kDsep, kMach, kPrivate, kUnsupported}) {
     CHECK_EQ(v[t].retainCount, 0);
     CHECK_EQ(k.retainCount(t), 2);
   }
-  CHECK_EQ(v[kIokit].retainCount, 1);
-  CHECK_EQ(v[kLibkern].retainCount, 1);
-  CHECK_EQ(k.retainCount(kIokit), 3);
-  CHECK_EQ(k.retainCount(kLibkern), 3);
+  for (uint32_t t : {kBsd, kIokit, kLibkern}) {
+    CHECK_EQ(v[t].retainCount, 1);
+    CHECK_EQ(k.retainCount(t), 3);
+  }
 
   const KextInfo &s = v[kSample];
   CHECK_EQ(k.sampleLoadTag(), kSample);
   CHECK_STR(s.version, KB_SAMPLE_VERSION);
   CHECK_EQ(s.retainCount, 0);
   CHECK_EQ(k.retainCount(kSample), 2);
-  CHECK_EQ(s.dependencies.size(), 2u);
-  if (s.dependencies.size() == 2) {
+  CHECK_EQ(s.dependencies.size(), 3u);
+  if (s.dependencies.size() == 3) {
     CHECK_EQ(s.dependencies[0], kLibkern);  // descending
     CHECK_EQ(s.dependencies[1], kIokit);
+    CHECK_EQ(s.dependencies[2], kBsd);
   }
   CHECK_EQ(s.classes.size(), 2u);
   if (s.classes.size() == 2) {
@@ -514,7 +515,8 @@ TEST(three_level_chain_unloads_in_one_scan) {
 TEST(explicit_unload_codes) {
   SimKernel k;
   CHECK_EQ(k.unloadKext(kKernel), RC_kOSKextReturnInvalidArgument);
-  CHECK_EQ(k.unloadKext(kBsd), RC_kOSKextReturnInvalidArgument);
+  CHECK_EQ(k.unloadKext(kBsd), RC_kOSKextReturnInUse);  // depended on by the sample
+  CHECK_EQ(k.unloadKext(kDsep), RC_kOSKextReturnInvalidArgument);
   CHECK_EQ(k.unloadKext(kIokit), RC_kOSKextReturnInUse);  // depended on by the sample
   CHECK_EQ(k.unloadKext(9), RC_kOSKextReturnNotFound);
   CHECK_EQ(k.unloadKext(0xFFFFFFFFu), RC_kOSKextReturnNotFound);
