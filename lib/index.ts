@@ -9,3 +9,5 @@ export type { Held, Info, KernelFailure, KernelSuccess, LoadedKext, ReleaseResul
 export { CODES, LIMITS, PROTOCOL_VERSION, SAMPLE_KEXT, SELECTORS } from './protocol.gen';
 export { decodeText } from './decode-text';
 export type { TextCode, TextCodeKind } from './decode-text';
+export { doctor } from './doctor';
+export type { Check, DoctorOptions, RunResult } from './doctor';
