@@ -347,6 +347,17 @@ describe('the program', () => {
     }
   });
 
+  test('a reader that goes away early (| head -1) ends the CLI quietly', async () => {
+    const codes = Array.from({ length: 4000 }, (_, i) => `0xDC0080${(i % 32).toString(16).padStart(2, '0')}`);
+    const child = spawn(process.execPath, [CLI, 'decode', ...codes], { env: BASE_ENV });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    await new Promise<void>((res) => child.stdout.once('data', () => res()));
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
   test('a verb loads only what it needs: decode and --help never load the addon or the connection code', async () => {
     const probe = (args: string[]) =>
       new Promise<string[]>((resolve, reject) => {

@@ -124,6 +124,11 @@ function processIo(): Io {
 }
 
 if (require.main === module) {
+  // `kextbridge list | head -1`: a reader that went away is not an error worth a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? EXIT.ok);
+  });
   main(process.argv.slice(2)).then((code) => {
     // Let stdout drain (a pipe is asynchronous on macOS); nothing else keeps the process alive.
     process.exitCode = code;
