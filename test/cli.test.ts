@@ -22,7 +22,8 @@ let CLI: string;
  */
 beforeAll(() => {
   tree = fs.mkdtempSync(path.join(os.tmpdir(), 'kextbridge-cli-'));
-  for (const f of ['binding.gyp', 'package.json', 'build', 'node_modules']) fs.symlinkSync(path.join(ROOT, f), path.join(tree, f));
+  for (const f of ['binding.gyp', 'package.json', 'build', 'prebuilds', 'node_modules'])
+    if (fs.existsSync(path.join(ROOT, f))) fs.symlinkSync(path.join(ROOT, f), path.join(tree, f));
   const walk = (dir: string): string[] =>
     fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
   for (const file of walk(path.join(ROOT, 'lib')).filter((f) => f.endsWith('.ts'))) {
@@ -388,5 +389,12 @@ describe('colour, in-process', () => {
     await main(['decode', '0xDC008017'], noColor);
     expect(noColor.out()).not.toContain('\x1b');
     expect(noColor.out()).toBe(tty.out().replace(/\x1b\[\d+m/g, ''));
+  });
+
+  test('a bug is exit 70 with its stack on stderr', async () => {
+    let err = '';
+    const broken: Io = { stdout: { write: () => { throw new Error('boom'); } } as never, stderr: { write: (t: string) => ((err += t), true) } as never, stdin: process.stdin, env: {} };
+    expect(await main(['decode', '0xDC008017'], broken)).toBe(70);
+    expect(err).toMatch(/^kextbridge: Error: boom\n +at /);
   });
 });

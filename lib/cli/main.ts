@@ -71,7 +71,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   } catch (e) {
     const err = toCliError(e);
     if (err === null) return EXIT.ok; // --help, --version
-    if (!(e instanceof CommanderError)) io.stderr.write(`kextbridge: ${err.message}\n`); // commander printed its own
+    // Commander printed its own message; a bug gets its stack.
+    if (!(e instanceof CommanderError)) io.stderr.write(`kextbridge: ${err.exitCode === EXIT.internal ? ((e as Error)?.stack ?? err.message) : err.message}\n`);
     if (json) printJson(io, errorDocument(err));
     return err.exitCode;
   }
@@ -83,7 +84,7 @@ function toCliError(e: unknown): CliError | null {
     if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return null;
     return usage(e.message.replace(/^error: /, ''));
   }
-  return new CliError(EXIT.internal, 'InternalError', (e as Error)?.stack ?? String(e));
+  return new CliError(EXIT.internal, 'InternalError', e instanceof Error ? e.message : String(e));
 }
 
 /** --json anywhere before a `--` (even on a usage error, the document must come). */
