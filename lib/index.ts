@@ -10,3 +10,7 @@ export type { CodeName, ReturnDescription } from './codes';
 export { KextBridgeError } from './errors';
 export type { Held, Info, KernelFailure, KernelSuccess, LoadedKext, ReleaseResult, RetainResult, UserClientRefusal } from './results';
 export { CODES, LIMITS, PROTOCOL_VERSION, SAMPLE_KEXT, SELECTORS } from './protocol.gen';
+export { decodeText } from './decode-text';
+export type { TextCode, TextCodeKind } from './decode-text';
+export { doctor } from './doctor';
+export type { Check, DoctorOptions, RunResult } from './doctor';

@@ -110,8 +110,9 @@ const rows: Row[] = [
   { fn: 'kernel.kpi.releaseKextWithLoadTag(loadTag)', arg: 'loadTag', call: (v) => kernel.kpi.releaseKextWithLoadTag(v as number) },
   { fn: 'kernel.lookup(bundleId)', arg: 'bundleId', call: (v) => kernel.lookup(v as string), valid: aString },
   { fn: 'kernel.rawRetainCount(loadTag)', arg: 'loadTag', call: (v) => kernel.rawRetainCount(v as number) },
-  // -1 is a signed kern_return_t (0xFFFFFFFF): describeReturn decodes signed and unsigned.
-  { fn: 'describeReturn(code)', arg: 'code', call: (v) => describeReturn(v as number), valid: [-1] },
+  // -1 is a signed kern_return_t (0xFFFFFFFF): describeReturn decodes signed and unsigned,
+  // and takes bigints and decimal or hex strings too.
+  { fn: 'describeReturn(code)', arg: 'code', call: (v) => describeReturn(v as number), valid: [-1, '5', 5n] },
 ];
 
 /** Values that are the right type but still wrong, per argument (beyond BAD). */

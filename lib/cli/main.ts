@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+// kextbridge: the command line. This file only parses; each verb's module (and the addon)
+// is loaded when that verb runs, so `kextbridge decode` starts as fast as node itself.
+import { Command, CommanderError, Option } from 'commander';
+import * as fs from 'fs';
+import * as path from 'path';
+import { CliError, errorDocument, EXIT, Globals, Io, printJson, usage } from './common';
+
+const EXAMPLE = (lines: string[]) => `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+
+/** Runs the CLI on `argv` (without node and the script); resolves to the exit code. */
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  const json = wantsJson(argv);
+  const { args, command: holdCommand } = splitHoldCommand(argv);
+  let exitCode: number = EXIT.ok;
+  const program = new Command('kextbridge')
+    .description('Drive macOS kext retain/release from the command line, on a Mac or on the simulated kernel.')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showHelpAfterError('(run with --help for usage)')
+    .addOption(new Option('--backend <backend>', 'which kernel: iokit (the Mac), sim (the simulator) or auto').choices(['auto', 'sim', 'iokit']).default('auto'))
+    .version(packageVersion(), '-V, --version');
+  const globals = (cmd: Command): Globals => ({ backend: cmd.optsWithGlobals().backend, json: cmd.opts().json === true });
+
+  program
+    .command('list')
+    .description('the loaded kexts, as kextstat / kmutil showloaded print them')
+    .option('-b, --bundle-id <id>', 'only this kext (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('-k, --no-kernel-components', 'leave out __kernel__ and the com.apple.kpi.* interfaces')
+    .option('-l, --list-only', 'no header line')
+    .option('--json', 'one JSON document on stdout')
+    .addHelpText('after', EXAMPLE(['kextbridge list -k', 'kextbridge list -b org.kextbridge.sample --json']))
+    .action(async (opts, cmd: Command) => {
+      exitCode = await (await import('./list')).list(opts, globals(cmd), io);
+    });
+
+  program
+    .command('decode')
+    .description('what return codes mean: numbers, names, or whole kmutil/kextload/log texts (- reads stdin)')
+    .argument('<code|text...>', 'a code (0xDC008017, -603946985, 3691020311, kOSKextReturnInUse), a text, or - for stdin')
+    .option('--json', 'one JSON document on stdout')
+    .allowUnknownOption() // a negative code (-603946985) looks like an option
+    .addHelpText('after', EXAMPLE(['kextbridge decode 0xDC008017 -603946985', 'sudo kmutil load -p Foo.kext 2>&1 | kextbridge decode -']))
+    .action(async (inputs: string[], opts, cmd: Command) => {
+      exitCode = await (await import('./decode')).decode(inputs, globals(cmd), io);
+    });
+
+  program
+    .command('hold')
+    .description('retain kexts while a command runs (or until SIGINT/SIGTERM), then release them')
+    .argument('<tag|id...>', 'load tags or bundle ids')
+    .usage('<tag|id...> [-- command [args...]]')
+    .addHelpText('after', EXAMPLE(['kextbridge hold org.kextbridge.sample -- npx jest test/driver.test.ts', 'sudo kextbridge hold 8']))
+    .action(async (targets: string[], _opts, cmd: Command) => {
+      exitCode = await (await import('./hold')).hold(targets, holdCommand, globals(cmd), io);
+    });
+
+  program
+    .command('doctor')
+    .description('can kextbridge work here? SIP, boot policy, root, the sample kext, the addon')
+    .option('--json', 'one JSON document on stdout')
+    .addHelpText('after', EXAMPLE(['kextbridge doctor', 'kextbridge doctor --backend iokit --json']))
+    .action(async (opts, cmd: Command) => {
+      exitCode = await (await import('./doctor')).runDoctor(globals(cmd), io);
+    });
+
+  try {
+    if (holdCommand?.length === 0) throw usage("'--' must be followed by a command to run");
+    await program.parseAsync(args, { from: 'user' });
+    return exitCode;
+  } catch (e) {
+    const err = toCliError(e);
+    if (err === null) return EXIT.ok; // --help, --version
+    // Commander printed its own message; a bug gets its stack.
+    if (!(e instanceof CommanderError)) io.stderr.write(`kextbridge: ${err.exitCode === EXIT.internal ? ((e as Error)?.stack ?? err.message) : err.message}\n`);
+    if (json) printJson(io, errorDocument(err));
+    return err.exitCode;
+  }
+}
+
+function toCliError(e: unknown): CliError | null {
+  if (e instanceof CliError) return e;
+  if (e instanceof CommanderError) {
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return null;
+    return usage(e.message.replace(/^error: /, ''));
+  }
+  return new CliError(EXIT.internal, 'InternalError', e instanceof Error ? e.message : String(e));
+}
+
+/** --json anywhere before a `--` (even on a usage error, the document must come). */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/** The verb: the first word that is not a global option or its value. */
+function verbOf(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--backend') i++;
+    else if (!args[i].startsWith('-')) return args[i];
+  }
+  return undefined;
+}
+/**
+ * `hold <targets…> -- cmd args…`: everything after the first `--` is the command, verbatim,
+ * never parsed as kextbridge options or targets.
+ */
+function splitHoldCommand(argv: string[]): { args: string[]; command: string[] | undefined } {
+  const i = argv.indexOf('--');
+  if (i < 0 || verbOf(argv.slice(0, i)) !== 'hold') return { args: argv, command: undefined };
+  return { args: argv.slice(0, i), command: argv.slice(i + 1) };
+}
+
+function packageVersion(): string {
+  // lib/cli from source, dist/lib/cli when built.
+  for (const up of ['../..', '../../..']) {
+    const p = path.join(__dirname, up, 'package.json');
+    if (fs.existsSync(p)) return JSON.parse(fs.readFileSync(p, 'utf8')).version;
+  }
+  return 'unknown';
+}
+
+function processIo(): Io {
+  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env };
+}
+
+if (require.main === module) {
+  // `kextbridge list | head -1`: a reader that went away is not an error worth a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? EXIT.ok);
+  });
+  main(process.argv.slice(2)).then((code) => {
+    // Let stdout drain (a pipe is asynchronous on macOS); nothing else keeps the process alive.
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,400 @@
+// The kextbridge CLI, run as users run it: a separate node process per command, on the sim's
+// default world (each CLI process has its own simulated kernel). Golden files for that world
+// are in test/fixtures/cli; UPDATE_GOLDEN=1 rewrites them.
+import { execFile, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as ts from 'typescript';
+import { main } from '../lib/cli/main';
+import type { Io } from '../lib/cli/common';
+
+const ROOT = path.join(__dirname, '..');
+const GOLDEN = path.join(__dirname, 'fixtures', 'cli');
+const KMUTIL_FIXTURES = path.join(__dirname, 'fixtures', 'kmutil');
+let tree: string;
+let CLI: string;
+
+/**
+ * The CLI needs compiled JavaScript. lib/ is transpiled (types are checked by tsc and ts-jest
+ * anyway) into a private temporary tree that links the addon build, package.json and
+ * node_modules, so this never races another test that rebuilds dist/.
+ */
+beforeAll(() => {
+  tree = fs.mkdtempSync(path.join(os.tmpdir(), 'kextbridge-cli-'));
+  for (const f of ['binding.gyp', 'package.json', 'build', 'prebuilds', 'node_modules'])
+    if (fs.existsSync(path.join(ROOT, f))) fs.symlinkSync(path.join(ROOT, f), path.join(tree, f));
+  const walk = (dir: string): string[] =>
+    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+  for (const file of walk(path.join(ROOT, 'lib')).filter((f) => f.endsWith('.ts'))) {
+    const out = path.join(tree, path.relative(ROOT, file)).replace(/\.ts$/, '.js');
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    const { outputText } = ts.transpileModule(fs.readFileSync(file, 'utf8'), {
+      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+      fileName: file,
+    });
+    fs.writeFileSync(out, outputText);
+  }
+  CLI = path.join(tree, 'lib', 'cli', 'main.js');
+}, 60_000);
+
+afterAll(() => fs.rmSync(tree, { recursive: true, force: true }));
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+const BASE_ENV = (() => {
+  const env = { ...process.env };
+  delete env.KEXTBRIDGE_SIM_UNPRIVILEGED;
+  delete env.NO_COLOR;
+  return env;
+})();
+
+function cli(args: string[], opts: { env?: Record<string, string>; input?: string } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [CLI, ...args], { env: { ...BASE_ENV, ...opts.env }, timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: child.exitCode, signal: child.signalCode, stdout, stderr });
+    });
+    child.stdin!.end(opts.input ?? '');
+  });
+}
+
+/** Exactly one JSON document on stdout, schemaVersion 1. */
+function doc(run: Run): any {
+  const d = JSON.parse(run.stdout);
+  expect(d.schemaVersion).toBe(1);
+  return d;
+}
+
+function golden(name: string, actual: string): void {
+  const file = path.join(GOLDEN, name);
+  if (process.env.UPDATE_GOLDEN === '1') fs.writeFileSync(file, actual);
+  expect(actual).toBe(fs.readFileSync(file, 'utf8'));
+}
+
+const SAMPLE = 'org.kextbridge.sample';
+const UNPRIVILEGED = { KEXTBRIDGE_SIM_UNPRIVILEGED: '1' };
+
+describe('list', () => {
+  test('success: the kextstat table of the default world', async () => {
+    const r = await cli(['--backend', 'sim', 'list']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    golden('list.txt', r.stdout);
+    expect(r.stdout.split('\n')[0]).toBe('Index Refs Address            Size       Wired      Name (Version) UUID <Linked Against>');
+  });
+
+  test('--json: the table as one document', async () => {
+    const r = await cli(['list', '--json']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    golden('list.json', r.stdout);
+    const d = doc(r);
+    expect(d).toMatchObject({ ok: true, backend: 'sim' });
+    expect(d.kexts.find((k: { bundleId: string }) => k.bundleId === SAMPLE)).toMatchObject({ loadTag: 8, retainCount: 0, started: true, dependencies: [4, 3] });
+  });
+
+  test('-k leaves out kernel components, -l the header, -b filters (and names a kernel component back in)', async () => {
+    const r = await cli(['list', '-k', '-l']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('    8    0 ????               ????       ????       org.kextbridge.sample (0.1.0) 1D0B01DA-E90B-D066-5FFD-D1BC6250953D <4 3>\n');
+    const b = await cli(['list', '-k', '-l', '-b', '__kernel__', '--bundle-id', 'com.apple.kpi.mach']);
+    expect(b.stdout.split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/)[5])).toEqual(['__kernel__', 'com.apple.kpi.mach']);
+  });
+
+  test('not found: a -b that is not loaded is exit 1, with the rest still listed', async () => {
+    const r = await cli(['list', '-b', SAMPLE, '-b', 'com.example.absent']);
+    expect(r).toMatchObject({ code: 1, stderr: 'kextbridge list: not loaded: com.example.absent\n' });
+    expect(r.stdout).toContain(SAMPLE);
+    const j = await cli(['list', '-b', 'com.example.absent', '--json']);
+    expect(j.code).toBe(1);
+    expect(doc(j)).toEqual({
+      schemaVersion: 1, ok: false, backend: 'sim', kexts: [], notFound: ['com.example.absent'],
+      error: { name: 'NotFound', code: null, message: 'not loaded: com.example.absent', exitCode: 1 },
+    });
+  });
+
+  test('not privileged: reading the table needs no privilege (as KextManagerCopyLoadedKextInfo)', async () => {
+    const r = await cli(['list', '--json'], { env: UNPRIVILEGED });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(doc(r).kexts).toHaveLength(9);
+  });
+
+  test('usage errors are exit 64, with the document under --json', async () => {
+    for (const args of [['list', '--refs', 'x', '--json'], ['list', 'extra', '--json'], ['--backend', 'bogus', 'list', '--json']]) {
+      const r = await cli(args);
+      expect({ args, code: r.code }).toEqual({ args, code: 64 });
+      expect(doc(r)).toMatchObject({ ok: false, error: { name: 'UsageError', code: null, exitCode: 64 } });
+      expect(r.stderr).toMatch(/^error: /);
+    }
+  });
+
+  test('unavailable: the iokit backend off macOS is exit 69', async () => {
+    if (process.platform === 'darwin') return;
+    const r = await cli(['--backend', 'iokit', 'list', '--json']);
+    expect(r.code).toBe(69);
+    expect(doc(r)).toMatchObject({ ok: false, error: { name: 'Unavailable', code: 0xe00002c7, exitCode: 69, message: expect.stringContaining('only on macOS') } });
+    expect(r.stderr).toMatch(/^kextbridge: open: kIOReturnUnsupported/);
+  });
+});
+
+describe('decode', () => {
+  test('success: codes in every form, one line each', async () => {
+    const r = await cli(['decode', '0xDC008017', '-603946985', '3691020311', 'kOSKextReturnInUse', '0', '0xE00002C1', '-307', '0xDC008020']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    golden('decode.txt', r.stdout);
+  });
+
+  test('--json: each input with what was found in it', async () => {
+    const r = await cli(['decode', '--json', '0xDC008017', 'kextunload said (-603946984) and Error Domain=KMErrorDomain Code=71 "Could not find"']);
+    expect(r.code).toBe(0);
+    golden('decode.json', r.stdout);
+    const d = doc(r);
+    expect(d.inputs.map((i: { found: { kind: string }[] }) => i.found.map((f) => f.kind))).toEqual([['hex'], ['decimal', 'KMErrorDomain']]);
+  });
+
+  test('- reads a whole kmutil text from stdin', async () => {
+    const text = fs.readFileSync(path.join(KMUTIL_FIXTURES, 'kextunload-stop-failed.txt'), 'utf8');
+    const r = await cli(['decode', '-', '--json'], { input: text });
+    expect(r.code).toBe(0);
+    expect(doc(r).inputs[0].found.map((f: { code: { name: string } }) => f.code.name)).toEqual(Array(3).fill('kOSKextReturnStartStopError'));
+    const plain = await cli(['decode', '-'], { input: text });
+    expect(plain.stdout.split('\n').filter(Boolean)).toHaveLength(3);
+  });
+
+  test('not found: nothing that decodes is exit 1', async () => {
+    const r = await cli(['decode', 'not a code at all']);
+    expect(r).toMatchObject({ code: 1, stdout: '', stderr: 'kextbridge decode: no return code found in the input\n' });
+    const j = await cli(['decode', '--json', '-'], { input: 'Extension not approved to load.' });
+    expect(doc(j)).toEqual({ schemaVersion: 1, ok: false, inputs: [{ input: '-', found: [] }], error: { name: 'NotFound', code: null, message: 'no return code found in the input', exitCode: 1 } });
+  });
+
+  test('not privileged: decode needs no kernel, so the unprivileged sim changes nothing', async () => {
+    expect(await cli(['decode', '0xDC008006'], { env: UNPRIVILEGED })).toMatchObject({ code: 0, stderr: '' });
+  });
+
+  test('usage: a number that is not 32-bit, or nothing to decode, is exit 64', async () => {
+    const big = await cli(['decode', '4294967296', '--json']);
+    expect(big.code).toBe(64);
+    expect(doc(big).error).toMatchObject({ name: 'UsageError', message: expect.stringMatching(/^code must be a 32-bit integer/) });
+    expect(big.stderr).toBe('kextbridge: code must be a 32-bit integer, got a string ("4294967296")\n');
+    expect((await cli(['decode'])).code).toBe(64);
+    expect((await cli(['decode', '0x'])).code).toBe(64);
+  });
+});
+
+describe('hold', () => {
+  // The sim kernel lives in the hold process, so a second process cannot see the retain.
+  // hold reports every retain and release with the ledger's count on stderr: the test reads that.
+  const retained = (held: number, who = `${SAMPLE} (tag 8)`) => `kextbridge hold: retained ${who}, held ${held}\n`;
+  const released = (held: number, who = `${SAMPLE} (tag 8)`) => `kextbridge hold: released ${who}, held ${held}\n`;
+
+  test('success: retains, runs the command with our stdio (never a shell), releases, exits with its status', async () => {
+    const r = await cli(['hold', SAMPLE, '8', '--', process.execPath, '-e', 'console.log(process.argv.slice(1).join("|"))', 'a b', '$HOME', '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('a b|$HOME|--json\n'); // arguments verbatim: no shell, no option parsing
+    expect(r.stderr).toBe(retained(1) + retained(2) + 'kextbridge hold: command exited with status 0\n' + released(1) + released(0));
+  });
+
+  test("the command's failure is hold's exit status, and the release still happens", async () => {
+    const r = await cli(['hold', '8', '--', process.execPath, '-e', 'process.exit(3)']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe(retained(1) + 'kextbridge hold: command exited with status 3\n' + released(0));
+  });
+
+  test('a command killed by a signal: released, exit 128 + signal number', async () => {
+    const r = await cli(['hold', '8', '--', process.execPath, '-e', 'process.kill(process.pid, "SIGKILL")']);
+    expect(r.code).toBe(137);
+    expect(r.stderr).toBe(retained(1) + 'kextbridge hold: command was killed by SIGKILL (exit 137)\n' + released(0));
+  });
+
+  test('SIGTERM to hold is forwarded to the command; released after it ends', async () => {
+    const child = spawn(process.execPath, [CLI, 'hold', '8', '--', process.execPath, '-e', 'console.log("up"); setTimeout(() => {}, 60000)'], { env: BASE_ENV });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    await new Promise<void>((res) => child.stdout.once('data', () => res()));
+    child.kill('SIGTERM');
+    const [code] = await new Promise<[number | null]>((res) => child.on('close', (c) => res([c])));
+    expect(code).toBe(143);
+    expect(stderr).toBe(retained(1) + 'kextbridge hold: command was killed by SIGTERM (exit 143)\n' + released(0));
+  });
+
+  test('without a command: holds until SIGINT or SIGTERM, then releases and exits 0', async () => {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      const child = spawn(process.execPath, [CLI, 'hold', SAMPLE], { env: BASE_ENV });
+      let stderr = '';
+      await new Promise<void>((res) => child.stderr.on('data', (d) => {
+        stderr += d;
+        if (stderr.includes('until SIGINT')) res();
+      }));
+      child.kill(sig);
+      const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
+      expect({ sig, code }).toEqual({ sig, code: 0 });
+      expect(stderr).toBe(retained(1) + `kextbridge hold: holding 1 retain until SIGINT (Ctrl-C) or SIGTERM (pid ${child.pid})\n` + `kextbridge hold: ${sig}: releasing\n` + released(0));
+    }
+  });
+
+  test('a command that cannot be started: released, exit 127', async () => {
+    const r = await cli(['hold', '8', '--', '/nonexistent/command']);
+    expect(r.code).toBe(127);
+    expect(r.stderr).toBe(retained(1) + 'kextbridge hold: cannot run "/nonexistent/command": spawn /nonexistent/command ENOENT\n' + released(0));
+  });
+
+  test('not found: an unloaded tag (the kernel says so) or bundle id is exit 1; what was retained before is released', async () => {
+    const tag = await cli(['hold', '8', '99', '--', 'true']);
+    expect(tag.code).toBe(1);
+    expect(tag.stderr).toBe(retained(1) + 'kextbridge hold: retain tag 99 refused: kOSKextReturnNotFound (0xDC008006): no loaded kext has that load tag or identifier\n' + released(0));
+    const id = await cli(['hold', 'com.example.absent', '--', 'true']);
+    expect(id).toMatchObject({ code: 1, stdout: '', stderr: 'kextbridge hold: no loaded kext has the bundle id "com.example.absent"\n' });
+  });
+
+  test('not privileged: exit 2', async () => {
+    const r = await cli(['hold', '8', '--', 'true'], { env: UNPRIVILEGED });
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    expect(r.stderr).toBe('kextbridge hold: retain org.kextbridge.sample (tag 8) refused: kIOReturnNotPrivileged (0xE00002C1): privilege violation (kextbridge: retain and release need an administrator)\n');
+  });
+
+  test('refused: kOSKextInvalidLoadTag by the kernel, a full ledger by the user client, both exit 3', async () => {
+    const invalid = await cli(['hold', '4294967295', '--', 'true']);
+    expect(invalid.code).toBe(3);
+    expect(invalid.stderr).toContain('kOSKextReturnInvalidArgument (0xDC008005)');
+    const full = await cli(['hold', ...Array(257).fill('8'), '--', 'true']);
+    expect(full.code).toBe(3);
+    expect(full.stderr).toContain(retained(256));
+    expect(full.stderr).toContain('refused: kIOReturnNoResources (0xE00002BE)');
+    expect(full.stderr.endsWith(released(0))).toBe(true);
+  });
+
+  test('usage: tag 2^32, a negative or malformed tag, no target, an empty command: exit 64, nothing retained', async () => {
+    for (const args of [['hold', '4294967296'], ['hold', '-1'], ['hold', '1.5'], ['hold', '0x8'], ['hold'], ['hold', '8', '--']]) {
+      const r = await cli(args);
+      expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 64, stdout: '' });
+      expect(r.stderr).not.toContain('retained');
+    }
+    expect((await cli(['hold', '4294967296'])).stderr).toBe('kextbridge: load tag 4294967296 is out of range (0…4294967295)\n');
+  });
+});
+
+describe('doctor', () => {
+  // platform and root depend on the machine running the tests.
+  const normalise = (d: any) => ({ ...d, checks: d.checks.map((c: any) => (['platform', 'root'].includes(c.id) ? { ...c, detail: '<machine>' } : c)) });
+
+  test('success on the sim: exit 0, every check listed', async () => {
+    if (process.platform !== 'linux') return; // the golden file is Linux's: the Mac checks say "not applicable"
+    const r = await cli(['--backend', 'sim', 'doctor', '--json']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    golden('doctor.json', JSON.stringify(normalise(doc(r)), null, 2) + '\n');
+    const text = await cli(['--backend', 'sim', 'doctor']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^sampleKext +ok +org\.kextbridge\.sample 0\.1\.0 loaded and started, load tag 8$/m);
+  });
+
+  test('not privileged: exit 2, the failed check named', async () => {
+    const r = await cli(['doctor', '--json'], { env: UNPRIVILEGED });
+    expect(r.code).toBe(2);
+    const d = doc(r);
+    expect(d).toMatchObject({ ok: false, error: { name: 'NotPrivileged', code: null, message: '1 check failed: privileged', exitCode: 2 } });
+    expect(d.checks.find((c: { id: string }) => c.id === 'privileged')).toMatchObject({ ok: false, fix: expect.stringContaining('KEXTBRIDGE_SIM_UNPRIVILEGED') });
+    expect(r.stderr).toBe('kextbridge doctor: 1 check failed: privileged\n');
+  });
+
+  test('unavailable: no backend is exit 69', async () => {
+    if (process.platform === 'darwin') return;
+    const r = await cli(['--backend', 'iokit', 'doctor', '--json']);
+    expect(r.code).toBe(69);
+    expect(doc(r).error).toMatchObject({ name: 'Unavailable', message: '2 checks failed: backend, clientOpens' });
+  });
+
+  test('usage: exit 64', async () => {
+    const r = await cli(['doctor', 'now', '--json']);
+    expect(r.code).toBe(64);
+    expect(doc(r).error.name).toBe('UsageError');
+  });
+});
+
+describe('the program', () => {
+  test('an unknown verb, or none, is exit 64 (with the document under --json)', async () => {
+    const r = await cli(['explain', 'x', '--json']);
+    expect(r.code).toBe(64);
+    expect(doc(r).error).toEqual({ name: 'UsageError', code: null, message: "unknown command 'explain'", exitCode: 64 });
+    expect(r.stderr).toContain("error: unknown command 'explain'");
+    const none = await cli([]);
+    expect(none.code).toBe(64);
+    expect(none.stderr).toContain('Usage: kextbridge');
+  });
+
+  test.each(['list', 'decode', 'hold', 'doctor'])('%s --help: exit 0, with an example', async (verb) => {
+    const r = await cli([verb, '--help']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(new RegExp(`^Usage: kextbridge ${verb} `));
+    expect(r.stdout).toMatch(/\nExamples?:\n {2}\$ (sudo )?kextbridge /);
+  });
+
+  test('--help and --version', async () => {
+    const help = await cli(['--help']);
+    expect(help.code).toBe(0);
+    for (const verb of ['list', 'decode', 'hold', 'doctor']) expect(help.stdout).toContain(`  ${verb} `);
+    for (const absent of ['explain', 'wait', 'watch', 'load', 'replay']) expect(help.stdout).not.toMatch(new RegExp(`^  ${absent} `, 'm'));
+    const v = await cli(['--version']);
+    expect(v).toMatchObject({ code: 0, stdout: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version + '\n' });
+  });
+
+  test('no ANSI escapes when stdout is not a terminal', async () => {
+    for (const args of [['list'], ['decode', '0xDC008017'], ['doctor'], ['list', '--json']]) {
+      const r = await cli(args, { env: { FORCE_COLOR: '1' } });
+      expect(r.stdout + r.stderr).not.toContain('\x1b');
+    }
+  });
+
+  test('a reader that goes away early (| head -1) ends the CLI quietly', async () => {
+    const codes = Array.from({ length: 4000 }, (_, i) => `0xDC0080${(i % 32).toString(16).padStart(2, '0')}`);
+    const child = spawn(process.execPath, [CLI, 'decode', ...codes], { env: BASE_ENV });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    await new Promise<void>((res) => child.stdout.once('data', () => res()));
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
+  test('a verb loads only what it needs: decode and --help never load the addon or the connection code', async () => {
+    const probe = (args: string[]) =>
+      new Promise<string[]>((resolve, reject) => {
+        const script = `const m = require(${JSON.stringify(CLI)}); m.main(${JSON.stringify(args)}, { stdout: { write() {} }, stderr: { write() {} }, stdin: process.stdin, env: {} })` +
+          `.then(() => console.log(JSON.stringify(Object.keys(require.cache))))`;
+        execFile(process.execPath, ['-e', script], { env: BASE_ENV }, (err, stdout) => (err ? reject(err) : resolve(JSON.parse(stdout).map((f: string) => path.relative(tree, f)))));
+      });
+    const mine = (files: string[]) => files.filter((f) => f.startsWith('lib')).sort();
+    expect(mine(await probe(['--help']))).toEqual(['lib/cli/common.js', 'lib/cli/main.js']);
+    expect(mine(await probe(['decode', '0xDC008017']))).toEqual(['lib/cli/common.js', 'lib/cli/decode.js', 'lib/cli/main.js', 'lib/codes.js', 'lib/decode-text.js', 'lib/protocol.gen.js']);
+    const list = mine(await probe(['list', '--json']));
+    expect(list).toContain('lib/native.js');
+    for (const other of ['lib/cli/hold.js', 'lib/cli/decode.js', 'lib/cli/doctor.js']) expect(list).not.toContain(other);
+  });
+});
+
+describe('colour, in-process', () => {
+  function io(isTTY: boolean, env: Record<string, string> = {}): Io & { out: () => string } {
+    let out = '';
+    return { stdout: { isTTY, write: (s: string) => ((out += s), true) } as never, stderr: { write: () => true } as never, stdin: process.stdin, env, out: () => out };
+  }
+
+  test('colour on a terminal, none with NO_COLOR', async () => {
+    const tty = io(true);
+    expect(await main(['decode', '0xDC008017'], tty)).toBe(0);
+    expect(tty.out()).toContain('\x1b[1mkOSKextReturnStartStopError\x1b[22m');
+    const noColor = io(true, { NO_COLOR: '1' });
+    await main(['decode', '0xDC008017'], noColor);
+    expect(noColor.out()).not.toContain('\x1b');
+    expect(noColor.out()).toBe(tty.out().replace(/\x1b\[\d+m/g, ''));
+  });
+
+  test('a bug is exit 70 with its stack on stderr', async () => {
+    let err = '';
+    const broken: Io = { stdout: { write: () => { throw new Error('boom'); } } as never, stderr: { write: (t: string) => ((err += t), true) } as never, stdin: process.stdin, env: {} };
+    expect(await main(['decode', '0xDC008017'], broken)).toBe(70);
+    expect(err).toMatch(/^kextbridge: Error: boom\n +at /);
+  });
+});
