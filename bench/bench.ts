@@ -151,10 +151,10 @@ async function main(): Promise<void> {
   const SYNC_PAIRS = 1_000;
   const [noop, syncCall, syncBatch] = await measure([
     {
-      name: 'N-API floor: binding().noop()',
+      name: 'N-API floor: binding()._noop()',
       ops: NOOPS,
       fn: () => {
-        for (let i = 0; i < NOOPS; i++) native.noop();
+        for (let i = 0; i < NOOPS; i++) native._noop();
       },
     },
     {
@@ -185,7 +185,7 @@ async function main(): Promise<void> {
       name: 'AsyncWorker floor: await asyncWorkerNoop()',
       ops: AWAITS,
       fn: async () => {
-        for (let i = 0; i < AWAITS; i++) await native.asyncWorkerNoop();
+        for (let i = 0; i < AWAITS; i++) await native._asyncWorkerNoop();
       },
     },
     {

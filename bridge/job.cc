@@ -30,7 +30,7 @@ void runCall(Transport &t, Job &job) {
 // Each chunk is one user-client call: tags in as little-endian uint32s, one entry per tag out.
 void runBatch(Transport &t, Job &job) {
   const size_t n = job.tags.size();
-  job.batch.assign(n * 3, 0);
+  job.batch.assign(n * BatchResult::fieldCount, 0);
   uint8_t in[kBatchMaxTags * 4];
   uint8_t out[kBatchMaxTags * kBatchEntrySize];
   for (size_t start = 0; start < n; start += kBatchMaxTags) {
@@ -44,9 +44,9 @@ void runBatch(Transport &t, Job &job) {
     // A short answer (the user client stopped mid-batch) leaves the rest refused as not open.
     const size_t answered = kr == RC_kIOReturnSuccess ? outStruct / kBatchEntrySize : 0;
     for (size_t i = 0; i < count; i++) {
-      double *r = &job.batch[(start + i) * 3];
+      double *r = &job.batch[(start + i) * BatchResult::fieldCount];
       if (i >= answered) {
-        r[0] = kr == RC_kIOReturnSuccess ? RC_kIOReturnNotOpen : kr;
+        r[BatchResult::kr] = kr == RC_kIOReturnSuccess ? RC_kIOReturnNotOpen : kr;
         continue;
       }
       const uint8_t *e = out + i * kBatchEntrySize;
@@ -54,11 +54,11 @@ void runBatch(Transport &t, Job &job) {
       // The entry holds either the kernel's OSReturn or the user client's refusal of this
       // one tag; the protocol's refusal table tells them apart.
       if (selectorMayRefuse(job.selector, code)) {
-        r[0] = code;
+        r[BatchResult::kr] = code;
         continue;
       }
-      r[1] = code;
-      r[2] = loadU32(e + BatchEntry::heldAfter * 4);
+      r[BatchResult::osReturn] = code;
+      r[BatchResult::heldAfter] = loadU32(e + BatchEntry::heldAfter * 4);
     }
   }
 }

@@ -3,7 +3,7 @@
 import { codeValue, describeReturn } from './codes';
 import { CallSite, KextBridgeError } from './errors';
 import { NativeCallResult, NativeKext, NativeManyResult } from './native';
-import { LIMITS, SELECTORS } from './protocol.gen';
+import { BATCH_RESULT, HELD_ENTRY, LIMITS, OUT, SELECTORS } from './protocol.gen';
 import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 
 const sel = SELECTORS;
@@ -43,7 +43,8 @@ export function checkTransport(op: string, r: NativeCallResult, outScalars: numb
 }
 
 export function counted(op: Counted, loadTag: number, r: NativeCallResult): RetainResult | ReleaseResult {
-  return decode(op, loadTag, r.kr, Number(r.scalars[0] ?? 0), Number(r.scalars[1] ?? 0));
+  const o = OUT[op];
+  return decode(op, loadTag, r.kr, Number(r.scalars[o.osReturn] ?? 0), Number(r.scalars[o.heldAfter] ?? 0));
 }
 
 /** A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. */
@@ -64,9 +65,10 @@ export function decodeMany<S extends Counted>(op: S, tags: Uint32Array, r: Nativ
   if (r.kr !== 0) throw new KextBridgeError(`${op}Many`, r.kr, undefined, site);
   const out: (RetainResult | ReleaseResult)[] = [];
   for (let i = 0; i < tags.length; i++) {
-    const kr = r.results[i * 3];
+    const at = i * BATCH_RESULT.stride;
+    const kr = r.results[at + BATCH_RESULT.kr];
     if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(`${op}Many`, kr, `${describeReturn(kr).message} (tag ${tags[i]})`, site);
-    out.push(decode(op, tags[i], kr, r.results[i * 3 + 1], r.results[i * 3 + 2]));
+    out.push(decode(op, tags[i], kr, r.results[at + BATCH_RESULT.osReturn], r.results[at + BATCH_RESULT.heldAfter]));
   }
   return out as ResultFor<S>[];
 }
@@ -79,11 +81,12 @@ function cString(bytes: Buffer): string {
 /** getInfo's answer, with the connection's backend reason (which the kext cannot know). */
 export function decodeInfo(r: NativeCallResult, backendReason: string): Info {
   const n = LIMITS.infoStringSize;
+  const o = OUT.getInfo;
   return {
-    protocolVersion: Number(r.scalars[0]),
-    loadTag: Number(r.scalars[1]),
-    privileged: r.scalars[2] === 1,
-    ledgerCap: Number(r.scalars[3]),
+    protocolVersion: Number(r.scalars[o.protocolVersion]),
+    loadTag: Number(r.scalars[o.ownLoadTag]),
+    privileged: r.scalars[o.privileged] === 1,
+    ledgerCap: Number(r.scalars[o.ledgerCap]),
     identifier: cString(r.struct.subarray(0, n)),
     version: cString(r.struct.subarray(n, 2 * n)),
     backendReason,
@@ -92,8 +95,9 @@ export function decodeInfo(r: NativeCallResult, backendReason: string): Info {
 
 export function decodeHeld(r: NativeCallResult): Held[] {
   const held: Held[] = [];
-  for (let off = 0; off + 8 <= r.struct.length; off += 8)
-    held.push({ loadTag: r.struct.readUInt32LE(off), count: r.struct.readUInt32LE(off + 4) });
+  const { size, loadTag, count } = HELD_ENTRY;
+  for (let off = 0; off + size <= r.struct.length; off += size)
+    held.push({ loadTag: r.struct.readUInt32LE(off + 4 * loadTag), count: r.struct.readUInt32LE(off + 4 * count) });
   return held.sort((a, b) => a.loadTag - b.loadTag);
 }
 

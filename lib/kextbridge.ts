@@ -6,7 +6,7 @@ import { codeValue } from './codes';
 import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, refusable, ResultFor } from './decode';
 import { callSite, KextBridgeError } from './errors';
 import { NativeCallResult, NativeConnection } from './native';
-import { SELECTORS } from './protocol.gen';
+import { OUT, SELECTORS } from './protocol.gen';
 import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 import { SimKernel } from './sim';
 import { checkLoadTag, checkLoadTags } from './validate';
@@ -50,7 +50,7 @@ export class KextBridge {
   private readonly ownLoadTag: number;
   private closing: Promise<void> | undefined;
   /** Output scalars of the sync retain/release fast path (osReturn, heldAfter). */
-  private readonly scalarsOut = new Float64Array(2);
+  private readonly scalarsOut = new Float64Array(SELECTORS.retain.scalarOutputs);
 
   /** @internal use open() */
   constructor(conn: NativeConnection, backend: Backend, backendReason: string, sim: SimKernel | undefined, ownLoadTag: number) {
@@ -129,8 +129,13 @@ export class KextBridge {
    * with a KextBridgeError (MACH_SEND_INVALID_DEST). Await close() to know calls in flight
    * were answered and what this connection held was released.
    */
+  /** @internal test seam: user-client calls (IOConnectCallMethod) this connection has made. */
+  get _userClientCalls(): number {
+    return this.conn._userClientCalls;
+  }
+
   get closed(): boolean {
-    return this.conn.closed;
+    return this.conn.closing;
   }
 
   private tagOf(loadTag: unknown, argc: number): number {
@@ -150,7 +155,7 @@ export class KextBridge {
   private countedSync<S extends Counted>(op: S, loadTag: number): ResultFor<S> {
     const kr = this.conn.callScalarSync(sel[op].selector, loadTag, this.scalarsOut);
     if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(op, kr);
-    return decode(op, loadTag, kr, this.scalarsOut[0], this.scalarsOut[1]) as ResultFor<S>;
+    return decode(op, loadTag, kr, this.scalarsOut[OUT[op].osReturn], this.scalarsOut[OUT[op].heldAfter]) as ResultFor<S>;
   }
 
   private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {

@@ -28,10 +28,9 @@ export interface NativeConnection {
   close(): Promise<{ kr: number }>;
   /**
    * True once a close was accepted (queued, or the environment is shutting down), not once
-   * it finished: later calls answer MACH_SEND_INVALID_DEST. C++ `closing_`.
-   * TODO(lead): native closed → closing
+   * it finished: later calls answer MACH_SEND_INVALID_DEST.
    */
-  readonly closed: boolean;
+  readonly closing: boolean;
   /** Test seam: user-client calls (IOConnectCallMethod) this connection has made. */
   readonly _userClientCalls: number;
 }
@@ -43,7 +42,7 @@ export interface NativeSimKernel {
   now(): number;
   autounloadDeadline(): number | null;
   /** The record of the call that would have panicked the Mac, or null. */
-  panic(): PanicRecord | null; // TODO(lead): native panic() → panicRecord()
+  panicRecord(): PanicRecord | null;
   loadedKexts(): NativeKext[];
   retainCount(loadTag: number): number;
   lookupLoadTag(bundleId: string): number;
@@ -63,10 +62,10 @@ export interface NativeBinding {
   openSim(kernel: NativeSimKernel, privileged: boolean): NativeConnection | OpenFailure;
   openIOKit(): NativeConnection | OpenFailure;
   iokitAvailable: boolean;
-  codes(): { name: string; value: number; message: string }[];
-  selectors(): { name: string; selector: number; scalarInputs: number; structInputSize: number; scalarOutputs: number; structOutputSize: number; admin: boolean }[];
-  noop(): void;
-  asyncWorkerNoop(): Promise<void>;
+  _codes(): { name: string; value: number; message: string }[];
+  _selectors(): { name: string; selector: number; scalarInputs: number; structInputSize: number; scalarOutputs: number; structOutputSize: number; admin: boolean }[];
+  _noop(): void;
+  _asyncWorkerNoop(): Promise<void>;
 }
 
 export function isOpenFailure(v: NativeConnection | OpenFailure): v is OpenFailure {

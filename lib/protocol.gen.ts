@@ -97,6 +97,12 @@ export const OUT = {
 /** A batch selector's per-tag entry: uint32 fields at these positions, BATCH_ENTRY.size bytes. */
 export const BATCH_ENTRY = { code: 0, heldAfter: 1, size: 8 } as const;
 
+/** A held selector entry: uint32 fields at these positions, HELD_ENTRY.size bytes. */
+export const HELD_ENTRY = { loadTag: 0, count: 1, size: 8 } as const;
+
+/** The addon's per-tag answer to a batch: BATCH_RESULT.stride doubles per tag. */
+export const BATCH_RESULT = { kr: 0, osReturn: 1, heldAfter: 2, stride: 3 } as const;
+
 /** The refusals any selector may answer (a bad shape, a closed user client). */
 export const UNIVERSAL_REFUSALS = ['kIOReturnBadArgument', 'kIOReturnNotOpen'] as const;
 

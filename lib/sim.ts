@@ -113,7 +113,7 @@ export class SimKernel {
 
   /** null, or the record of the call that would have panicked the Mac. */
   get panicked(): PanicRecord | null {
-    return this._native.panic();
+    return this._native.panicRecord();
   }
 
   loadedKexts(): LoadedKext[] {

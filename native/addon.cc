@@ -160,10 +160,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #else
   exports.Set("iokitAvailable", Napi::Boolean::New(env, false));
 #endif
-  exports.Set("codes", Napi::Function::New<Codes>(env));
-  exports.Set("selectors", Napi::Function::New<Selectors>(env));
-  exports.Set("noop", Napi::Function::New<Noop>(env));
-  exports.Set("asyncWorkerNoop", Napi::Function::New<AsyncWorkerNoop>(env));
+  exports.Set("_codes", Napi::Function::New<Codes>(env));
+  exports.Set("_selectors", Napi::Function::New<Selectors>(env));
+  exports.Set("_noop", Napi::Function::New<Noop>(env));
+  exports.Set("_asyncWorkerNoop", Napi::Function::New<AsyncWorkerNoop>(env));
   return exports;
 }
 

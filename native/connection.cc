@@ -20,7 +20,7 @@ Napi::Function Connection::Define(Napi::Env env) {
                       InstanceMethod<&Connection::LoadedKexts>("loadedKexts"),
                       InstanceMethod<&Connection::LoadedKextsSync>("loadedKextsSync"),
                       InstanceMethod<&Connection::Close>("close"),
-                      InstanceAccessor<&Connection::Closed>("closed"),
+                      InstanceAccessor<&Connection::Closing>("closing"),
                       InstanceAccessor<&Connection::UserClientCalls>("_userClientCalls")});
 }
 
@@ -191,7 +191,7 @@ Napi::Value Connection::Close(const Napi::CallbackInfo &info) {
   return Enqueue(info.Env(), std::unique_ptr<PendingJob>(new PendingJob(Job::Kind::Close)));
 }
 
-Napi::Value Connection::Closed(const Napi::CallbackInfo &info) {
+Napi::Value Connection::Closing(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(info.Env(), closing_);
 }
 

@@ -41,7 +41,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
   Napi::Value LoadedKexts(const Napi::CallbackInfo &info);
   Napi::Value LoadedKextsSync(const Napi::CallbackInfo &info);
   Napi::Value Close(const Napi::CallbackInfo &info);
-  Napi::Value Closed(const Napi::CallbackInfo &info);
+  Napi::Value Closing(const Napi::CallbackInfo &info);  // close() accepted (queued or done)
   // Test seam: user-client calls (IOConnectCallMethod) this connection has made.
   Napi::Value UserClientCalls(const Napi::CallbackInfo &info);
 

@@ -74,7 +74,7 @@ Napi::Function SimKernelWrap::Define(Napi::Env env) {
        InstanceMethod<&SimKernelWrap::Advance>("advance"),
        InstanceMethod<&SimKernelWrap::Now>("now"),
        InstanceMethod<&SimKernelWrap::AutounloadDeadline>("autounloadDeadline"),
-       InstanceMethod<&SimKernelWrap::Panic>("panic"),
+       InstanceMethod<&SimKernelWrap::PanicRecord>("panicRecord"),
        InstanceMethod<&SimKernelWrap::LoadedKexts>("loadedKexts"),
        InstanceMethod<&SimKernelWrap::RetainCount>("retainCount"),
        InstanceMethod<&SimKernelWrap::LookupLoadTag>("lookupLoadTag"),
@@ -144,10 +144,10 @@ Napi::Value SimKernelWrap::AutounloadDeadline(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), (double)kernel_->autounloadDeadline());
 }
 
-Napi::Value SimKernelWrap::Panic(const Napi::CallbackInfo &info) {
+Napi::Value SimKernelWrap::PanicRecord(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!kernel_->panicked()) return env.Null();
-  sim::PanicRecord p = kernel_->panic();
+  sim::PanicRecord p = kernel_->panicRecord();
   Napi::Object r = Napi::Object::New(env);
   r.Set("call", p.call);
   r.Set("loadTag", Napi::Number::New(env, p.loadTag));

@@ -27,7 +27,7 @@ class SimKernelWrap : public Napi::ObjectWrap<SimKernelWrap> {
   Napi::Value Advance(const Napi::CallbackInfo &info);
   Napi::Value Now(const Napi::CallbackInfo &info);
   Napi::Value AutounloadDeadline(const Napi::CallbackInfo &info);
-  Napi::Value Panic(const Napi::CallbackInfo &info);
+  Napi::Value PanicRecord(const Napi::CallbackInfo &info);
   Napi::Value LoadedKexts(const Napi::CallbackInfo &info);
   Napi::Value RetainCount(const Napi::CallbackInfo &info);
   Napi::Value LookupLoadTag(const Napi::CallbackInfo &info);

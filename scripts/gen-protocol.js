@@ -23,8 +23,8 @@ function validate() {
   const L = spec.limits;
   if (byName.getInfo.structOutputSize !== 2 * L.infoStringSize)
     throw new Error(`getInfo.structOutputSize must be 2 * limits.infoStringSize (${2 * L.infoStringSize})`);
-  if (byName.held.structOutputSize !== 8 * L.ledgerCapacity)
-    throw new Error(`held.structOutputSize must be 8 * limits.ledgerCapacity (${8 * L.ledgerCapacity})`);
+  if (byName.held.structOutputSize !== 4 * spec.heldEntry.length * L.ledgerCapacity)
+    throw new Error(`held.structOutputSize must hold limits.ledgerCapacity heldEntry records`);
   spec.selectors.forEach((s, i) => {
     if (s.selector !== i) throw new Error(`selector ${s.name} must be numbered ${i}`);
     if (!/^[a-z][A-Za-z0-9]*$/.test(s.name)) throw new Error(`selector name ${s.name} must be a lowerCamel identifier`);
@@ -108,14 +108,25 @@ ${sel.map((s) => `  {${s.scalarInputs}, ${s.structInputSize}, ${s.structInputUni
 
 // Output scalar positions, per selector that has any: args.scalarOutput[RetainOut::heldAfter].
 ${sel.filter((s) => s.scalarOutputs).map((s) => `struct ${cIdent(s.name)}Out {
-  enum : uint32_t { ${s.outputs.map((o, i) => `${o} = ${i}`).join(', ')}, count = ${s.outputs.length} };
+  enum : uint32_t { ${s.outputs.map((o, i) => `${o} = ${i}`).join(', ')}, fieldCount = ${s.outputs.length} };
 };`).join('\n')}
 
 // One entry per tag of a batch selector's output: little-endian uint32 fields.
 struct BatchEntry {
-  enum : uint32_t { ${spec.batchEntry.map((f, i) => `${f} = ${i}`).join(', ')}, count = ${spec.batchEntry.length} };
+  enum : uint32_t { ${spec.batchEntry.map((f, i) => `${f} = ${i}`).join(', ')}, fieldCount = ${spec.batchEntry.length} };
 };
 static const uint32_t kBatchEntrySize = ${4 * spec.batchEntry.length};
+
+// One (uint32) entry per held tag in the held selector's output.
+struct HeldEntry {
+  enum : uint32_t { ${spec.heldEntry.map((f, i) => `${f} = ${i}`).join(', ')}, fieldCount = ${spec.heldEntry.length} };
+};
+static const uint32_t kHeldEntrySize = ${4 * spec.heldEntry.length};
+
+// The addon's per-tag answer to a batch, as doubles (user space only).
+struct BatchResult {
+  enum : uint32_t { ${spec.batchResult.map((f, i) => `${f} = ${i}`).join(', ')}, fieldCount = ${spec.batchResult.length} };
+};
 
 // Return codes as unsigned 32-bit values. Prefixed RC_ so the names never collide with
 // the SDK's own macros (kIOReturnBadArgument, KERN_SUCCESS, ...).
@@ -216,6 +227,12 @@ ${spec.selectors.filter((s) => s.scalarOutputs).map((s) => `  ${s.name}: { ${s.o
 
 /** A batch selector's per-tag entry: uint32 fields at these positions, BATCH_ENTRY.size bytes. */
 export const BATCH_ENTRY = { ${spec.batchEntry.map((f, i) => `${f}: ${i}`).join(', ')}, size: ${4 * spec.batchEntry.length} } as const;
+
+/** A held selector entry: uint32 fields at these positions, HELD_ENTRY.size bytes. */
+export const HELD_ENTRY = { ${spec.heldEntry.map((f, i) => `${f}: ${i}`).join(', ')}, size: ${4 * spec.heldEntry.length} } as const;
+
+/** The addon's per-tag answer to a batch: BATCH_RESULT.stride doubles per tag. */
+export const BATCH_RESULT = { ${spec.batchResult.map((f, i) => `${f}: ${i}`).join(', ')}, stride: ${spec.batchResult.length} } as const;
 
 /** The refusals any selector may answer (a bad shape, a closed user client). */
 export const UNIVERSAL_REFUSALS = ${arr(spec.universalRefusals)} as const;

@@ -415,10 +415,10 @@ uint32_t SimKernel::sampleLoadTag() const {
   return sampleTag_;
 }
 
-// Lock-free: every simulated call asks. panic() takes the lock, so it sees the record whole.
+// Lock-free: every simulated call asks. panicRecord() takes the lock, so it sees the record whole.
 bool SimKernel::panicked() const { return panicked_.load(); }
 
-PanicRecord SimKernel::panic() const {
+PanicRecord SimKernel::panicRecord() const {
   std::lock_guard<std::recursive_mutex> g(mu_);
   return panic_;
 }

@@ -131,7 +131,7 @@ class SimKernel {
   uint32_t sampleLoadTag() const;
 
   bool panicked() const;
-  PanicRecord panic() const;
+  PanicRecord panicRecord() const;
 
   void injectFault(Kpi kpi, uint32_t code, uint32_t times);
 

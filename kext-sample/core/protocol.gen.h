@@ -58,20 +58,31 @@ static constexpr SelectorShape kSelectorShapes[kSelectorCount] = {
 
 // Output scalar positions, per selector that has any: args.scalarOutput[RetainOut::heldAfter].
 struct GetInfoOut {
-  enum : uint32_t { protocolVersion = 0, ownLoadTag = 1, privileged = 2, ledgerCap = 3, count = 4 };
+  enum : uint32_t { protocolVersion = 0, ownLoadTag = 1, privileged = 2, ledgerCap = 3, fieldCount = 4 };
 };
 struct RetainOut {
-  enum : uint32_t { osReturn = 0, heldAfter = 1, count = 2 };
+  enum : uint32_t { osReturn = 0, heldAfter = 1, fieldCount = 2 };
 };
 struct ReleaseOut {
-  enum : uint32_t { osReturn = 0, heldAfter = 1, count = 2 };
+  enum : uint32_t { osReturn = 0, heldAfter = 1, fieldCount = 2 };
 };
 
 // One entry per tag of a batch selector's output: little-endian uint32 fields.
 struct BatchEntry {
-  enum : uint32_t { code = 0, heldAfter = 1, count = 2 };
+  enum : uint32_t { code = 0, heldAfter = 1, fieldCount = 2 };
 };
 static const uint32_t kBatchEntrySize = 8;
+
+// One (uint32) entry per held tag in the held selector's output.
+struct HeldEntry {
+  enum : uint32_t { loadTag = 0, count = 1, fieldCount = 2 };
+};
+static const uint32_t kHeldEntrySize = 8;
+
+// The addon's per-tag answer to a batch, as doubles (user space only).
+struct BatchResult {
+  enum : uint32_t { kr = 0, osReturn = 1, heldAfter = 2, fieldCount = 3 };
+};
 
 // Return codes as unsigned 32-bit values. Prefixed RC_ so the names never collide with
 // the SDK's own macros (kIOReturnBadArgument, KERN_SUCCESS, ...).

@@ -5,8 +5,8 @@ namespace kb {
 // What getInfo and held write must fit the sizes the selector table makes callers pass.
 static_assert(kSelectorShapes[kSelectorGetInfo].structOutputSize == 2 * kInfoStringSize,
               "getInfo writes two info strings");
-static_assert(kSelectorShapes[kSelectorHeld].structOutputSize == 8 * kLedgerCapacity,
-              "held writes up to kLedgerCapacity (tag, count) pairs");
+static_assert(kSelectorShapes[kSelectorHeld].structOutputSize == kHeldEntrySize * kLedgerCapacity,
+              "held writes up to kLedgerCapacity entries");
 static_assert(kSelectorShapes[kSelectorRetainBatch].structOutputPerUnit == kBatchEntrySize &&
                   kSelectorShapes[kSelectorReleaseBatch].structOutputPerUnit == kBatchEntrySize,
               "a batch answers one entry per tag");
@@ -214,10 +214,11 @@ uint32_t UserClientCore::onHeld(MethodArgs &args) {
   uint8_t *out = (uint8_t *)args.structureOutput;
   uint32_t n = ledger_.entryCount();
   for (uint32_t i = 0; i < n; i++) {
-    storeU32(out + i * 8, ledger_.entry(i).loadTag);
-    storeU32(out + i * 8 + 4, ledger_.entry(i).count);
+    uint8_t *entry = out + i * kHeldEntrySize;
+    storeU32(entry + 4 * HeldEntry::loadTag, ledger_.entry(i).loadTag);
+    storeU32(entry + 4 * HeldEntry::count, ledger_.entry(i).count);
   }
-  args.structureOutputSize = n * 8;
+  args.structureOutputSize = n * kHeldEntrySize;
   return RC_kIOReturnSuccess;
 }
 

@@ -206,7 +206,7 @@ TEST(over_release_panics_and_machine_stays_dead) {
   // One release too many: the real kernel answers success and frees the OSKext.
   CHECK_EQ(k.releaseKextWithLoadTag(x), OK);
   CHECK(k.panicked());
-  PanicRecord p = k.panic();
+  PanicRecord p = k.panicRecord();
   CHECK_STR(p.call, "OSKextReleaseKextWithLoadTag");
   CHECK_EQ(p.loadTag, 9u);
   CHECK_STR(p.bundleId, "com.example.x");
@@ -233,7 +233,7 @@ TEST(over_release_panics_and_machine_stays_dead) {
   CHECK_EQ(k.openUserClient(), RC_MIG_SERVER_DIED);
   CHECK_EQ(RC_MIG_SERVER_DIED, 0xFFFFFECCu);
   // The record is the first panic's.
-  CHECK_EQ(k.panic().loadTag, 9u);
+  CHECK_EQ(k.panicRecord().loadTag, 9u);
 }
 
 TEST(over_release_of_sample_panics_on_the_second_release) {
@@ -243,9 +243,9 @@ TEST(over_release_of_sample_panics_on_the_second_release) {
   CHECK(!k.panicked());
   CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
   CHECK(k.panicked());
-  CHECK_EQ(k.panic().loadTag, kSample);
-  CHECK_STR(k.panic().bundleId, KB_SAMPLE_BUNDLE_ID);
-  CHECK_EQ(k.panic().retainCountAfter, 1);
+  CHECK_EQ(k.panicRecord().loadTag, kSample);
+  CHECK_STR(k.panicRecord().bundleId, KB_SAMPLE_BUNDLE_ID);
+  CHECK_EQ(k.panicRecord().retainCountAfter, 1);
   CHECK_EQ(k.retainKextWithLoadTag(kSample), RC_kOSReturnError);
 }
 
@@ -260,7 +260,7 @@ TEST(releasing_a_dependents_reference_panics_when_the_dependent_unloads) {
   CHECK_EQ(k.setInstances(kSample, KB_SERVICE_CLASS_NAME, 0), OK);
   CHECK_EQ(k.unloadKext(kSample), OK);
   CHECK(k.panicked());
-  PanicRecord p = k.panic();
+  PanicRecord p = k.panicRecord();
   CHECK_STR(p.call, "OSKext::flushDependencies");
   CHECK_EQ(p.loadTag, kIokit);
   CHECK_STR(p.bundleId, "com.apple.kpi.iokit");
@@ -276,9 +276,9 @@ TEST(panic_inside_the_scan_is_stamped_with_the_scan_time) {
   k.advance(100000);  // the scan unloads the sample, dropping libkern to 1
   CHECK(!loaded(k, kSample));
   CHECK(k.panicked());
-  CHECK_STR(k.panic().call, "OSKext::flushDependencies");
-  CHECK_EQ(k.panic().loadTag, kLibkern);
-  CHECK_EQ(k.panic().timeMs, 61000u);
+  CHECK_STR(k.panicRecord().call, "OSKext::flushDependencies");
+  CHECK_EQ(k.panicRecord().loadTag, kLibkern);
+  CHECK_EQ(k.panicRecord().timeMs, 61000u);
   CHECK_EQ(k.now(), 61000u);  // the machine stopped at the panic
 }
 

@@ -485,7 +485,7 @@ void machineEvents(World &w, Tally &t, uint64_t seed) {
       EXPECT(t, sorted && counts && deps && pinnedThere, "loadedKexts table (%zu kexts)", table.size());
       EXPECT(t, k.retainCount(w.targets[0]) >= 3, "target0 below its dependent's reference");
     }
-    EXPECT(t, !k.panicked(), "panicked: %s", k.panic().message.c_str());
+    EXPECT(t, !k.panicked(), "panicked: %s", k.panicRecord().message.c_str());
     std::this_thread::yield();
   }
 }
@@ -664,7 +664,7 @@ int unloadRace(const Options &o) {
     EXPECT(t, kernel->retainCount(tag) == (int64_t)sim::SimKernel::kBaselineRetainCount,
            "tag %u: retain count %lld after every client closed", tag,
            (long long)kernel->retainCount(tag));
-  EXPECT(t, !kernel->panicked(), "no panic: %s", kernel->panic().message.c_str());
+  EXPECT(t, !kernel->panicked(), "no panic: %s", kernel->panicRecord().message.c_str());
   printf("unload race: %u threads x %lu calls against repeated unloads of the sample kext\n",
          o.threads, o.calls);
   printf("%" PRIu64 " passed, %" PRIu64 " failed\n", t.passed, t.failed);
@@ -781,7 +781,7 @@ int main(int argc, char **argv) {
   EXPECT(t, w.cClosed.load(), "C was never closed");
 
   // ---- the ledgers against what the callers counted, and against the kernel ----
-  EXPECT(t, !k.panicked(), "panicked: %s", k.panic().message.c_str());
+  EXPECT(t, !k.panicked(), "panicked: %s", k.panicRecord().message.c_str());
   std::map<uint32_t, int64_t> ledgerSum;
   for (unsigned ci = 0; ci < clients.size(); ci++) {
     Client &c = *clients[ci];
@@ -858,7 +858,7 @@ int main(int argc, char **argv) {
   }
   EXPECT(t, userClients == 0, "%zu user-client instances left", userClients);
   EXPECT(t, loaded == 9 + 5, "%zu kexts loaded, want the default 9 + 5 of ours", loaded);
-  EXPECT(t, !k.panicked(), "panicked: %s", k.panic().message.c_str());
+  EXPECT(t, !k.panicked(), "panicked: %s", k.panicRecord().message.c_str());
   clients.clear();
 
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

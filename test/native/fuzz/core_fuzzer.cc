@@ -286,7 +286,7 @@ uint32_t readSize(Reader &r) {
 // ---- invariants, checked after every step ----
 
 void checkInvariants(World &w) {
-  CHECK(!w.kernel->panicked(), "the sim panicked: %s", w.kernel->panic().message.c_str());
+  CHECK(!w.kernel->panicked(), "the sim panicked: %s", w.kernel->panicRecord().message.c_str());
   std::vector<KextInfo> ks = loaded(w);
   refreshIssued(w, ks);
 
