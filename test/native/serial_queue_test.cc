@@ -12,7 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include "protocol.gen.h"
 #include "serial_queue.h"
+#include "sim_kernel.h"
+#include "sim_transport.h"
 
 using namespace kb;
 
@@ -155,6 +158,69 @@ void testStopAndRefusedDelivery() {
   CHECK(alive.load() == before, "%d jobs leaked", alive.load() - before);
 }
 
+// The Connection's job path as the addon runs it: real jobs (single calls, batches, the
+// loaded-kext table, the final close) executed on a SimTransport by the queue's worker, with
+// the sync path's exclusive calls from another thread in between. The ledger and the kernel
+// must agree at the end, and the close must release everything.
+void testJobsOnATransport() {
+  auto kernel = std::make_shared<sim::SimKernel>();
+  uint32_t kr = 0;
+  std::unique_ptr<Transport> t = SimTransport::open(kernel, true, &kr);
+  CHECK(t != nullptr, "open: 0x%08X", kr);
+  if (!t) return;
+  const uint32_t sample = kernel->sampleLoadTag();
+  std::atomic<int> answered{0}, wrong{0};
+  SerialQueue q([&](Job &j) { Execute(*t, j); },
+                [&](Job *j) {
+                  bool ok = j->kr == RC_kIOReturnSuccess;
+                  if (j->kind == Job::Kind::Batch)
+                    for (size_t i = 0; i < j->tags.size(); i++)
+                      ok = ok && j->batch[i * BatchResult::fieldCount + BatchResult::kr] == 0 &&
+                           j->batch[i * BatchResult::fieldCount + BatchResult::osReturn] == RC_kOSReturnSuccess;
+                  if (!ok) wrong++;
+                  answered++;
+                  delete j;
+                  return true;
+                });
+  std::string why;
+  CHECK(q.start(&why), "start: %s", why.c_str());
+  const int rounds = 200;
+  std::thread poster([&] {
+    // Each round nets zero: retain, batch retain x3, the table, batch release x3, release.
+    for (int i = 0; i < rounds; i++) {
+      for (uint32_t sel : {(uint32_t)kSelectorRetain, (uint32_t)kSelectorRetainBatch, 99u, (uint32_t)kSelectorReleaseBatch, (uint32_t)kSelectorRelease}) {
+        std::unique_ptr<Job> job(new Job(sel == 99u ? Job::Kind::LoadedKexts
+                                         : sel == kSelectorRetain || sel == kSelectorRelease ? Job::Kind::Call
+                                                                                            : Job::Kind::Batch));
+        job->selector = sel;
+        if (job->kind == Job::Kind::Call) {
+          job->in.push_back(sample);
+          job->outCount = 2;
+        }
+        if (job->kind == Job::Kind::Batch) job->tags.assign(3, sample);
+        q.post(std::move(job));
+      }
+    }
+  });
+  int exclusive = 0;
+  for (int i = 0; i < 100; i++)
+    q.runExclusive([&] {
+      Job held(Job::Kind::Call);
+      held.selector = kSelectorHeld;
+      held.outStructSize = kHeldEntrySize * kLedgerCapacity;
+      Execute(*t, held);
+      if (held.kr == RC_kIOReturnSuccess) exclusive++;
+    });
+  poster.join();
+  q.post(std::unique_ptr<Job>(new Job(Job::Kind::Close)), /*last=*/true);
+  q.join();
+  CHECK(answered == rounds * 5 + 1, "answered %d of %d jobs", answered.load(), rounds * 5 + 1);
+  CHECK(wrong == 0, "%d jobs answered wrongly", wrong.load());
+  CHECK(exclusive == 100, "exclusive held calls: %d", exclusive);
+  CHECK(kernel->retainCount(sample) == (int64_t)sim::SimKernel::kBaselineRetainCount,
+        "after close the sample's count is %lld", (long long)kernel->retainCount(sample));
+}
+
 }  // namespace
 
 int main() {
@@ -162,6 +228,7 @@ int main() {
   testExclusiveAfterQueued();
   testExclusiveWithOtherPosters();
   testStopAndRefusedDelivery();
+  testJobsOnATransport();
   printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
   return failed ? 1 : 0;
 }
