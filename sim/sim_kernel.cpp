@@ -1,4 +1,4 @@
-// SimKernel: the libkern kext registry, modelled on xnu-facts.md §3. See sim_kernel.h.
+// SimKernel: the libkern kext registry, modelled on docs/kernel-facts.md §3. See sim_kernel.h.
 //
 // Storage: kexts_ holds the loaded kexts in load order. Load tags come from a counter that
 // only grows, so load order is also tag order and a tag is found by binary search. A kext

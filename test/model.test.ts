@@ -1,5 +1,5 @@
 // Model-based test: random command sequences run against the reference model
-// (test/model/kernel-model.ts, written from xnu-facts.md and DESIGN.md) and against the real
+// (test/model/kernel-model.ts, written from docs/kernel-facts.md and docs/design.md) and against the real
 // stack (open({ backend: 'sim', kernel }) on a fresh createSimKernel()); every answer and the
 // observable kernel state after every step must agree.
 //

@@ -1,4 +1,4 @@
-// The simulated kernel behaves as xnu does (reference/xnu-facts.md §3).
+// The simulated kernel behaves as xnu does (docs/kernel-facts.md §3).
 import * as fc from 'fast-check';
 import { createSimKernel, KextBridgeError, open, SimKernel } from '../lib';
 

@@ -1,13 +1,13 @@
 // A reference model of the kernel the sample kext talks to, and of the sample kext's
-// per-connection ledger, written from reference/xnu-facts.md (§2 codes, §3 kernel behaviour,
-// §4–5 IOUserClient/IOKit edges) and DESIGN.md (user-client protocol, ledger, sim controls).
+// per-connection ledger, written from docs/kernel-facts.md (§2 codes, §3 kernel behaviour,
+// §4–5 IOUserClient/IOKit edges) and docs/design.md (user-client protocol, ledger, sim controls).
 // It is plain TypeScript with no link to the C++: the model-based test runs the same command
 // sequences against this and against the real stack and compares every answer.
 //
-// Where the reference leaves a choice open, the model makes the choice DESIGN.md or the
+// Where the reference leaves a choice open, the model makes the choice docs/design.md or the
 // public API documents, and says so in a comment marked (choice).
 
-/** Return codes, written out from xnu-facts.md §2 (not taken from the library's tables). */
+/** Return codes, written out from docs/kernel-facts.md §2 (not taken from the library's tables). */
 export const CODES = {
   kOSReturnSuccess: 0,
   kOSReturnError: 0xdc000001,
@@ -246,7 +246,7 @@ export class KernelModel {
     }
   }
 
-  // ---------------------------------------------------------------- sim controls (DESIGN.md)
+  // ---------------------------------------------------------------- sim controls (docs/design.md)
 
   get now(): number {
     return this.clock;
