@@ -129,6 +129,11 @@ export class KextBridge {
    * with a KextBridgeError (MACH_SEND_INVALID_DEST). Await close() to know calls in flight
    * were answered and what this connection held was released.
    */
+  /** @internal test seam: calls that reached the native connection (any method). */
+  get _nativeCalls(): number {
+    return this.conn._nativeCalls;
+  }
+
   /** @internal test seam: user-client calls (IOConnectCallMethod) this connection has made. */
   get _userClientCalls(): number {
     return this.conn._userClientCalls;

@@ -33,6 +33,8 @@ export interface NativeConnection {
   readonly closing: boolean;
   /** Test seam: user-client calls (IOConnectCallMethod) this connection has made. */
   readonly _userClientCalls: number;
+  /** Test seam: calls made to this object's methods (each counts once, valid or not). */
+  readonly _nativeCalls: number;
 }
 export interface NativeSimKernel {
   loadKext(spec: KextSpec): { kr: number; loadTag: number };

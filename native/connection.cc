@@ -21,7 +21,8 @@ Napi::Function Connection::Define(Napi::Env env) {
                       InstanceMethod<&Connection::LoadedKextsSync>("loadedKextsSync"),
                       InstanceMethod<&Connection::Close>("close"),
                       InstanceAccessor<&Connection::Closing>("closing"),
-                      InstanceAccessor<&Connection::UserClientCalls>("_userClientCalls")});
+                      InstanceAccessor<&Connection::UserClientCalls>("_userClientCalls"),
+                      InstanceAccessor<&Connection::NativeCalls>("_nativeCalls")});
 }
 
 Napi::Object Connection::Wrap(Napi::Env env, std::unique_ptr<Transport> transport) {
@@ -137,6 +138,7 @@ Napi::Value Connection::RunSync(Napi::Env env, Job &job) {
 // ---- the JS methods ----
 
 Napi::Value Connection::CallScalarSync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
   Napi::Env env = info.Env();
   uint32_t selector = (uint32_t)ToUint(info[0], "selector", 0xFFFFFFFFull);
   uint64_t scalar = ToUint(info[1], "scalar", UINT64_MAX, true);
@@ -160,34 +162,41 @@ Napi::Value Connection::CallScalarSync(const Napi::CallbackInfo &info) {
 }
 
 Napi::Value Connection::Call(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
   return Enqueue(info.Env(), ParseCall(info));
 }
 
 Napi::Value Connection::CallSync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
   std::unique_ptr<PendingJob> job = ParseCall(info);
   return RunSync(info.Env(), *job);
 }
 
 Napi::Value Connection::CallBatch(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
   return Enqueue(info.Env(), ParseBatch(info));
 }
 
 Napi::Value Connection::CallBatchSync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
   std::unique_ptr<PendingJob> job = ParseBatch(info);
   return RunSync(info.Env(), *job);
 }
 
 Napi::Value Connection::LoadedKexts(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
   return Enqueue(info.Env(), std::unique_ptr<PendingJob>(new PendingJob(Job::Kind::LoadedKexts)));
 }
 
 Napi::Value Connection::LoadedKextsSync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
   Job job(Job::Kind::LoadedKexts);
   return RunSync(info.Env(), job);
 }
 
 // Waits for everything queued, then closes. A second close answers MACH_SEND_INVALID_DEST.
 Napi::Value Connection::Close(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
   return Enqueue(info.Env(), std::unique_ptr<PendingJob>(new PendingJob(Job::Kind::Close)));
 }
 
@@ -197,6 +206,14 @@ Napi::Value Connection::Closing(const Napi::CallbackInfo &info) {
 
 Napi::Value Connection::UserClientCalls(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), (double)userClientCalls_.load());
+}
+
+} // namespace kb
+
+namespace kb {
+
+Napi::Value Connection::NativeCalls(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), (double)nativeCalls_);
 }
 
 } // namespace kb

@@ -44,6 +44,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
   Napi::Value Closing(const Napi::CallbackInfo &info);  // close() accepted (queued or done)
   // Test seam: user-client calls (IOConnectCallMethod) this connection has made.
   Napi::Value UserClientCalls(const Napi::CallbackInfo &info);
+  // Test seam: calls to this object's methods from JS, so a test can prove nothing reached it.
+  Napi::Value NativeCalls(const Napi::CallbackInfo &info);
 
   Napi::Value Enqueue(Napi::Env env, std::unique_ptr<PendingJob> job);
   Napi::Value RunSync(Napi::Env env, Job &job);
@@ -56,6 +58,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
   bool deliveryReleased_ = false;
   std::unique_ptr<SerialQueue> queue_;
   std::atomic<uint64_t> userClientCalls_{0};
+  uint64_t nativeCalls_ = 0;  // JS thread only
 
   // JS-thread only.
   bool closing_ = false;  // close() accepted: later calls answer MACH_SEND_INVALID_DEST
