@@ -81,6 +81,17 @@ class UserClientHandle {
 // Test-only fault: the next `times` calls of a KPI answer `code` and change nothing.
 enum class Kpi { Retain, Release };
 
+// A kb::Lock over a plain mutex (the sanitizers see it): the user-client lock in the
+// simulator (an IOLock in the kext), and the sim's open-limit lock.
+class MutexLock : public Lock {
+ public:
+  void lock() override { mu_.lock(); }
+  void unlock() override { mu_.unlock(); }
+
+ private:
+  std::mutex mu_;
+};
+
 class SimKernel {
  public:
   static const uint32_t kBaselineRetainCount = 2;  // kOSKextMinLoadedRetainCount
@@ -180,14 +191,7 @@ class SimKernel {
   PanicRecord panic_;
   std::vector<UserClientHandle *> clients_;  // registered open user clients
   // The sample kext's cap on open clients per process, as in the kext (its own leaf lock).
-  class LeafMutex : public Lock {
-   public:
-    void lock() override { mu_.lock(); }
-    void unlock() override { mu_.unlock(); }
-
-   private:
-    std::mutex mu_;
-  } openLimitLock_;
+  MutexLock openLimitLock_;
   OpenLimit openLimit_{openLimitLock_};
   std::atomic<uint64_t> callDelay_{0};  // remaining count << 32 | microseconds
   uint32_t faultCode_[2] = {0, 0};
@@ -209,16 +213,6 @@ class SampleKextApi : public KernelApi {
   std::shared_ptr<SimKernel> kernel_;
 };
 
-// The user-client lock in the simulator (IOLock in the kext): a plain mutex, so the
-// sanitizers see it.
-class MutexLock : public Lock {
- public:
-  void lock() override { mu_.lock(); }
-  void unlock() override { mu_.unlock(); }
-
- private:
-  std::mutex mu_;
-};
 
 } // namespace sim
 } // namespace kb

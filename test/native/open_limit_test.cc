@@ -10,30 +10,11 @@
 #include <vector>
 
 #include "open_limit.h"
+#include "unit.h"
 
 using kb::OpenLimit;
 
 namespace {
-
-int gFailures = 0;
-
-#define CHECK(cond)                                                              \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-      gFailures++;                                                               \
-    }                                                                            \
-  } while (0)
-
-#define CHECK_EQ(a, b)                                                                     \
-  do {                                                                                     \
-    long long va_ = (long long)(a), vb_ = (long long)(b);                                  \
-    if (va_ != vb_) {                                                                      \
-      fprintf(stderr, "  %s:%d: CHECK_EQ(%s, %s) failed: %lld vs %lld\n", __FILE__, __LINE__, \
-              #a, #b, va_, vb_);                                                           \
-      gFailures++;                                                                         \
-    }                                                                                      \
-  } while (0)
 
 // A kb::Lock that records how it is used: never taken twice, always dropped, and held
 // whenever the table is read or written (each public call takes it exactly once).
@@ -60,22 +41,6 @@ class MutexLock final : public kb::Lock {
  private:
   std::mutex m_;
 };
-
-struct Test {
-  const char *name;
-  std::function<void()> fn;
-};
-std::vector<Test> &tests() {
-  static std::vector<Test> t;
-  return t;
-}
-struct Add {
-  Add(const char *name, std::function<void()> fn) { tests().push_back({name, fn}); }
-};
-#define TEST(id, name) \
-  void id();           \
-  Add add_##id(name, id); \
-  void id()
 
 TEST(documented_caps, "the documented caps: 16 clients per process, 64 processes") {
   CHECK_EQ(OpenLimit::kPerProcess, 16);
@@ -208,19 +173,4 @@ TEST(threads, "racing opens and closes from many threads never pass a cap and ba
 
 }  // namespace
 
-int main() {
-  int passed = 0, failed = 0;
-  for (const Test &t : tests()) {
-    gFailures = 0;
-    t.fn();
-    if (gFailures == 0) {
-      passed++;
-      printf("ok   %s\n", t.name);
-    } else {
-      failed++;
-      printf("FAIL %s (%d checks)\n", t.name, gFailures);
-    }
-  }
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
-}
+int main() { return unit::runAll(); }

@@ -10,6 +10,7 @@
 
 #include "protocol.gen.h"
 #include "sim_kernel.h"
+#include "unit.h"
 #include "user_client_core.h"
 
 using namespace kb;
@@ -17,54 +18,6 @@ using namespace kb::sim;
 using KextInfo = kb::sim::KextRecord;
 
 namespace {
-
-int gFailures = 0;  // failed checks in the current test
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-      gFailures++;                                                           \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_EQ(a, b)                                                              \
-  do {                                                                              \
-    auto va_ = (a);                                                                 \
-    auto vb_ = (b);                                                                 \
-    if (!(va_ == vb_)) {                                                            \
-      fprintf(stderr, "  %s:%d: CHECK_EQ(%s, %s) failed: 0x%llX vs 0x%llX\n", __FILE__, \
-              __LINE__, #a, #b, (unsigned long long)va_, (unsigned long long)vb_);  \
-      gFailures++;                                                                  \
-    }                                                                               \
-  } while (0)
-
-#define CHECK_STR(a, b)                                                                   \
-  do {                                                                                    \
-    std::string va_ = (a);                                                                \
-    std::string vb_ = (b);                                                                \
-    if (va_ != vb_) {                                                                     \
-      fprintf(stderr, "  %s:%d: CHECK_STR(%s, %s) failed:\n    \"%s\"\n    \"%s\"\n", __FILE__, \
-              __LINE__, #a, #b, va_.c_str(), vb_.c_str());                                \
-      gFailures++;                                                                        \
-    }                                                                                     \
-  } while (0)
-
-struct TestCase {
-  const char *name;
-  std::function<void()> fn;
-};
-std::vector<TestCase> &registry() {
-  static std::vector<TestCase> r;
-  return r;
-}
-struct Registrar {
-  Registrar(const char *name, std::function<void()> fn) { registry().push_back({name, fn}); }
-};
-#define TEST(name)                                  \
-  void name();                                      \
-  Registrar name##_registrar(#name, name);          \
-  void name()
 
 // Default world tags.
 const uint32_t kKernel = 0, kBsd = 1, kDsep = 2, kIokit = 3, kLibkern = 4, kMach = 5,
@@ -833,20 +786,4 @@ TEST(ten_thousand_kexts) {
 
 }  // namespace
 
-int main() {
-  setvbuf(stdout, nullptr, _IOLBF, 0);
-  int passed = 0, failed = 0;
-  for (const TestCase &t : registry()) {
-    gFailures = 0;
-    t.fn();
-    if (gFailures == 0) {
-      passed++;
-      printf("ok   %s\n", t.name);
-    } else {
-      failed++;
-      printf("FAIL %s (%d checks)\n", t.name, gFailures);
-    }
-  }
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
-}
+int main() { return unit::runAll(); }
