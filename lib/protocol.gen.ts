@@ -15,7 +15,7 @@ export const SAMPLE_KEXT = {
   executable: 'KextBridgeSample',
   serviceClass: 'org_kextbridge_SampleService',
   userClientClass: 'org_kextbridge_SampleUserClient',
-  libraries: ['com.apple.kpi.bsd', 'com.apple.kpi.iokit', 'com.apple.kpi.libkern'],
+  libraries: ['com.apple.kpi.bsd', 'com.apple.kpi.iokit', 'com.apple.kpi.libkern', 'com.apple.kpi.mach'],
 } as const;
 
 export const SELECTORS = {

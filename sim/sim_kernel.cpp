@@ -249,11 +249,14 @@ uint32_t SimKernel::unloadKext(uint32_t loadTag) {
   if (panicked_) return RC_kOSReturnError;
   Kext *k = find(loadTag);
   if (!k) return RC_kOSKextReturnNotFound;
+  // The unload request first asks whether the kext could go at all, classes aside
+  // (canUnloadKextWithIdentifier): retained or depended on answers at once, nothing touched.
+  if (k->count > kBaseline) return RC_kOSKextReturnInUse;
   if (k->unloadUnsupported) return RC_kOSKextReturnInUse;
-  // IOCatalogue::terminateDriversForModule, synchronously, before the checks of unload().
+  // Then removeKext terminates its services (terminateDriversForModule), synchronously with
+  // the kext lock held, before unload() checks what is left.
   if (loadTag == sampleTag_) terminateSampleServiceLocked();
   if (!options_.unloadEnabled) return RC_kOSKextReturnDisabled;
-  if (k->count > kBaseline) return RC_kOSKextReturnInUse;  // retained or depended on
   if (k->kernelComponent) return RC_kOSKextReturnInvalidArgument;
   if (k->hasLiveInstances()) return RC_kOSKextReturnInUse;
   removeLocked(loadTag);

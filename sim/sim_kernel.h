@@ -118,10 +118,11 @@ class SimKernel {
   // the same version answers success with the existing tag), kOSKextReturnNoResources (tags
   // exhausted), kOSKextReturnInvalidArgument (empty bundle id).
   uint32_t loadKext(const KextSpec &spec, uint32_t *tagOut);
-  // Explicit unload (kmutil unload → OSKext::removeKext, docs/kernel-facts.md): with the kext
-  // lock held, the kext's services are terminated first (the sample's: each open user
-  // client is stopped on this thread), then the unload is refused with kOSKextReturnInUse
-  // while the kext is retained, depended on or has live instances (open user clients too).
+  // Explicit unload (kmutil unload, docs/kernel-facts.md §3.3): refused at once with
+  // kOSKextReturnInUse while the kext is retained or depended on; otherwise, with the kext
+  // lock held, its services are terminated (the sample's: each open user client is stopped
+  // on this thread) and then the unload is refused with kOSKextReturnInUse while live
+  // instances remain (open user clients too).
   uint32_t unloadKext(uint32_t loadTag);
   // Sets the live-instance count of one of a kext's declared classes: kOSKextReturnNotFound
   // (no such kext), kOSKextReturnInvalidArgument (a class it does not declare, or the sample's

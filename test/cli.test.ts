@@ -93,13 +93,13 @@ describe('list', () => {
     golden('list.json', r.stdout);
     const d = doc(r);
     expect(d).toMatchObject({ ok: true, backend: 'sim' });
-    expect(d.kexts.find((k: { bundleId: string }) => k.bundleId === SAMPLE)).toMatchObject({ loadTag: 8, retainCount: 0, started: true, dependencies: [4, 3, 1] });
+    expect(d.kexts.find((k: { bundleId: string }) => k.bundleId === SAMPLE)).toMatchObject({ loadTag: 8, retainCount: 0, started: true, dependencies: [5, 4, 3, 1] });
   });
 
   test('-k leaves out kernel components, -l the header, -b filters (and names a kernel component back in)', async () => {
     const r = await cli(['list', '-k', '-l']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe('    8    0 ????               ????       ????       org.kextbridge.sample (0.1.0) 1D0B01DA-E90B-D066-5FFD-D1BC6250953D <4 3 1>\n');
+    expect(r.stdout).toBe('    8    0 ????               ????       ????       org.kextbridge.sample (0.1.0) 1D0B01DA-E90B-D066-5FFD-D1BC6250953D <5 4 3 1>\n');
     const b = await cli(['list', '-k', '-l', '-b', '__kernel__', '--bundle-id', 'com.apple.kpi.mach']);
     expect(b.stdout.split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/)[5])).toEqual(['__kernel__', 'com.apple.kpi.mach']);
   });

@@ -19,9 +19,10 @@ describe('default world', () => {
     expect(byId.get('com.apple.kpi.iokit')?.retainCount).toBe(1); // the sample kext depends on it
     expect(byId.get('com.apple.kpi.libkern')?.retainCount).toBe(1);
     expect(byId.get('com.apple.kpi.bsd')?.retainCount).toBe(1);
+    expect(byId.get('com.apple.kpi.mach')?.retainCount).toBe(1);
     const sample = byId.get('org.kextbridge.sample')!;
     expect(sample.loadTag).toBe(kernel.sampleLoadTag);
-    expect(sample.dependencies).toEqual(['com.apple.kpi.libkern', 'com.apple.kpi.iokit', 'com.apple.kpi.bsd'].map((id) => byId.get(id)!.loadTag).sort((a, b) => b - a));
+    expect(sample.dependencies).toEqual(['com.apple.kpi.mach', 'com.apple.kpi.libkern', 'com.apple.kpi.iokit', 'com.apple.kpi.bsd'].map((id) => byId.get(id)!.loadTag).sort((a, b) => b - a));
     expect(sample.classes).toContainEqual({ name: 'org_kextbridge_SampleService', superclass: 'IOService', instances: 1 });
     expect(kernel.rawRetainCount(sample.loadTag)).toBe(2);
   });
@@ -229,16 +230,31 @@ describe('controls', () => {
   // refused (the open client is a live instance). The kext stays loaded with no service.
   test('unloading the sample with a connection open leaves it loaded without its service; after close it unloads', async () => {
     const kernel = createSimKernel();
+    const tag = target(kernel);
     const kb = await open({ backend: 'sim', kernel });
-    await kb.retain();
+    await kb.retain(tag); // a retain on another kext: the sample itself is not retained
     expect(kernel.unloadKext(kernel.sampleLoadTag)).toMatchObject({ ok: false, name: 'kOSKextReturnInUse' });
     expect(kernel.lookup('org.kextbridge.sample')).toBe(kernel.sampleLoadTag);
-    await expect(kb.retain()).rejects.toMatchObject({ codeName: 'kIOReturnNotOpen' });
+    await expect(kb.retain(tag)).rejects.toMatchObject({ codeName: 'kIOReturnNotOpen' });
     await expect(open({ backend: 'sim', kernel })).rejects.toMatchObject({ codeName: 'kIOReturnNotFound' });
+    expect(kernel.rawRetainCount(tag)).toBe(3); // still held by the stopped client
     await kb.close(); // releases the retain it still held
+    expect(kernel.rawRetainCount(tag)).toBe(2);
     expect(kernel.unloadKext(kernel.sampleLoadTag)).toMatchObject({ ok: true });
     expect(kernel.lookup('org.kextbridge.sample')).toBeNull();
     expect(kernel.panicked).toBeNull();
+  });
+
+  // kmutil asks first whether the kext could go at all: a retained kext is refused before any
+  // of its services is terminated.
+  test('unloading a retained sample kext is refused at once and terminates nothing', async () => {
+    const kernel = createSimKernel();
+    const kb = await open({ backend: 'sim', kernel });
+    await kb.retain();
+    expect(kernel.unloadKext(kernel.sampleLoadTag)).toMatchObject({ ok: false, name: 'kOSKextReturnInUse' });
+    expect(await kb.held()).toEqual([{ loadTag: kernel.sampleLoadTag, count: 1 }]); // not stopped
+    const other = await open({ backend: 'sim', kernel }); // the service still matches
+    await Promise.all([kb.close(), other.close()]);
   });
 
   // The sample kext caps the user clients one process may hold open (kext-sample/core/open_limit.h),

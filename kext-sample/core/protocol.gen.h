@@ -13,7 +13,7 @@
 #define KB_SERVICE_CLASS_NAME "org_kextbridge_SampleService"
 #define KB_USER_CLIENT_CLASS_NAME "org_kextbridge_SampleUserClient"
 // The libraries the sample kext links against (its OSBundleLibraries).
-#define KB_SAMPLE_LIBRARIES "com.apple.kpi.bsd", "com.apple.kpi.iokit", "com.apple.kpi.libkern"
+#define KB_SAMPLE_LIBRARIES "com.apple.kpi.bsd", "com.apple.kpi.iokit", "com.apple.kpi.libkern", "com.apple.kpi.mach"
 
 namespace kb {
 

@@ -20,7 +20,8 @@ const KPI_VERSION = '20.0';
 // sampleKext.libraries in the protocol file (the simulator links the same ones): only what the
 // code links (kext-link in scripts/maccheck.sh proves nothing else is needed):
 // IOService/IOUserClient/IOLock/IOLog/IOMalloc from iokit, OSKext* and the C++ runtime from
-// libkern, proc_selfpid (the opening process, for the per-process open limit) from bsd.
+// libkern, proc_selfpid (the opening process, for the per-process open limit) from bsd,
+// thread_call_* (the deferred release of what a freed client held) from mach.
 // A resource IOKit publishes early; matching on it starts the service once IOKit is up.
 const RESOURCE_MATCH = 'IOKit';
 

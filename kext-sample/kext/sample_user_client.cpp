@@ -1,6 +1,7 @@
 #include "sample_user_client.h"
 
 #include "client_session.h"
+#include "deferred_release.h"
 #include "log.h"
 #include "sample_service.h"
 
@@ -43,9 +44,10 @@ void org_kextbridge_SampleUserClient::holdOpenSlot(org_kextbridge_SampleService 
 
 // Reached when the service goes away with this client still open, for instance from
 // kmutil unload, which terminates the service synchronously on a thread that holds the
-// kernel's kext lock. Every KPI takes that lock, so nothing here may call one or wait for
-// our own lock (a client mid-call holds it and waits for the kext lock): only a flag. The
-// ledger is released in clientClose / clientDied / free, which IOKit always calls.
+// kernel's kext lock (or on IOKit's terminate thread, which that unload waits for). Every
+// KPI takes that lock, so nothing here may call one: only a flag. What the client holds is
+// released in clientClose or clientDied when user space closes first, else after free()
+// (deferred_release.h).
 void org_kextbridge_SampleUserClient::stop(IOService *provider) {
   if (session_) session_->core().terminate();
   IOUserClient::stop(provider);
@@ -57,8 +59,20 @@ void org_kextbridge_SampleUserClient::free() {
     slotService_->release();
     slotService_ = nullptr;
   }
+  // After a termination IOKit never calls clientClose or clientDied: what the client still
+  // holds is released here, but never by calling a KPI on this thread (deferred_release.h).
+  if (session_ && session_->core().outstanding() > 0) {
+    if (org_kextbridge_DeferredRelease::schedule(session_, lock_)) {
+      session_ = nullptr;  // the deferred release owns both now
+      lock_ = nullptr;
+    } else {
+      KB_LOG("user client freed holding %u retain(s): no memory to release them later; they stay held",
+             session_->core().outstanding());
+      session_ = nullptr;  // leaked with what it holds: pinned, never over-released
+      lock_ = nullptr;
+    }
+  }
   if (session_) {
-    releaseHeld("free");  // normally a no-op by now; guarantees nothing leaks on any path
     delete session_;
     session_ = nullptr;
   }

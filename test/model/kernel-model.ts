@@ -306,18 +306,18 @@ export class KernelModel {
   }
 
   /**
-   * Explicit unload (kernel-facts §3.3, OSKext::removeKext): NotFound when not loaded; InUse
-   * when unloadUnsupported; the sample's service is terminated first (its clients stopped),
-   * whatever follows; then InUse while retained or depended on; InvalidArgument for a kernel
-   * component; InUse with live instances (open user clients are instances).
+   * Explicit unload (kernel-facts §3.3): NotFound when not loaded; InUse at once while retained
+   * or depended on (nothing terminated); InUse when unloadUnsupported; otherwise the sample's
+   * service is terminated (its clients stopped), whatever follows; then InvalidArgument for a
+   * kernel component; InUse with live instances (open user clients are instances).
    */
   unloadKext(tag: number): Outcome<ModelOSReturn> {
     if (this.panicked) return fail('kOSReturnError');
     const k = this.kexts.get(tag);
     if (!k) return { value: osReturn('kOSKextReturnNotFound') };
+    if (k.raw > BASELINE) return { value: osReturn('kOSKextReturnInUse') };
     if (k.unloadUnsupported) return { value: osReturn('kOSKextReturnInUse') };
     if (tag === this.sampleLoadTag) this.terminateSampleService();
-    if (k.raw > BASELINE) return { value: osReturn('kOSKextReturnInUse') };
     if (k.kernelComponent) return { value: osReturn('kOSKextReturnInvalidArgument') };
     if (this.hasInstances(k) || k.unloadUnsupported) return { value: osReturn('kOSKextReturnInUse') };
     this.remove(k);

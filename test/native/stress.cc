@@ -598,11 +598,12 @@ int unloadRace(const Options &o) {
   std::unique_ptr<Transport> anchor = SimTransport::open(kernel, true, &kr);
   EXPECT(t, anchor != nullptr, "open the anchor client: 0x%08X", kr);
   // First, one after the other: a retain on the anchor (its lock, then the kext lock inside
-  // the KPI), then an unload (the kext lock, then the anchor's stop()). With the old bug this
+  // the KPI) of a target kext, then an unload of the sample (the kext lock, then the anchor's
+  // stop()). With the old bug this
   // alone is a lock-order cycle TSan reports, deterministically and without hanging; the
   // fixed core takes no lock in stop(), so there is no second edge.
   {
-    uint64_t in = sample, out[2] = {0, 0};
+    uint64_t in = tags[1], out[2] = {0, 0};  // not the sample: a retained kext is not even terminated
     uint32_t outCnt = 2;
     size_t structCnt = 0;
     EXPECT(t, anchor->callMethod(kSelectorRetain, &in, 1, nullptr, 0, out, &outCnt, nullptr, &structCnt) ==
@@ -627,7 +628,8 @@ int unloadRace(const Options &o) {
           continue;
         }
         for (unsigned calls = 1 + rng.below(8); calls > 0 && n < o.calls; calls--, n++) {
-          uint64_t in = tags[rng.below((uint32_t)tags.size())], out[2] = {0, 0};
+          // Targets only: a retained sample kext would refuse the unload before terminating.
+          uint64_t in = tags[1 + rng.below((uint32_t)tags.size() - 1)], out[2] = {0, 0};
           uint32_t outCnt = 2;
           size_t structCnt = 0;
           uint32_t sel = rng.below(2) ? kSelectorRetain : kSelectorRelease;
