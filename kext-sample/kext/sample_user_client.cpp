@@ -44,10 +44,15 @@ void org_kextbridge_SampleUserClient::holdOpenSlot(org_kextbridge_SampleService 
 
 // Reached when the service goes away with this client still open, for instance from
 // kmutil unload, which terminates the service synchronously on a thread that holds the
-// kernel's kext lock (or on IOKit's terminate thread, which that unload waits for). Every
-// KPI takes that lock, so nothing here may call one: only a flag. What the client holds is
-// released in clientClose or clientDied when user space closes first, else after free()
-// (deferred_release.h).
+// kernel's kext lock (or, if a call was in flight, later on IOKit's terminate thread, which
+// that unload may be waiting for). Every KPI takes that lock, so nothing here may call one:
+// only a flag. By now IOKit has already cut the connection port (destroyUserReferences):
+// user space's calls and IOServiceClose answer kIOReturnBadArgument, and clientClose /
+// clientDied will never come for this client; only free() follows. The flag matters for a
+// call that looked the port up just before it was cut, and in the sim, which keeps the
+// connection and answers kIOReturnNotOpen (kernel-facts §4.4).
+// What the client holds is released in clientClose or clientDied when user space closes
+// or dies first, else from free(), through a thread call (deferred_release.h).
 void org_kextbridge_SampleUserClient::stop(IOService *provider) {
   if (session_) session_->core().terminate();
   IOUserClient::stop(provider);
@@ -60,7 +65,9 @@ void org_kextbridge_SampleUserClient::free() {
     slotService_ = nullptr;
   }
   // After a termination IOKit never calls clientClose or clientDied: what the client still
-  // holds is released here, but never by calling a KPI on this thread (deferred_release.h).
+  // holds is released from here, but never by calling a KPI on this thread. free() may run on
+  // the unloading thread, or on IOKit's terminate thread while an unload holds the kext lock
+  // and waits for that thread (kernel-facts §3.10); a thread call does it (deferred_release.h).
   if (session_ && session_->core().outstanding() > 0) {
     if (org_kextbridge_DeferredRelease::schedule(session_, lock_)) {
       session_ = nullptr;  // the deferred release owns both now

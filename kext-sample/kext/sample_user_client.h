@@ -1,7 +1,8 @@
 // The sample kext's user client: a plain IOUserClient with the legacy five-argument
 // externalMethod. It decides nothing itself. Every call goes to kb::UserClientCore
 // (kext-sample/core), which checks the selector, counts, sizes and privilege and keeps
-// this client's retain ledger; closing or dying releases what the ledger still holds.
+// this client's retain ledger; closing or dying releases what the ledger still holds. If the
+// service is terminated first, IOKit calls neither: free() hands it to a thread call.
 //
 // Raw-token class name: see sample_service.h.
 #ifndef KEXTBRIDGE_KEXT_SAMPLE_USER_CLIENT_H
