@@ -4,6 +4,7 @@ import { describeBackends, Machine } from './backends';
 import { diffKexts } from '../lib/workflow/watch';
 import { POLL_FIRST_MS, waitPolling, WaitSource } from '../lib/workflow/wait';
 import type { LoadedKext } from '../lib';
+import * as path from 'path';
 
 let kernel: SimKernel;
 let kb: KextBridge;
@@ -59,7 +60,7 @@ describe('explain: each blocker alone, and removing it makes the unload succeed'
   });
 
   test('userClients: the open connections to the sample kext, with this process', async () => {
-    const me = { pid: process.pid, process: process.title };
+    const me = { pid: process.pid, process: path.basename(process.title) };
     const other = await open({ backend: 'sim', kernel });
     expect(unloadable(await kb.explain(SAMPLE))).toEqual({ unloadable: false, blockers: [{ kind: 'userClients', clients: [me, me] }] });
     await other.close();
@@ -130,7 +131,7 @@ describeBackends('explain on every backend', (b) => {
     test.skip('userClients: TODO read IOUserClientCreator from the IORegistry (Mac only); not reported on iokit yet', () => undefined);
   else
     test('userClients: this connection is one', async () => {
-      expect((await c.explain(SAMPLE)).blockers).toContainEqual({ kind: 'userClients', clients: [{ pid: process.pid, process: process.title }] });
+      expect((await c.explain(SAMPLE)).blockers).toContainEqual({ kind: 'userClients', clients: [{ pid: process.pid, process: path.basename(process.title) }] });
     });
 });
 

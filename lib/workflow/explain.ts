@@ -106,8 +106,9 @@ export function explainFrom(facts: Facts, target: Target): Explanation {
   return { bundleId: k.bundleId, loadTag: k.loadTag, loaded: true, started: k.started, unloadable: blockers.length === 0, autounload, blockers };
 }
 
+/** The short name, as the Mac's IOUserClientCreator shows it ("pid 123, node"), not a path. */
 function processName(): string {
-  return process.title || 'node';
+  return process.title.split(/[\\/]/).pop() || 'node';
 }
 
 /** One line a human can read: why it is (not) unloadable. */
