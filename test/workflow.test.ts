@@ -1,7 +1,7 @@
 // The workflow API: handles, explain, waits (virtual time on the sim, polling on a Mac), watch.
 import { createSimKernel, Explanation, KextBridge, KextHandle, open, SimKernel, WatchEvent } from '../lib';
 import { describeBackends, Machine } from './backends';
-import { diffKexts } from '../lib/workflow/watch';
+import { ConnectionListener, diffKexts, watch as watchSource } from '../lib/workflow/watch';
 import { POLL_FIRST_MS, waitPolling, WaitSource } from '../lib/workflow/wait';
 import type { LoadedKext } from '../lib';
 import * as path from 'path';
@@ -376,6 +376,34 @@ describe('watch', () => {
     expect(() => kb.watch({ bundleIds: 'x' } as never)).toThrow(/bundleIds/);
     expect(() => kb.watch({ signal: 5 } as never)).toThrow(/signal/);
     expect(() => kb.watch({ intervalMs: -1 })).toThrow(/intervalMs/);
+  });
+
+  test('on a Mac: polls the table (the first read is the baseline), adds its own calls, ends on close', async () => {
+    const k = (loadTag: number, retainCount: number): LoadedKext => ({ bundleId: `com.example.${loadTag}`, loadTag, retainCount, started: true, version: '1', uuid: '', dependencies: [], classes: [] });
+    const tables = [[k(1, 0)], [k(1, 0)], [k(1, 1), k(2, 0)], [k(2, 0)]];
+    let closed = false;
+    let listener: ConnectionListener | undefined;
+    const it = watchSource({
+      sim: undefined,
+      closed: () => closed,
+      loadedKexts: async () => tables.length > 1 ? tables.shift()! : tables[0],
+      subscribe: (l) => ((listener = l), () => (listener = undefined)),
+    }, { intervalMs: 1 });
+    const strip = (e: WatchEvent) => ({ ...e, at: 0 });
+    const got = (await take(it, 3)).map(strip);
+    expect(got).toEqual([
+      { type: 'loaded', at: 0, loadTag: 2, bundleId: 'com.example.2' },
+      { type: 'retainCount', at: 0, loadTag: 1, bundleId: 'com.example.1', from: 0, to: 1 },
+      { type: 'unloaded', at: 0, loadTag: 1, bundleId: 'com.example.1', cause: 'unknown' },
+    ]);
+    const next = it.next();
+    listener!.call({ op: 'retain', loadTag: 2, ok: true, name: 'kOSReturnSuccess', held: 1 });
+    expect(strip((await next).value as WatchEvent)).toEqual({ type: 'call', at: 0, op: 'retain', loadTag: 2, bundleId: 'com.example.2', ok: true, name: 'kOSReturnSuccess', held: 1 });
+    const end = it.next();
+    closed = true;
+    listener!.closing();
+    expect(await end).toEqual({ done: true, value: undefined });
+    expect(listener).toBeUndefined(); // unsubscribed
   });
 
   test("on a Mac: the loaded-kext table's diffs", () => {
