@@ -160,7 +160,11 @@ export class KextBridge {
     return this.wf.waitForRetainCount(target, n, options);
   }
 
-  /** The machine's events and this connection's calls, until the signal aborts or close(). */
+  /**
+   * The machine's events and this connection's calls, until the signal aborts or close().
+   * On the sim, kernel events count from this call; calls (and a Mac's first table) from the
+   * first next().
+   */
   watch(options?: WatchOptions): AsyncGenerator<WatchEvent, void, undefined> {
     return this.wf.watch(options);
   }

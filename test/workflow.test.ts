@@ -135,6 +135,37 @@ describeBackends('explain on every backend', (b) => {
     });
 });
 
+describeBackends('waits and watch on every backend', (b) => {
+  let c: KextBridge;
+  beforeEach(async () => {
+    c = await b.open(b.machine());
+  });
+  afterEach(() => c.close());
+
+  test('a condition that holds is met at once; one that never does times out (never success)', async () => {
+    const tag = (await c.info()).loadTag;
+    const refs = (await c.loadedKexts()).find((k) => k.loadTag === tag)!.retainCount;
+    expect(await c.waitForRetainCount(tag, refs)).toEqual({ ok: true, waitedMs: 0 });
+    const r = await c.waitForLoad('com.example.never-loaded', { timeout: 200 });
+    expect(r).toMatchObject({ ok: false, reason: 'timeout', explanation: { loaded: false } });
+    expect(r.waitedMs).toBeGreaterThanOrEqual(200);
+  });
+
+  test("watch: this connection's retain shows as its call and as the kext's retain count", async () => {
+    const tag = (await c.info()).loadTag;
+    const ac = new AbortController();
+    const it = c.watch({ signal: ac.signal, bundleIds: [SAMPLE], intervalMs: 20 });
+    const first = it.next();
+    await new Promise((r) => setTimeout(r, 50)); // on a Mac: after the baseline poll
+    await c.retain(tag);
+    const events = [(await first).value as WatchEvent, ...(await take(it, 1))];
+    expect(events.map((e) => e.type).sort()).toEqual(['call', 'retainCount']);
+    expect(events.find((e) => e.type === 'retainCount')).toMatchObject({ loadTag: tag, to: expect.any(Number) });
+    await c.release(tag);
+    ac.abort();
+  });
+});
+
 describe('handles', () => {
   test('act on their kext; stale after unload, and after a reload never touch the new kext', async () => {
     const t = load('com.example.h');
@@ -314,9 +345,9 @@ async function take(it: AsyncIterator<WatchEvent>, n: number): Promise<WatchEven
 describe('watch', () => {
   test('on the sim: loaded → retainCount 0→1 → retainCount 1→0 → unloaded (autounload), exact and in order, with the calls', async () => {
     const ac = new AbortController();
-    const it = kb.watch({ signal: ac.signal, bundleIds: ['com.example.w'] });
-    const first = it.next(); // the watch starts here: what follows is seen
+    const it = kb.watch({ signal: ac.signal, bundleIds: ['com.example.w'] }); // kernel events count from here
     const t = load('com.example.w');
+    const first = it.next();
     await kb.retain(t);
     await kb.release(t);
     expect((await kb.waitForUnload(t)).ok).toBe(true);

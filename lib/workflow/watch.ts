@@ -100,7 +100,17 @@ function fromKernel(e: KernelEvent): WatchEvent {
   return rest as WatchEvent;
 }
 
-export async function* watch(src: WatchSource, o: WatchOptions): AsyncGenerator<WatchEvent, void, undefined> {
+/**
+ * The sim's events count from the moment watch() is called (a generator's body would only
+ * start at the first next()); this connection's calls, and a Mac's baseline table, from the
+ * first next(), so a watch that is never iterated holds nothing.
+ */
+export function watch(src: WatchSource, o: WatchOptions): AsyncGenerator<WatchEvent, void, undefined> {
+  const start = src.sim ? (o.fromBoot ? 0 : src.sim.eventCursor) : 0;
+  return run(src, o, start);
+}
+
+async function* run(src: WatchSource, o: WatchOptions, start: number): AsyncGenerator<WatchEvent, void, undefined> {
   const kernel = src.sim;
   const only = o.bundleIds ? new Set(o.bundleIds) : null;
   const interval = o.intervalMs ?? (kernel ? 10 : 500);
@@ -117,7 +127,7 @@ export async function* watch(src: WatchSource, o: WatchOptions): AsyncGenerator<
   };
 
   // The sim's ring, from here (or from boot).
-  let cursor = kernel ? (o.fromBoot ? 0 : kernel.eventCursor) : 0;
+  let cursor = start;
   const names = new Map<number, string>(); // tag → bundle id, for calls and the Mac's diffs
   let table: LoadedKext[] | undefined;
   const drain = () => {
