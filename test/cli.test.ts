@@ -514,6 +514,11 @@ describe('the program', () => {
     const list = mine(await probe(['list', '--json']));
     expect(list).toContain('lib/native.js');
     for (const other of ['lib/cli/hold.js', 'lib/cli/decode.js', 'lib/cli/doctor.js']) expect(list).not.toContain(other);
+    const verbs = ['list', 'decode', 'hold', 'doctor', 'explain', 'wait', 'watch'].map((v) => `lib/cli/${v}.js`);
+    for (const [args, own] of [[['explain', '8', '--json'], 'explain'], [['wait', '8', '--refs', '0', '--json'], 'wait']] as const) {
+      const loaded = mine(await probe([...args]));
+      expect(loaded.filter((f) => verbs.includes(f))).toEqual([`lib/cli/${own}.js`]);
+    }
   });
 });
 
