@@ -10,6 +10,11 @@ import { OUT, SELECTORS } from './protocol.gen';
 import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 import { SimKernel } from './sim';
 import { checkLoadTag, checkLoadTags } from './validate';
+import type { Explanation } from './workflow/explain';
+import type { KextHandle } from './workflow/handle';
+import type { WaitOptions, WaitResult } from './workflow/wait';
+import type { WatchEvent, WatchOptions } from './workflow/watch';
+import { Workflow } from './workflow/workflow';
 
 export type Backend = 'sim' | 'iokit';
 
@@ -51,6 +56,8 @@ export class KextBridge {
   private closing: Promise<void> | undefined;
   /** Output scalars of the sync retain/release fast path (osReturn, heldAfter). */
   private readonly scalarsOut = new Float64Array(SELECTORS.retain.scalarOutputs);
+  /** kext(), explain(), the waits and watch() (lib/workflow/). */
+  private readonly wf: Workflow = new Workflow(this);
 
   /** @internal use open() */
   constructor(conn: NativeConnection, backend: Backend, backendReason: string, sim: SimKernel | undefined, ownLoadTag: number) {
@@ -79,14 +86,14 @@ export class KextBridge {
   async retain(loadTag?: number, options?: CallOptions): Promise<RetainResult> {
     const tag = this.tagOf(loadTag, arguments.length);
     const o = checkCallOptions(options);
-    return counted('retain', tag, await this.call('retain', shape(sel.retain, [tag]), o)) as RetainResult;
+    return this.reported('retain', counted('retain', tag, await this.call('retain', shape(sel.retain, [tag]), o)) as RetainResult);
   }
 
   /** OSKextReleaseKextWithLoadTag, only for what this connection retained. Default: the sample kext. */
   async release(loadTag?: number, options?: CallOptions): Promise<ReleaseResult> {
     const tag = this.tagOf(loadTag, arguments.length);
     const o = checkCallOptions(options);
-    return counted('release', tag, await this.call('release', shape(sel.release, [tag]), o)) as ReleaseResult;
+    return this.reported('release', counted('release', tag, await this.call('release', shape(sel.release, [tag]), o)) as ReleaseResult);
   }
 
   /** Many retains in one trip to the worker thread; one typed result per tag, in order. */
@@ -94,14 +101,14 @@ export class KextBridge {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.retainMany);
-    return decodeMany('retain', tags, await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags)), site);
+    return this.reportedMany('retain', decodeMany('retain', tags, await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags)), site));
   }
 
   async releaseMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<ReleaseResult[]> {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.releaseMany);
-    return decodeMany('release', tags, await abortable('releaseMany', o, site, () => this.conn.callMany(sel.releaseBatch.selector, tags)), site);
+    return this.reportedMany('release', decodeMany('release', tags, await abortable('releaseMany', o, site, () => this.conn.callMany(sel.releaseBatch.selector, tags)), site));
   }
 
   /** What this connection holds: [{ loadTag, count }]. */
@@ -118,6 +125,7 @@ export class KextBridge {
 
   /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */
   close(): Promise<void> {
+    if (!this.closing) queueMicrotask(() => this.wf.reportClosing());
     this.closing ??= this.conn.close().then(({ kr }) => {
       // On a Mac a connection whose service was terminated is cut: IOServiceClose answers
       // kIOReturnBadArgument, still drops the handle, and the kext releases what the client
@@ -126,6 +134,43 @@ export class KextBridge {
         throw new KextBridgeError('close', kr);
     });
     return this.closing;
+  }
+
+  /**
+   * A handle on the loaded kext `target` names (a load tag or a bundle id), or null when none
+   * is. The handle is pinned to that load tag: once the kext is gone it answers
+   * kOSKextReturnNotFound with `stale: 'unloaded' | 'reloaded'` and never touches a new one.
+   */
+  kext(target: number | string): Promise<KextHandle | null> {
+    return this.wf.kext(target);
+  }
+
+  /** Why the kext will not unload (or is not loaded): every blocker, and autounload's state. */
+  explain(target: number | string): Promise<Explanation> {
+    return this.wf.explain(target);
+  }
+
+  /** Until no kext answers to the target. Virtual time on the sim; polling on a Mac. */
+  waitForUnload(target: number | string, options?: WaitOptions): Promise<WaitResult> {
+    return this.wf.waitForUnload(target, options);
+  }
+
+  waitForLoad(target: number | string, options?: WaitOptions): Promise<WaitResult> {
+    return this.wf.waitForLoad(target, options);
+  }
+
+  /** Until the kext is loaded with OSBundleRetainCount `n`. */
+  waitForRetainCount(target: number | string, n: number, options?: WaitOptions): Promise<WaitResult> {
+    return this.wf.waitForRetainCount(target, n, options);
+  }
+
+  /**
+   * The machine's events and this connection's calls, until the signal aborts or close().
+   * On the sim, kernel events count from this call; calls (and a Mac's first table) from the
+   * first next().
+   */
+  watch(options?: WatchOptions): AsyncGenerator<WatchEvent, void, undefined> {
+    return this.wf.watch(options);
   }
 
   /**
@@ -147,6 +192,16 @@ export class KextBridge {
     return this.conn.closing;
   }
 
+  private reported<R extends RetainResult | ReleaseResult>(op: 'retain' | 'release', r: R): R {
+    this.wf.reportCall(op, r);
+    return r;
+  }
+
+  private reportedMany<R extends RetainResult | ReleaseResult>(op: 'retain' | 'release', rs: R[]): R[] {
+    for (const r of rs) this.wf.reportCall(op, r);
+    return rs;
+  }
+
   private tagOf(loadTag: unknown, argc: number): number {
     return argc === 0 || loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
   }
@@ -164,10 +219,10 @@ export class KextBridge {
   private countedSync<S extends Counted>(op: S, loadTag: number): ResultFor<S> {
     const kr = this.conn.callScalarSync(sel[op].selector, loadTag, this.scalarsOut);
     if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(op, kr);
-    return decode(op, loadTag, kr, this.scalarsOut[OUT[op].osReturn], this.scalarsOut[OUT[op].heldAfter]) as ResultFor<S>;
+    return this.reported(op, decode(op, loadTag, kr, this.scalarsOut[OUT[op].osReturn], this.scalarsOut[OUT[op].heldAfter]) as RetainResult) as ResultFor<S>;
   }
 
   private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {
-    return decodeMany(op, tags, this.conn.callManySync(sel[`${op}Batch` as const].selector, tags));
+    return this.reportedMany(op, decodeMany(op, tags, this.conn.callManySync(sel[`${op}Batch` as const].selector, tags)) as RetainResult[]) as ResultFor<S>[];
   }
 }

@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { LoadedKext } from './results';
-import type { KextSpec, PanicRecord, SimKernelOptions } from './sim-types';
+import type { KernelEvents, KextSpec, PanicRecord, SimKernelOptions, SimKextFlags } from './sim-types';
 
 export interface NativeCallResult {
   kr: number;
@@ -53,6 +53,11 @@ export interface NativeSimKernel {
   kpiRelease(loadTag: number): number;
   injectFault(kpi: 'retain' | 'release', code: number, times: number): void;
   delayCalls(microseconds: number, count: number): void;
+  eventsSince(cursor: number): KernelEvents;
+  nextDueMs(): number | null;
+  kextFlags(loadTag: number): SimKextFlags | null;
+  userClientPids(): number[];
+  unloadEnabled(): { unload: boolean; autounload: boolean };
 }
 /** Why a connection did not open; `why` says what to do. */
 export type OpenFailure = { kr: number; why: string };

@@ -41,3 +41,38 @@ export interface PanicRecord {
   timeMs: number;
   message: string;
 }
+
+interface EventBase {
+  /** Position in the kernel's event stream (0 at boot); consecutive unless events were dropped. */
+  seq: number;
+  /** Virtual milliseconds since boot. */
+  at: number;
+  loadTag: number;
+  bundleId: string;
+}
+
+/** What happened to the simulated machine, in order (SimKernel.events()). */
+export type KernelEvent =
+  | (EventBase & { type: 'loaded' })
+  | (EventBase & { type: 'unloaded'; cause: 'explicit' | 'autounload' })
+  /** OSBundleRetainCount before and after (retains and dependents; 0 when idle). */
+  | (EventBase & { type: 'retainCount'; from: number; to: number })
+  /** Live instances of one of the kext's classes (OSMetaClassTrackingCount). */
+  | (EventBase & { type: 'instances'; className: string; from: number; to: number })
+  | (EventBase & { type: 'panic'; message: string });
+
+/** A read of the kernel's event ring. */
+export interface KernelEvents {
+  /** Pass this to the next events() call. */
+  cursor: number;
+  /** Events that fell out of the ring before this reader asked (the ring keeps the last 4096). */
+  dropped: number;
+  events: KernelEvent[];
+}
+
+/** @internal what explain() needs from the sim beyond the loaded-kext table. */
+export interface SimKextFlags {
+  autounload: boolean;
+  unloadUnsupported: boolean;
+  kernelComponent: boolean;
+}

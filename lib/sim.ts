@@ -4,13 +4,17 @@ import { codeValue, describeReturn, isCodeName, CodeName } from './codes';
 import { KextBridgeError } from './errors';
 import { binding, NativeSimKernel } from './native';
 import { LoadedKext } from './results';
-import { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim-types';
+import { KernelEvents, KextSpec, OSReturnResult, PanicRecord, SimKernelOptions, SimKextFlags } from './sim-types';
+import { explainFrom, Explanation } from './workflow/explain';
+import { checkTarget } from './workflow/target';
+import { simFacts } from './workflow/workflow';
 import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid } from './validate';
 
 /** KMOD_MAX_NAME − 1: kmod_info's name and version fields hold 63 bytes and a NUL. */
 const KMOD_NAME_BYTES = 63;
 
 // Their home is sim-types.ts (below native.ts); they read naturally from here too.
+export type { KernelEvent, KernelEvents } from './sim-types';
 export type { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions };
 
 const SPEC_KEYS = ['bundleId', 'version', 'uuid', 'dependencies', 'classes', 'autounload', 'unloadUnsupported', 'started'] as const;
@@ -155,6 +159,54 @@ export class SimKernel {
     checkNonNegativeInteger('ms', ms);
     if (ms > 60_000) throw new RangeError(`ms must be at most 60000, got ${ms}`);
     this._native.delayCalls(ms * 1000, checkUint32('count', count));
+  }
+
+  /**
+   * The kernel's events from `cursor` on (0: from boot): every load, unload (with its cause),
+   * retain-count change, instance change and panic, stamped with virtual time, in order. The
+   * kernel keeps the last 4096 in a ring and never blocks: a reader that fell further behind
+   * gets `dropped` (how many it missed) and the rest.
+   */
+  events(cursor = 0): KernelEvents {
+    return this._native.eventsSince(checkNonNegativeInteger('cursor', cursor));
+  }
+
+  /** The cursor of the next event: events(kernel.eventCursor) returns only what happens from now on. */
+  get eventCursor(): number {
+    return this._native.eventsSince(Number.MAX_SAFE_INTEGER).cursor;
+  }
+
+  /**
+   * When the clock would next make something happen (virtual ms): the armed autounload scan,
+   * or null when nothing is due. Waits on the sim jump the clock here.
+   */
+  get nextDueMs(): number | null {
+    return this._native.nextDueMs();
+  }
+
+  /**
+   * explain(target) as the kernel sees it, with no connection of your own: the same answer
+   * as kb.explain() with heldByThisConnection 0. Lets a test check a kext is unloadable after
+   * it closed every connection (the sample kext's open user clients block its unload).
+   */
+  explain(target: number | string): Explanation {
+    const t = checkTarget(target);
+    return explainFrom({ kexts: this.loadedKexts(), held: [], sim: simFacts(this) }, t);
+  }
+
+  /** @internal explain(): the per-kext flags the loaded-kext table does not carry, or null. */
+  _kextFlags(loadTag: number): SimKextFlags | null {
+    return this._native.kextFlags(checkLoadTag(loadTag));
+  }
+
+  /** @internal explain(): the pid of each open user client of the sample kext. */
+  _userClientPids(): number[] {
+    return this._native.userClientPids();
+  }
+
+  /** @internal explain(): whether unloading (explicit or auto) and the autounload scan are on. */
+  _unloadEnabled(): { unload: boolean; autounload: boolean } {
+    return this._native.unloadEnabled();
   }
 
   private alive(op: string): void {

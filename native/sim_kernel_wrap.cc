@@ -82,7 +82,12 @@ Napi::Function SimKernelWrap::Define(Napi::Env env) {
        InstanceMethod<&SimKernelWrap::KpiRetain>("kpiRetain"),
        InstanceMethod<&SimKernelWrap::KpiRelease>("kpiRelease"),
        InstanceMethod<&SimKernelWrap::InjectFault>("injectFault"),
-       InstanceMethod<&SimKernelWrap::DelayCalls>("delayCalls")});
+       InstanceMethod<&SimKernelWrap::DelayCalls>("delayCalls"),
+       InstanceMethod<&SimKernelWrap::EventsSince>("eventsSince"),
+       InstanceMethod<&SimKernelWrap::NextDueMs>("nextDueMs"),
+       InstanceMethod<&SimKernelWrap::KextFlags>("kextFlags"),
+       InstanceMethod<&SimKernelWrap::UserClientPids>("userClientPids"),
+       InstanceMethod<&SimKernelWrap::UnloadEnabled>("unloadEnabled")});
 }
 
 Napi::Object SimKernelWrap::Wrap(Napi::Env env, std::shared_ptr<sim::SimKernel> kernel) {
@@ -203,6 +208,101 @@ Napi::Value SimKernelWrap::DelayCalls(const Napi::CallbackInfo &info) {
   uint32_t count = (uint32_t)ToUint(info[1], "count", 0xFFFFFFFFull);
   kernel_->delayCalls(us, count);
   return info.Env().Undefined();
+}
+
+} // namespace kb
+
+namespace kb {
+
+namespace {
+const char *EventTypeName(sim::EventType t) {
+  switch (t) {
+    case sim::EventType::Loaded: return "loaded";
+    case sim::EventType::Unloaded: return "unloaded";
+    case sim::EventType::RetainCount: return "retainCount";
+    case sim::EventType::Instances: return "instances";
+    case sim::EventType::Panic: return "panic";
+  }
+  return "unknown";
+}
+}  // namespace
+
+// eventsSince(cursor) → { cursor, dropped, events: [{ seq, at, type, loadTag, bundleId, … }] }
+Napi::Value SimKernelWrap::EventsSince(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint64_t cursor = ToUint(info[0], "cursor", 9007199254740991ull);
+  std::vector<sim::Event> events;
+  uint64_t dropped = 0;
+  uint64_t next = kernel_->eventsSince(cursor, events, &dropped);
+  Napi::Array list = Napi::Array::New(env, events.size());
+  for (size_t i = 0; i < events.size(); i++) {
+    const sim::Event &e = events[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("seq", Napi::Number::New(env, (double)e.seq));
+    o.Set("at", Napi::Number::New(env, (double)e.timeMs));
+    o.Set("type", EventTypeName(e.type));
+    o.Set("loadTag", Napi::Number::New(env, e.loadTag));
+    o.Set("bundleId", e.bundleId);
+    switch (e.type) {
+      case sim::EventType::Unloaded:
+        o.Set("cause", e.cause == sim::UnloadCause::Autounload ? "autounload" : "explicit");
+        break;
+      case sim::EventType::Instances:
+        o.Set("className", e.className);
+        o.Set("from", Napi::Number::New(env, (double)e.from));
+        o.Set("to", Napi::Number::New(env, (double)e.to));
+        break;
+      case sim::EventType::RetainCount:
+        o.Set("from", Napi::Number::New(env, (double)e.from));
+        o.Set("to", Napi::Number::New(env, (double)e.to));
+        break;
+      case sim::EventType::Panic:
+        o.Set("message", e.message);
+        break;
+      case sim::EventType::Loaded:
+        break;
+    }
+    list.Set((uint32_t)i, o);
+  }
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("cursor", Napi::Number::New(env, (double)next));
+  r.Set("dropped", Napi::Number::New(env, (double)dropped));
+  r.Set("events", list);
+  return r;
+}
+
+Napi::Value SimKernelWrap::NextDueMs(const Napi::CallbackInfo &info) {
+  uint64_t due = 0;
+  if (!kernel_->nextDueMs(&due)) return info.Env().Null();
+  return Napi::Number::New(info.Env(), (double)due);
+}
+
+Napi::Value SimKernelWrap::KextFlags(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  sim::KextFlags f;
+  if (!kernel_->kextFlags(Tag(info, 0), &f)) return env.Null();
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("autounload", Napi::Boolean::New(env, f.autounload));
+  r.Set("unloadUnsupported", Napi::Boolean::New(env, f.unloadUnsupported));
+  r.Set("kernelComponent", Napi::Boolean::New(env, f.kernelComponent));
+  return r;
+}
+
+Napi::Value SimKernelWrap::UserClientPids(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::vector<int32_t> pids = kernel_->userClientPids();
+  Napi::Array list = Napi::Array::New(env, pids.size());
+  for (size_t i = 0; i < pids.size(); i++) list.Set((uint32_t)i, Napi::Number::New(env, pids[i]));
+  return list;
+}
+
+// Whether unloading is allowed at all, and whether the autounload scan ever runs.
+Napi::Value SimKernelWrap::UnloadEnabled(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("unload", Napi::Boolean::New(env, kernel_->unloadEnabled()));
+  r.Set("autounload", Napi::Boolean::New(env, kernel_->autounloadGloballyEnabled()));
+  return r;
 }
 
 } // namespace kb

@@ -36,6 +36,11 @@ class SimKernelWrap : public Napi::ObjectWrap<SimKernelWrap> {
   Napi::Value KpiRelease(const Napi::CallbackInfo &info);
   Napi::Value InjectFault(const Napi::CallbackInfo &info);
   Napi::Value DelayCalls(const Napi::CallbackInfo &info);
+  Napi::Value EventsSince(const Napi::CallbackInfo &info);
+  Napi::Value NextDueMs(const Napi::CallbackInfo &info);
+  Napi::Value KextFlags(const Napi::CallbackInfo &info);
+  Napi::Value UserClientPids(const Napi::CallbackInfo &info);
+  Napi::Value UnloadEnabled(const Napi::CallbackInfo &info);
 
   std::shared_ptr<sim::SimKernel> kernel_;
 };

@@ -20,6 +20,7 @@ namespace sim {
 
 const uint32_t SimKernel::kBaselineRetainCount;
 const uint64_t SimKernel::kConsiderUnloadDelayMs;
+const size_t SimKernel::kEventRing;
 
 namespace {
 
@@ -171,6 +172,7 @@ uint32_t SimKernel::retainKextWithLoadTag(uint32_t loadTag) {
   if (kr != RC_kOSReturnSuccess) return kr;
   k->count++;  // the lookup's reference, kept as the caller's
   k->autounload = !k->unloadUnsupported;
+  emitRetainCount(*k, k->count - 1);
   return RC_kOSReturnSuccess;
 }
 
@@ -182,6 +184,7 @@ uint32_t SimKernel::releaseKextWithLoadTag(uint32_t loadTag) {
   considerUnloads();
   // Lookup +1, then release twice: net −1, with no check against the kernel's own references.
   k->count--;
+  emitRetainCount(*k, k->count + 1);
   if (k->count < kBaseline) recordPanic("OSKextReleaseKextWithLoadTag", *k);
   return RC_kOSReturnSuccess;  // what the real kernel answered before using freed memory
 }
@@ -223,6 +226,7 @@ uint32_t SimKernel::loadLocked(const KextSpec &spec, uint32_t *tagOut) {
   k->count = kBaseline;
   for (Kext *lib : libs) {
     lib->count++;  // the dependent's dependencies array retains the library
+    emitRetainCount(*lib, lib->count - 1);
     k->deps.push_back(lib->tag);
   }
   std::sort(k->deps.begin(), k->deps.end(), [](uint32_t a, uint32_t b) { return a > b; });
@@ -241,6 +245,11 @@ uint32_t SimKernel::loadLocked(const KextSpec &spec, uint32_t *tagOut) {
   kexts_.push_back(std::move(k));
   byId_[raw->bundleId] = raw->tag;
   if (tagOut) *tagOut = raw->tag;
+  Event e;
+  e.type = EventType::Loaded;
+  e.loadTag = raw->tag;
+  e.bundleId = raw->bundleId;
+  emit(std::move(e));
   return RC_kOSReturnSuccess;
 }
 
@@ -259,7 +268,7 @@ uint32_t SimKernel::unloadKext(uint32_t loadTag) {
   if (!options_.unloadEnabled) return RC_kOSKextReturnDisabled;
   if (k->kernelComponent) return RC_kOSKextReturnInvalidArgument;
   if (k->hasLiveInstances()) return RC_kOSKextReturnInUse;
-  removeLocked(loadTag);
+  removeLocked(loadTag, UnloadCause::Explicit);
   compactLocked();
   return RC_kOSReturnSuccess;
 }
@@ -277,7 +286,9 @@ uint32_t SimKernel::setInstances(uint32_t loadTag, const std::string &className,
     return RC_kOSKextReturnInvalidArgument;
   if (loadTag == sampleTag_ && className == KB_SERVICE_CLASS_NAME && count == 0)
     terminateSampleServiceLocked();
+  const uint32_t from = c->instances;
   c->instances = count;
+  emitInstances(*k, className, from, count);
   return RC_kOSReturnSuccess;
 }
 
@@ -288,7 +299,9 @@ void SimKernel::terminateSampleServiceLocked() {
   Kext *k = find(sampleTag_);
   ClassSpec *service = k ? k->findClass(KB_SERVICE_CLASS_NAME) : nullptr;
   if (!service || service->instances == 0) return;
+  const uint32_t from = service->instances;
   service->instances = 0;
+  emitInstances(*k, KB_SERVICE_CLASS_NAME, from, 0);
   for (UserClientHandle *client : clients_) client->serviceTerminated();
 }
 
@@ -342,7 +355,7 @@ void SimKernel::runAutounloadScan() {
     for (size_t i = kexts_.size(); i-- > 0 && !panicked_;) {
       Kext &k = *kexts_[i];
       if (!eligibleForAutounload(k)) continue;
-      removeLocked(k.tag);
+      removeLocked(k.tag, UnloadCause::Autounload);
       unloaded = true;
     }
     compactLocked();
@@ -350,14 +363,21 @@ void SimKernel::runAutounloadScan() {
 }
 
 // Marks the kext unloaded and drops its references on its libraries. The caller compacts.
-void SimKernel::removeLocked(uint32_t loadTag) {
+void SimKernel::removeLocked(uint32_t loadTag, UnloadCause cause) {
   Kext *k = find(loadTag);
   if (!k) return;
   k->removed = true;
+  Event e;
+  e.type = EventType::Unloaded;
+  e.loadTag = k->tag;
+  e.bundleId = k->bundleId;
+  e.cause = cause;
+  emit(std::move(e));
   for (uint32_t depTag : k->deps) {
     Kext *lib = find(depTag);
     if (!lib) continue;  // only reachable after someone released a library's own references
     lib->count--;
+    emitRetainCount(*lib, lib->count + 1);
     // A library normally keeps its baseline here. It falls below only if someone released
     // the reference this dependent held: the kernel would free a kext it still lists.
     if (lib->count < kBaseline && !panicked_) recordPanic("OSKext::flushDependencies", *lib);
@@ -376,6 +396,80 @@ void SimKernel::recordPanic(const char *call, const Kext &k) {
                    k.bundleId + " to retain count " + std::to_string(k.count) +
                    ", below the kernel's baseline of " + std::to_string(kBaseline) +
                    " (use-after-free)";
+  Event e;
+  e.type = EventType::Panic;
+  e.loadTag = k.tag;
+  e.bundleId = k.bundleId;
+  e.message = panic_.message;
+  emit(std::move(e));
+}
+
+// ---- events ----
+
+void SimKernel::emit(Event e) {
+  e.seq = nextSeq_++;
+  e.timeMs = nowMs_;
+  if (ring_.size() < kEventRing) ring_.push_back(std::move(e));
+  else ring_[e.seq % kEventRing] = std::move(e);
+}
+
+// OSBundleRetainCount before and after: the count less the kernel's own references.
+void SimKernel::emitRetainCount(const Kext &k, int64_t fromCount) {
+  Event e;
+  e.type = EventType::RetainCount;
+  e.loadTag = k.tag;
+  e.bundleId = k.bundleId;
+  e.from = fromCount - kBaseline;
+  e.to = k.count - kBaseline;
+  emit(std::move(e));
+}
+
+void SimKernel::emitInstances(const Kext &k, const std::string &cls, uint32_t from, uint32_t to) {
+  if (from == to) return;
+  Event e;
+  e.type = EventType::Instances;
+  e.loadTag = k.tag;
+  e.bundleId = k.bundleId;
+  e.className = cls;
+  e.from = from;
+  e.to = to;
+  emit(std::move(e));
+}
+
+uint64_t SimKernel::eventsSince(uint64_t cursor, std::vector<Event> &out, uint64_t *dropped) const {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  const uint64_t oldest = nextSeq_ > kEventRing ? nextSeq_ - kEventRing : 0;
+  if (dropped) *dropped = cursor < oldest ? oldest - cursor : 0;
+  if (cursor < oldest) cursor = oldest;
+  for (uint64_t s = cursor; s < nextSeq_; s++) out.push_back(ring_[s % kEventRing]);
+  return nextSeq_;  // also for a cursor from the future: it resumes at the stream's end
+}
+
+uint64_t SimKernel::eventCursor() const {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  return nextSeq_;
+}
+
+bool SimKernel::nextDueMs(uint64_t *out) const {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (!armed_ || panicked_) return false;
+  *out = deadlineMs_;
+  return true;
+}
+
+bool SimKernel::kextFlags(uint32_t loadTag, KextFlags *out) const {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  const Kext *k = find(loadTag);
+  if (!k) return false;
+  out->autounload = k->autounload;
+  out->unloadUnsupported = k->unloadUnsupported;
+  out->kernelComponent = k->kernelComponent;
+  return true;
+}
+
+std::vector<int32_t> SimKernel::userClientPids() const {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  return clientPids_;
 }
 
 // ---- queries ----
@@ -466,7 +560,9 @@ uint32_t SimKernel::openUserClient(UserClientHandle *handle, int32_t pid) {
     client = &k->classes.back();
   }
   client->instances++;
+  emitInstances(*k, KB_USER_CLIENT_CLASS_NAME, client->instances - 1, client->instances);
   if (handle) clients_.push_back(handle);
+  clientPids_.push_back(pid);
   return RC_kIOReturnSuccess;
 }
 
@@ -474,11 +570,16 @@ void SimKernel::closeUserClient(UserClientHandle *handle, int32_t pid) {
   std::lock_guard<std::recursive_mutex> g(mu_);
   if (handle) clients_.erase(std::remove(clients_.begin(), clients_.end(), handle), clients_.end());
   openLimit_.release(pid);
+  auto pidAt = std::find(clientPids_.begin(), clientPids_.end(), pid);
+  if (pidAt != clientPids_.end()) clientPids_.erase(pidAt);
   if (panicked_) return;
   Kext *k = find(sampleTag_);
   if (!k) return;
   ClassSpec *client = k->findClass(KB_USER_CLIENT_CLASS_NAME);
-  if (client && client->instances > 0) client->instances--;
+  if (client && client->instances > 0) {
+    client->instances--;
+    emitInstances(*k, KB_USER_CLIENT_CLASS_NAME, client->instances + 1, client->instances);
+  }
 }
 
 // ---- SampleKextApi ----

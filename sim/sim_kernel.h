@@ -67,6 +67,30 @@ struct PanicRecord {
   std::string message;           // one line a human can read
 };
 
+// Something that happened to the machine, stamped with its virtual time. Every change a
+// watcher can see is one: loads, unloads (and why), retain-count and instance changes, panics.
+enum class EventType { Loaded, Unloaded, RetainCount, Instances, Panic };
+enum class UnloadCause { Explicit, Autounload };
+
+struct Event {
+  uint64_t seq = 0;     // position in the kernel's event stream, from 0 at boot
+  uint64_t timeMs = 0;  // virtual time
+  EventType type = EventType::Loaded;
+  uint32_t loadTag = 0;
+  std::string bundleId;
+  UnloadCause cause = UnloadCause::Explicit;  // Unloaded
+  int64_t from = 0, to = 0;  // RetainCount: OSBundleRetainCount before/after; Instances: count
+  std::string className;     // Instances
+  std::string message;       // Panic: PanicRecord::message
+};
+
+// A kext's flags that the loaded-kext table does not carry, for explaining an unload.
+struct KextFlags {
+  bool autounload = false;         // per-kext autounload flag (flags.autounloadEnabled)
+  bool unloadUnsupported = false;
+  bool kernelComponent = false;
+};
+
 // An open user client as the kernel sees it. Terminating the sample kext's service stops
 // every client on it (IOUserClient::stop), on the terminating thread, with the kernel's kext
 // lock held: serviceTerminated() must not block or call a KPI.
@@ -135,6 +159,26 @@ class SimKernel {
   uint64_t now() const;
   bool autounloadArmed() const;
   uint64_t autounloadDeadline() const;  // meaningful while armed
+  // The virtual time of the next thing the clock would make happen (today: the armed
+  // autounload scan), or false when nothing is due. Waits jump the clock there.
+  bool nextDueMs(uint64_t *out) const;
+
+  // ---- events ----
+  // The stream is kept in a ring of kEventRing entries; it never blocks and never grows.
+  // eventsSince appends every event with seq >= cursor still in the ring, and returns the
+  // cursor to pass next time (one past the last event). A reader that fell more than the
+  // ring behind gets *dropped = how many it missed (else 0).
+  static const size_t kEventRing = 4096;
+  uint64_t eventsSince(uint64_t cursor, std::vector<Event> &out, uint64_t *dropped) const;
+  uint64_t eventCursor() const;  // the seq the next event will have
+
+  // False when no kext has the tag.
+  bool kextFlags(uint32_t loadTag, KextFlags *out) const;
+  bool unloadEnabled() const { return options_.unloadEnabled; }
+  bool autounloadGloballyEnabled() const { return options_.autounloadEnabled; }
+  // The pid of each open user client of the sample kext (IOUserClientCreator on a Mac), in
+  // the order they opened.
+  std::vector<int32_t> userClientPids() const;
 
   std::vector<KextRecord> loadedKexts() const;
   // The OSObject retain count (baseline included), or -1 when no kext has the tag.
@@ -173,10 +217,14 @@ class SimKernel {
   void considerUnloads();                 // (re)arm the scan 60 s ahead
   void runAutounloadScan();               // repeat passes until one unloads nothing
   bool eligibleForAutounload(const Kext &k) const;
-  void removeLocked(uint32_t loadTag);    // marks it unloaded, drops its dependency references
+  // Marks it unloaded, drops its dependency references.
+  void removeLocked(uint32_t loadTag, UnloadCause cause);
   void compactLocked();                   // sweeps marked kexts out of kexts_ and byId_
   void recordPanic(const char *call, const Kext &k);
   void terminateSampleServiceLocked();    // IOService termination of the sample's service
+  void emit(Event e);                     // appends to the ring (under mu_)
+  void emitRetainCount(const Kext &k, int64_t fromCount);
+  void emitInstances(const Kext &k, const std::string &cls, uint32_t from, uint32_t to);
 
   // sKextLock: a recursive lock every KPI entry, load, unload and scan takes, as in xnu.
   mutable std::recursive_mutex mu_;
@@ -191,6 +239,9 @@ class SimKernel {
   std::atomic<bool> panicked_{false};  // written under mu_; read without it on every call
   PanicRecord panic_;
   std::vector<UserClientHandle *> clients_;  // registered open user clients
+  std::vector<int32_t> clientPids_;          // one per open user client, in open order
+  std::vector<Event> ring_;                  // events[seq % kEventRing], grows to kEventRing
+  uint64_t nextSeq_ = 0;
   // The sample kext's cap on open clients per process, as in the kext (its own leaf lock).
   MutexLock openLimitLock_;
   OpenLimit openLimit_{openLimitLock_};

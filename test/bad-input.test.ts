@@ -110,6 +110,15 @@ const rows: Row[] = [
   { fn: 'kernel.kpi.releaseKextWithLoadTag(loadTag)', arg: 'loadTag', call: (v) => kernel.kpi.releaseKextWithLoadTag(v as number) },
   { fn: 'kernel.lookup(bundleId)', arg: 'bundleId', call: (v) => kernel.lookup(v as string), valid: aString },
   { fn: 'kernel.rawRetainCount(loadTag)', arg: 'loadTag', call: (v) => kernel.rawRetainCount(v as number) },
+  // the workflow API: a target is a load tag or a bundle id ('5' is a bundle id)
+  { fn: 'kb.kext(target)', arg: 'target', call: (v) => kb.kext(v as number), valid: aString },
+  { fn: 'kb.explain(target)', arg: 'target', call: (v) => kb.explain(v as number), valid: aString },
+  { fn: 'kb.waitForUnload(target)', arg: 'target', call: (v) => kb.waitForUnload(v as number), valid: aString },
+  { fn: 'kb.waitForLoad(…, { timeout })', arg: 'options.timeout', call: (v) => kb.waitForLoad(target, { timeout: v as number }), valid: optional },
+  { fn: 'kb.waitForRetainCount(…, n)', arg: 'n must be', call: (v) => kb.waitForRetainCount(target, v as number) },
+  { fn: 'kb.watch({ bundleIds })', arg: 'options.bundleIds', call: (v) => kb.watch({ bundleIds: v as string[] }), valid: [undefined, []] },
+  { fn: 'kernel.events(cursor)', arg: 'cursor', call: (v) => kernel.events(v as number), valid: [undefined, 2 ** 32] },
+  { fn: 'kernel.explain(target)', arg: 'target', call: (v) => kernel.explain(v as number), valid: aString },
   // -1 is a signed kern_return_t (0xFFFFFFFF): describeReturn decodes signed and unsigned,
   // and takes bigints and decimal or hex strings too.
   { fn: 'describeReturn(code)', arg: 'code', call: (v) => describeReturn(v as number), valid: [-1, '5', 5n] },
@@ -192,6 +201,9 @@ describe('a closed connection', () => {
     ['sync.releaseMany', () => kb.sync.releaseMany([kernel.sampleLoadTag])],
     ['sync.held', () => kb.sync.held()],
     ['sync.loadedKexts', () => kb.sync.loadedKexts()],
+    ['kext', () => kb.kext(kernel.sampleLoadTag)],
+    ['explain', () => kb.explain(kernel.sampleLoadTag)],
+    ['waitForUnload', () => kb.waitForUnload(kernel.sampleLoadTag)],
   ];
   test.each(closedRows)('%s fails with KextBridgeError MACH_SEND_INVALID_DEST and changes nothing', async (_name, call) => {
     await kb.close();

@@ -277,6 +277,148 @@ describe('hold', () => {
   });
 });
 
+describe('explain', () => {
+  // Each CLI process has its own sim kernel, and its own connection is a user client of the
+  // sample kext: that is the one blocker the default world shows. pids vary: masked.
+  const maskPid = (s: string) => s.replace(/pid \d+/g, 'pid N').replace(/"pid": \d+/g, '"pid": 0');
+
+  test('success: a loaded kext and why it will not unload', async () => {
+    const r = await cli(['explain', SAMPLE]);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    golden('explain.txt', maskPid(r.stdout));
+    expect(r.stdout).toContain(`user clients open by ${'node'} (pid ${r.stdout.match(/pid (\d+)/)![1]})`);
+  });
+
+  test('--json: the explanation as one document', async () => {
+    const r = await cli(['explain', '8', '--json']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    golden('explain.json', maskPid(r.stdout));
+    expect(doc(r)).toMatchObject({ ok: true, backend: 'sim', explanation: { bundleId: SAMPLE, loadTag: 8, loaded: true, unloadable: false, blockers: [{ kind: 'userClients' }] } });
+    const kernel = await cli(['explain', '0', '--json']);
+    expect(doc(kernel).explanation.blockers).toEqual([{ kind: 'notUnloadable', reason: 'kernelComponent' }]);
+  });
+
+  test('not found: exit 1, with the (not loaded) explanation under --json', async () => {
+    const r = await cli(['explain', 'com.example.absent']);
+    expect(r).toMatchObject({ code: 1, stdout: '', stderr: 'kextbridge explain: no loaded kext has the bundle id "com.example.absent"\n' });
+    const j = await cli(['explain', '99', '--json']);
+    expect(j.code).toBe(1);
+    expect(doc(j)).toEqual({
+      schemaVersion: 1, ok: false, backend: 'sim',
+      explanation: { bundleId: null, loadTag: 99, loaded: false, started: false, unloadable: false, autounload: { enabled: false }, blockers: [] },
+      error: { name: 'NotFound', code: null, message: 'no loaded kext has the load tag 99', exitCode: 1 },
+    });
+  });
+
+  test('not privileged: explaining needs no privilege', async () => {
+    const r = await cli(['explain', '8', '--json'], { env: UNPRIVILEGED });
+    expect(r.code).toBe(0);
+    expect(doc(r).explanation.blockers).toEqual([{ kind: 'userClients', clients: [{ pid: expect.any(Number), process: 'node' }] }]);
+  });
+
+  test('usage: tag 2^32, a malformed target, none, two: exit 64', async () => {
+    for (const args of [['explain', '4294967296'], ['explain', '-1'], ['explain'], ['explain', '8', '9'], ['explain', '1.5', '--json']]) {
+      const r = await cli(args);
+      expect({ args, code: r.code }).toEqual({ args, code: 64 });
+    }
+    expect(doc(await cli(['explain', '4294967296', '--json']))).toMatchObject({ ok: false, error: { name: 'UsageError', exitCode: 64, message: 'load tag 4294967296 is out of range (0…4294967295)' } });
+  });
+});
+
+describe('wait', () => {
+  test('success: a condition that holds is at once (waitedMs 0)', async () => {
+    const r = await cli(['wait', '8', '--refs', '0']);
+    expect(r).toMatchObject({ code: 0, stdout: 'tag 8: retain count 0 after 0 ms (virtual)\n', stderr: '' });
+    const j = await cli(['wait', SAMPLE, '--loaded', '--json']);
+    expect(j.code).toBe(0);
+    expect(doc(j)).toEqual({ schemaVersion: 1, ok: true, backend: 'sim', target: SAMPLE, condition: { loaded: true }, waitedMs: 0 });
+  });
+
+  test('timeout: exit 75 after the virtual timeout, with the explanation; never success', async () => {
+    const r = await cli(['wait', '8', '--unloaded', '--timeout', '5s', '--json']);
+    expect(r.code).toBe(75);
+    const d = doc(r);
+    expect(d).toMatchObject({
+      ok: false, backend: 'sim', target: 8, condition: { unloaded: true }, waitedMs: 5000, reason: 'timeout',
+      explanation: { loaded: true, unloadable: false, blockers: [{ kind: 'userClients' }] },
+      error: { name: 'Timeout', code: null, exitCode: 75 },
+    });
+    expect(r.stderr).toBe(`kextbridge wait: ${d.error.message}\n`);
+    expect(r.stderr).toMatch(/^kextbridge wait: timed out after 5000 ms waiting for tag 8 to be unloaded: org\.kextbridge\.sample \(tag 8\) cannot be unloaded: user clients open by node \(pid \d+\)\n$/);
+    const loaded = await cli(['wait', 'com.example.later', '--loaded']);
+    expect(loaded).toMatchObject({ code: 75, stdout: '', stderr: 'kextbridge wait: timed out after 90000 ms waiting for com.example.later to be loaded: com.example.later is not loaded\n' });
+    expect((await cli(['wait', '8', '--refs', '1', '--timeout', '1500ms'])).stderr).toContain('timed out after 1500 ms');
+  });
+
+  test('not privileged: waiting needs no privilege', async () => {
+    expect((await cli(['wait', '8', '--refs', '0'], { env: UNPRIVILEGED })).code).toBe(0);
+  });
+
+  test('usage: --refs x, --timeout -1, tag 2^32, no condition or two: exit 64 with the reason', async () => {
+    const cases: [string[], string][] = [
+      [['wait', '8', '--refs', 'x'], '--refs "x" is not a retain count (0…4294967295)'],
+      [['wait', '8', '--refs', '-1'], '--refs "-1" is not a retain count (0…4294967295)'],
+      [['wait', '8', '--loaded', '--timeout', '-1'], '--timeout "-1" is not a duration (90s, 1500ms, 2m, or seconds)'],
+      [['wait', '8', '--loaded', '--timeout', '30d'], '--timeout "30d" is not a duration (90s, 1500ms, 2m, or seconds)'],
+      [['wait', '8', '--loaded', '--timeout', '25000000s'], '--timeout 25000000s is too long (at most 2147483647ms, about 24.8 days)'],
+      [['wait', '4294967296', '--loaded'], 'load tag 4294967296 is out of range (0…4294967295)'],
+      [['wait', '8'], 'give exactly one of --unloaded, --loaded or --refs N'],
+      [['wait', '8', '--loaded', '--unloaded'], 'give exactly one of --unloaded, --loaded or --refs N'],
+    ];
+    for (const [args, message] of cases) {
+      const r = await cli([...args, '--json']);
+      expect({ args, code: r.code, error: doc(r).error }).toEqual({ args, code: 64, error: { name: 'UsageError', code: null, message, exitCode: 64 } });
+      expect(r.stderr).toBe(`kextbridge: ${message}\n`);
+    }
+  });
+});
+
+describe('watch', () => {
+  /** Runs watch until it has printed `lines` lines, then sends `sig`. */
+  async function watchFor(args: string[], lines: number, sig: NodeJS.Signals = 'SIGINT', env: Record<string, string> = {}) {
+    const child = spawn(process.execPath, [CLI, 'watch', ...args], { env: { ...BASE_ENV, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    await new Promise<void>((res) => child.stdout.on('data', (d) => {
+      stdout += d;
+      if (stdout.split('\n').length > lines) res();
+    }));
+    await new Promise((r) => setTimeout(r, 100)); // nothing more comes
+    child.kill(sig);
+    const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
+    return { code, stdout, stderr };
+  }
+
+  test('--jsonl on the sim: its freshly booted world, one document per line, until SIGINT (exit 0)', async () => {
+    const r = await watchFor(['--jsonl'], 13);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    golden('watch.jsonl', r.stdout);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(events.every((e) => e.schemaVersion === 1)).toBe(true);
+    expect(events[events.length - 1]).toEqual({ schemaVersion: 1, at: 0, type: 'instances', loadTag: 8, bundleId: SAMPLE, className: 'org_kextbridge_SampleUserClient', from: 0, to: 1 });
+  });
+
+  test('-b filters; a line each; SIGTERM ends it too', async () => {
+    const r = await watchFor(['-b', SAMPLE], 2, 'SIGTERM');
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toBe(
+      '        0 ms  loaded       org.kextbridge.sample (tag 8)\n' +
+      '        0 ms  instances    org.kextbridge.sample (tag 8) org_kextbridge_SampleUserClient 0 → 1\n');
+  });
+
+  test('not privileged: watching needs no privilege', async () => {
+    expect((await watchFor(['-b', SAMPLE, '--jsonl'], 2, 'SIGINT', UNPRIVILEGED)).code).toBe(0);
+  });
+
+  test('usage: an unknown option, -b without an id: exit 64', async () => {
+    for (const args of [['watch', '--bogus'], ['watch', '-b'], ['watch', 'extra']]) {
+      const r = await cli(args);
+      expect({ args, code: r.code }).toEqual({ args, code: 64 });
+    }
+  });
+});
+
 describe('doctor', () => {
   // platform and root depend on the machine running the tests.
   const normalise = (d: any) => ({ ...d, checks: d.checks.map((c: any) => (['platform', 'root'].includes(c.id) ? { ...c, detail: '<machine>' } : c)) });
@@ -316,16 +458,16 @@ describe('doctor', () => {
 
 describe('the program', () => {
   test('an unknown verb, or none, is exit 64 (with the document under --json)', async () => {
-    const r = await cli(['explain', 'x', '--json']);
+    const r = await cli(['replay', 'x', '--json']);
     expect(r.code).toBe(64);
-    expect(doc(r).error).toEqual({ name: 'UsageError', code: null, message: "unknown command 'explain'", exitCode: 64 });
-    expect(r.stderr).toContain("error: unknown command 'explain'");
+    expect(doc(r).error).toEqual({ name: 'UsageError', code: null, message: "unknown command 'replay'", exitCode: 64 });
+    expect(r.stderr).toContain("error: unknown command 'replay'");
     const none = await cli([]);
     expect(none.code).toBe(64);
     expect(none.stderr).toContain('Usage: kextbridge');
   });
 
-  test.each(['list', 'decode', 'hold', 'doctor'])('%s --help: exit 0, with an example', async (verb) => {
+  test.each(['list', 'decode', 'hold', 'doctor', 'explain', 'wait', 'watch'])('%s --help: exit 0, with an example', async (verb) => {
     const r = await cli([verb, '--help']);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(r.stdout).toMatch(new RegExp(`^Usage: kextbridge ${verb} `));
@@ -335,8 +477,8 @@ describe('the program', () => {
   test('--help and --version', async () => {
     const help = await cli(['--help']);
     expect(help.code).toBe(0);
-    for (const verb of ['list', 'decode', 'hold', 'doctor']) expect(help.stdout).toContain(`  ${verb} `);
-    for (const absent of ['explain', 'wait', 'watch', 'load', 'replay']) expect(help.stdout).not.toMatch(new RegExp(`^  ${absent} `, 'm'));
+    for (const verb of ['list', 'decode', 'hold', 'doctor', 'explain', 'wait', 'watch']) expect(help.stdout).toContain(`  ${verb} `);
+    for (const absent of ['load', 'replay']) expect(help.stdout).not.toMatch(new RegExp(`^  ${absent} `, 'm'));
     const v = await cli(['--version']);
     expect(v).toMatchObject({ code: 0, stdout: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version + '\n' });
   });
@@ -372,6 +514,11 @@ describe('the program', () => {
     const list = mine(await probe(['list', '--json']));
     expect(list).toContain('lib/native.js');
     for (const other of ['lib/cli/hold.js', 'lib/cli/decode.js', 'lib/cli/doctor.js']) expect(list).not.toContain(other);
+    const verbs = ['list', 'decode', 'hold', 'doctor', 'explain', 'wait', 'watch'].map((v) => `lib/cli/${v}.js`);
+    for (const [args, own] of [[['explain', '8', '--json'], 'explain'], [['wait', '8', '--refs', '0', '--json'], 'wait']] as const) {
+      const loaded = mine(await probe([...args]));
+      expect(loaded.filter((f) => verbs.includes(f))).toEqual([`lib/cli/${own}.js`]);
+    }
   });
 });
 

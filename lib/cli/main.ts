@@ -56,6 +56,44 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     });
 
   program
+    .command('explain')
+    .description('why a kext will not unload: retains, dependents, live instances, user clients')
+    .argument('<tag|id>', 'a load tag or a bundle id')
+    .option('--json', 'one JSON document on stdout')
+    .addHelpText('after', EXAMPLE(['kextbridge explain org.kextbridge.sample', 'kextbridge explain 8 --json']))
+    .action(async (target: string, opts, cmd: Command) => {
+      const { parseTarget } = await import('./common');
+      const t = parseTarget(target);
+      exitCode = await (await import('./explain')).explain(t, globals(cmd), io);
+    });
+
+  program
+    .command('wait')
+    .description('wait until a kext is unloaded, loaded or at a retain count (exit 75 on timeout)')
+    .argument('<tag|id>', 'a load tag or a bundle id')
+    .option('--unloaded', 'until no kext answers to it')
+    .option('--loaded', 'until it is loaded')
+    .option('--refs <n>', 'until its retain count (OSBundleRetainCount) is n')
+    .option('--timeout <duration>', 'give up after this long: 90s, 1500ms, 2m (virtual time on the sim)', '90s')
+    .option('--json', 'one JSON document on stdout')
+    .addHelpText('after', EXAMPLE(['kextbridge wait com.example.driver --unloaded', 'kextbridge wait 8 --refs 0 --timeout 5s --json']))
+    .action(async (target: string, opts, cmd: Command) => {
+      const { parseTarget } = await import('./common');
+      const t = parseTarget(target);
+      exitCode = await (await import('./wait')).wait(t, opts, globals(cmd), io);
+    });
+
+  program
+    .command('watch')
+    .description('print loads, unloads, retain-count and instance changes as they happen, until SIGINT')
+    .option('-b, --bundle-id <id>', 'only this kext (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--jsonl', 'one JSON document per event, one per line')
+    .addHelpText('after', EXAMPLE(['kextbridge watch -b com.example.driver', 'kextbridge watch --jsonl > events.jsonl']))
+    .action(async (opts, cmd: Command) => {
+      exitCode = await (await import('./watch')).watch(opts, globals(cmd), io);
+    });
+
+  program
     .command('doctor')
     .description('can kextbridge work here? SIP, boot policy, root, the sample kext, the addon')
     .option('--json', 'one JSON document on stdout')

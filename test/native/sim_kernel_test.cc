@@ -785,6 +785,166 @@ TEST(ten_thousand_kexts) {
   CHECK_EQ(load(k, spec("com.example.k0")), 10009u);
 }
 
+// ---- events ----
+
+std::vector<Event> eventsFrom(const SimKernel &k, uint64_t *cursor, uint64_t *dropped = nullptr) {
+  std::vector<Event> v;
+  uint64_t d = 0;
+  *cursor = k.eventsSince(*cursor, v, &d);
+  if (dropped) *dropped = d;
+  return v;
+}
+
+TEST(events_boot_world_then_retain_release_autounload_in_order) {
+  SimKernel k;
+  uint64_t cursor = 0;
+  std::vector<Event> boot = eventsFrom(k, &cursor);
+  // 9 loads, plus the sample's three libraries going 0 -> 1 just before the sample loads.
+  CHECK_EQ(boot.size(), 12u);
+  CHECK_EQ(cursor, 12u);
+  CHECK_EQ(k.eventCursor(), 12u);
+  for (size_t i = 0; i < boot.size(); i++) CHECK_EQ(boot[i].seq, (uint64_t)i);
+  if (boot.size() == 12) {
+    CHECK(boot[0].type == EventType::Loaded);
+    CHECK_STR(boot[0].bundleId, "__kernel__");
+    CHECK(boot[8].type == EventType::RetainCount);
+    CHECK_EQ(boot[8].loadTag, kBsd);
+    CHECK_EQ(boot[8].from, 0);
+    CHECK_EQ(boot[8].to, 1);
+    CHECK(boot[11].type == EventType::Loaded);
+    CHECK_EQ(boot[11].loadTag, kSample);
+  }
+  uint32_t x = load(k, spec("com.example.x", {}, false));
+  k.advance(5);
+  CHECK_EQ(k.retainKextWithLoadTag(x), OK);
+  k.advance(7);
+  CHECK_EQ(k.releaseKextWithLoadTag(x), OK);
+  uint64_t due = 0;
+  CHECK(k.nextDueMs(&due));
+  CHECK_EQ(due, 12u + 60000u);
+  k.advance(59999);
+  CHECK(eventsFrom(k, &cursor).size() == 3u);  // nothing new at 59,999 after the release...
+  cursor -= 3;
+  k.advance(1);                                  // ...the unload comes at exactly 60,000
+  CHECK(!k.nextDueMs(&due));
+  std::vector<Event> v = eventsFrom(k, &cursor);
+  CHECK_EQ(v.size(), 4u);
+  if (v.size() == 4) {
+    CHECK(v[0].type == EventType::Loaded);
+    CHECK_EQ(v[0].timeMs, 0u);
+    CHECK(v[1].type == EventType::RetainCount);
+    CHECK_EQ(v[1].from, 0);
+    CHECK_EQ(v[1].to, 1);
+    CHECK_EQ(v[1].timeMs, 5u);
+    CHECK(v[2].type == EventType::RetainCount);
+    CHECK_EQ(v[2].from, 1);
+    CHECK_EQ(v[2].to, 0);
+    CHECK_EQ(v[2].timeMs, 12u);
+    CHECK(v[3].type == EventType::Unloaded);
+    CHECK(v[3].cause == UnloadCause::Autounload);
+    CHECK_EQ(v[3].loadTag, x);
+    CHECK_STR(v[3].bundleId, "com.example.x");
+    CHECK_EQ(v[3].timeMs, 60012u);
+  }
+  CHECK(eventsFrom(k, &cursor).empty());
+}
+
+TEST(events_explicit_unload_dependents_instances_clients_panic) {
+  SimKernel k;
+  uint64_t cursor = k.eventCursor();
+  uint32_t lib = load(k, spec("com.example.lib"));
+  uint32_t dep = load(k, spec("com.example.dep", {"com.example.lib"}));
+  KextSpec withClass = spec("com.example.c");
+  withClass.classes.push_back({"CThing", "OSObject", 0});
+  uint32_t c = load(k, withClass);
+  CHECK_EQ(k.setInstances(c, "CThing", 3), OK);
+  CHECK_EQ(k.setInstances(c, "CThing", 3), OK);  // no change, no event
+  CHECK_EQ(k.unloadKext(dep), OK);
+  CHECK_EQ(k.openUserClient(nullptr, 42), RC_kIOReturnSuccess);
+  k.closeUserClient(nullptr, 42);
+  CHECK_EQ(k.releaseKextWithLoadTag(lib), OK);  // below the baseline: the panic
+  std::vector<Event> v = eventsFrom(k, &cursor);
+  const EventType want[] = {EventType::Loaded,      EventType::RetainCount, EventType::Loaded,
+                            EventType::Loaded,      EventType::Instances,   EventType::Unloaded,
+                            EventType::RetainCount, EventType::Instances,   EventType::Instances,
+                            EventType::RetainCount, EventType::Panic};
+  CHECK_EQ(v.size(), sizeof want / sizeof want[0]);
+  for (size_t i = 0; i < v.size() && i < sizeof want / sizeof want[0]; i++) CHECK(v[i].type == want[i]);
+  if (v.size() == 11) {
+    CHECK_EQ(v[1].loadTag, lib);  // the dependent's link retains the library first
+    CHECK_EQ(v[4].from, 0);
+    CHECK_EQ(v[4].to, 3);
+    CHECK_STR(v[4].className, "CThing");
+    CHECK(v[5].cause == UnloadCause::Explicit);
+    CHECK_EQ(v[5].loadTag, dep);
+    CHECK_EQ(v[6].loadTag, lib);
+    CHECK_EQ(v[6].from, 1);
+    CHECK_EQ(v[6].to, 0);
+    CHECK_STR(v[7].className, KB_USER_CLIENT_CLASS_NAME);
+    CHECK_EQ(v[7].to, 1);
+    CHECK_EQ(v[8].to, 0);
+    CHECK_EQ(v[9].to, -1);
+    CHECK_STR(v[10].message, k.panicRecord().message);
+  }
+  uint64_t due = 0;
+  CHECK(!k.nextDueMs(&due));  // a panicked machine has nothing due
+}
+
+TEST(events_ring_is_bounded_and_reports_what_a_slow_reader_missed) {
+  SimKernel k;
+  uint64_t cursor = k.eventCursor();  // 12
+  const uint64_t n = SimKernel::kEventRing + 100;
+  for (uint64_t i = 0; i < n / 2; i++) {
+    CHECK_EQ(k.retainKextWithLoadTag(kKernel), OK);
+    CHECK_EQ(k.releaseKextWithLoadTag(kKernel), OK);
+  }
+  uint64_t dropped = 0;
+  std::vector<Event> v = eventsFrom(k, &cursor, &dropped);
+  CHECK_EQ(dropped, 100u);
+  CHECK_EQ(v.size(), SimKernel::kEventRing);
+  CHECK_EQ(v.front().seq, 12u + 100u);
+  CHECK_EQ(v.back().seq, 12u + n - 1);
+  CHECK_EQ(cursor, 12u + n);
+  // A reader that kept up misses nothing; a cursor from the future resumes at the end.
+  CHECK_EQ(k.retainKextWithLoadTag(kKernel), OK);
+  v = eventsFrom(k, &cursor, &dropped);
+  CHECK_EQ(dropped, 0u);
+  CHECK_EQ(v.size(), 1u);
+  uint64_t future = cursor + 1000;
+  v = eventsFrom(k, &future, &dropped);
+  CHECK(v.empty());
+  CHECK_EQ(future, cursor);
+}
+
+TEST(flags_and_user_client_pids) {
+  SimKernel k;
+  KextFlags f;
+  CHECK(k.kextFlags(kKernel, &f));
+  CHECK(f.kernelComponent);
+  CHECK(!f.autounload);
+  CHECK(k.kextFlags(kSample, &f));
+  CHECK(f.autounload);  // it registers an IOService subclass
+  CHECK(!f.kernelComponent);
+  CHECK(!k.kextFlags(99, &f));
+  uint32_t x = load(k, spec("com.example.x", {}, false));
+  CHECK(k.kextFlags(x, &f));
+  CHECK(!f.autounload);
+  CHECK_EQ(k.retainKextWithLoadTag(x), OK);
+  CHECK(k.kextFlags(x, &f));
+  CHECK(f.autounload);  // a retain turns it on
+  CHECK(k.userClientPids().empty());
+  CHECK_EQ(k.openUserClient(nullptr, 7), RC_kIOReturnSuccess);
+  CHECK_EQ(k.openUserClient(nullptr, 9), RC_kIOReturnSuccess);
+  CHECK(k.userClientPids() == std::vector<int32_t>({7, 9}));
+  k.closeUserClient(nullptr, 7);
+  CHECK(k.userClientPids() == std::vector<int32_t>({9}));
+  CHECK(k.unloadEnabled());
+  SimKernel::Options o;
+  o.unloadEnabled = false;
+  SimKernel off(o);
+  CHECK(!off.unloadEnabled());
+}
+
 }  // namespace
 
 int main() { return unit::runAll(); }

@@ -1,0 +1,137 @@
+// explain(target): why a kext will not unload (or is not loaded), computed from the
+// loaded-kext table, this connection's ledger and, on the simulator, what the kernel knows
+// beyond that table. Pure: the callers gather the facts.
+import { SAMPLE_KEXT } from '../protocol.gen';
+import type { Held, LoadedKext } from '../results';
+import type { SimKextFlags } from '../sim-types';
+import { findTarget, Target } from './target';
+
+/**
+ * One reason an explicit unload (kmutil unload) would answer kOSKextReturnInUse (or refuse
+ * otherwise). `pendingRequests` is part of the contract but never reported yet: resource
+ * requests (OSKextRequestResource) arrive with issue 13, and until then nothing can have one.
+ */
+export type Blocker =
+  /** Outside retains (OSBundleRetainCount less the dependents), and how many this connection holds. */
+  | { kind: 'retained'; count: number; heldByThisConnection: number }
+  /** Loaded kexts that link against it: each holds a reference. */
+  | { kind: 'dependents'; kexts: { bundleId: string; loadTag: number }[] }
+  /** Classes with live instances (OSMetaClassTrackingCount). */
+  | { kind: 'instances'; classes: { name: string; count: number }[] }
+  /** Open user clients on its services (sim: the open connections; Mac: not read yet). */
+  | { kind: 'userClients'; clients: { pid: number; process: string }[] }
+  | { kind: 'pendingRequests'; count: number }
+  /** Refused whatever its state: a kernel component, marked not unloadable, or unloading off. */
+  | { kind: 'notUnloadable'; reason: 'kernelComponent' | 'unloadUnsupported' | 'unloadDisabled' };
+
+export interface Explanation {
+  /** The kext's bundle id; for a target that is not loaded, the id asked for (or null for a tag). */
+  bundleId: string | null;
+  loadTag: number | null;
+  loaded: boolean;
+  started: boolean;
+  /** True exactly when blockers is empty (and the kext is loaded): an explicit unload then succeeds. */
+  unloadable: boolean;
+  /**
+   * The per-kext autounload flag (null where it cannot be read: the Mac's loaded-kext table
+   * does not carry it), and on the sim the virtual ms until the armed scan runs.
+   */
+  autounload: { enabled: boolean | null; nextScanInMs?: number };
+  blockers: Blocker[];
+}
+
+/** What the simulated kernel knows beyond the loaded-kext table. */
+export interface SimFacts {
+  flags(loadTag: number): SimKextFlags | null;
+  userClientPids: number[];
+  unloadEnabled: boolean;
+  autounloadEnabled: boolean;
+  nextDueMs: number | null;
+  now: number;
+  sampleLoadTag: number;
+}
+
+export interface Facts {
+  kexts: readonly LoadedKext[];
+  held: readonly Held[];
+  /** Absent on the iokit backend. */
+  sim?: SimFacts;
+}
+
+/** The rule `kextbridge list -k` uses where the table lacks OSKernelResource. */
+const isKernelComponentByName = (id: string) => id === '__kernel__' || id.startsWith('com.apple.kpi.');
+
+export function explainFrom(facts: Facts, target: Target): Explanation {
+  const k = findTarget(facts.kexts, target);
+  if (!k)
+    return {
+      bundleId: typeof target === 'string' ? target : null,
+      loadTag: typeof target === 'number' ? target : null,
+      loaded: false,
+      started: false,
+      unloadable: false,
+      autounload: { enabled: false },
+      blockers: [],
+    };
+  const sim = facts.sim;
+  const blockers: Blocker[] = [];
+
+  const dependents = facts.kexts.filter((d) => d.dependencies.includes(k.loadTag));
+  const retained = Math.max(0, k.retainCount - dependents.length);
+  if (retained > 0)
+    blockers.push({ kind: 'retained', count: retained, heldByThisConnection: facts.held.find((h) => h.loadTag === k.loadTag)?.count ?? 0 });
+  if (dependents.length > 0) blockers.push({ kind: 'dependents', kexts: dependents.map((d) => ({ bundleId: d.bundleId, loadTag: d.loadTag })) });
+
+  const isSample = k.bundleId === SAMPLE_KEXT.bundleId && (!sim || k.loadTag === sim.sampleLoadTag);
+  const classes = k.classes
+    .filter((c) => c.instances > 0)
+    // An explicit unload terminates the sample's service first (kmutil unload does), so its
+    // instance never blocks one; on the sim the user-client instances are reported with
+    // their processes instead.
+    .filter((c) => !(isSample && (c.name === SAMPLE_KEXT.serviceClass || (sim && c.name === SAMPLE_KEXT.userClientClass))))
+    .map((c) => ({ name: c.name, count: c.instances }));
+  if (classes.length > 0) blockers.push({ kind: 'instances', classes });
+
+  if (sim && isSample && sim.userClientPids.length > 0)
+    blockers.push({ kind: 'userClients', clients: sim.userClientPids.map((pid) => ({ pid, process: pid === process.pid ? processName() : 'unknown' })) });
+
+  const flags = sim?.flags(k.loadTag) ?? null;
+  const kernelComponent = flags ? flags.kernelComponent : isKernelComponentByName(k.bundleId);
+  if (kernelComponent) blockers.push({ kind: 'notUnloadable', reason: 'kernelComponent' });
+  else if (flags?.unloadUnsupported) blockers.push({ kind: 'notUnloadable', reason: 'unloadUnsupported' });
+  else if (sim && !sim.unloadEnabled) blockers.push({ kind: 'notUnloadable', reason: 'unloadDisabled' });
+
+  const autounload: Explanation['autounload'] = { enabled: flags ? flags.autounload && sim!.autounloadEnabled && !kernelComponent : null };
+  if (sim && sim.nextDueMs !== null) autounload.nextScanInMs = sim.nextDueMs - sim.now;
+  return { bundleId: k.bundleId, loadTag: k.loadTag, loaded: true, started: k.started, unloadable: blockers.length === 0, autounload, blockers };
+}
+
+/** The short name, as the Mac's IOUserClientCreator shows it ("pid 123, node"), not a path. */
+function processName(): string {
+  return process.title.split(/[\\/]/).pop() || 'node';
+}
+
+/** One line a human can read: why it is (not) unloadable. */
+export function summarize(e: Explanation): string {
+  const name = e.bundleId ?? `tag ${e.loadTag}`;
+  if (!e.loaded) return `${name} is not loaded`;
+  if (e.unloadable) return `${name} (tag ${e.loadTag}) can be unloaded: nothing holds it`;
+  return `${name} (tag ${e.loadTag}) cannot be unloaded: ${e.blockers.map(describeBlocker).join('; ')}`;
+}
+
+export function describeBlocker(b: Blocker): string {
+  switch (b.kind) {
+    case 'retained':
+      return `retained ${b.count} time${b.count === 1 ? '' : 's'} (${b.heldByThisConnection} by this connection)`;
+    case 'dependents':
+      return `depended on by ${b.kexts.map((d) => `${d.bundleId} (tag ${d.loadTag})`).join(', ')}`;
+    case 'instances':
+      return `live instances of ${b.classes.map((c) => `${c.name} ×${c.count}`).join(', ')}`;
+    case 'userClients':
+      return `user clients open by ${b.clients.map((c) => `${c.process} (pid ${c.pid})`).join(', ')}`;
+    case 'pendingRequests':
+      return `${b.count} pending resource request${b.count === 1 ? '' : 's'}`;
+    case 'notUnloadable':
+      return { kernelComponent: 'it is a kernel component', unloadUnsupported: 'it is marked as not unloadable', unloadDisabled: 'unloading is disabled on this machine' }[b.reason];
+  }
+}
