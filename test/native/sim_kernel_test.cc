@@ -799,20 +799,20 @@ TEST(events_boot_world_then_retain_release_autounload_in_order) {
   SimKernel k;
   uint64_t cursor = 0;
   std::vector<Event> boot = eventsFrom(k, &cursor);
-  // 9 loads, plus the sample's three libraries going 0 -> 1 just before the sample loads.
-  CHECK_EQ(boot.size(), 12u);
-  CHECK_EQ(cursor, 12u);
-  CHECK_EQ(k.eventCursor(), 12u);
+  // 9 loads, plus the sample's four libraries going 0 -> 1 just before the sample loads.
+  CHECK_EQ(boot.size(), 13u);
+  CHECK_EQ(cursor, 13u);
+  CHECK_EQ(k.eventCursor(), 13u);
   for (size_t i = 0; i < boot.size(); i++) CHECK_EQ(boot[i].seq, (uint64_t)i);
-  if (boot.size() == 12) {
+  if (boot.size() == 13) {
     CHECK(boot[0].type == EventType::Loaded);
     CHECK_STR(boot[0].bundleId, "__kernel__");
     CHECK(boot[8].type == EventType::RetainCount);
     CHECK_EQ(boot[8].loadTag, kBsd);
     CHECK_EQ(boot[8].from, 0);
     CHECK_EQ(boot[8].to, 1);
-    CHECK(boot[11].type == EventType::Loaded);
-    CHECK_EQ(boot[11].loadTag, kSample);
+    CHECK(boot[12].type == EventType::Loaded);
+    CHECK_EQ(boot[12].loadTag, kSample);
   }
   uint32_t x = load(k, spec("com.example.x", {}, false));
   k.advance(5);
@@ -892,7 +892,7 @@ TEST(events_explicit_unload_dependents_instances_clients_panic) {
 
 TEST(events_ring_is_bounded_and_reports_what_a_slow_reader_missed) {
   SimKernel k;
-  uint64_t cursor = k.eventCursor();  // 12
+  uint64_t cursor = k.eventCursor();  // 13: the boot world
   const uint64_t n = SimKernel::kEventRing + 100;
   for (uint64_t i = 0; i < n / 2; i++) {
     CHECK_EQ(k.retainKextWithLoadTag(kKernel), OK);
@@ -902,9 +902,9 @@ TEST(events_ring_is_bounded_and_reports_what_a_slow_reader_missed) {
   std::vector<Event> v = eventsFrom(k, &cursor, &dropped);
   CHECK_EQ(dropped, 100u);
   CHECK_EQ(v.size(), SimKernel::kEventRing);
-  CHECK_EQ(v.front().seq, 12u + 100u);
-  CHECK_EQ(v.back().seq, 12u + n - 1);
-  CHECK_EQ(cursor, 12u + n);
+  CHECK_EQ(v.front().seq, 13u + 100u);
+  CHECK_EQ(v.back().seq, 13u + n - 1);
+  CHECK_EQ(cursor, 13u + n);
   // A reader that kept up misses nothing; a cursor from the future resumes at the end.
   CHECK_EQ(k.retainKextWithLoadTag(kKernel), OK);
   v = eventsFrom(k, &cursor, &dropped);
