@@ -165,11 +165,13 @@ export async function macUnloadKext(deps: MacDeps, target: number | string, o: {
   const ids = { bundleId: k.bundleId, loadTag: k.loadTag };
   if ((deps.euid ?? process.geteuid!)() !== 0) return notRoot('unload', ids);
   let delay = deps.retryFirstMs ?? RETRY_FIRST_MS;
+  let last: LifecycleFailure | undefined; // the previous busy answer
   for (let attempts = 1; ; attempts++) {
     const left = o.timeout - (Date.now() - started);
     const run = await runTool(deps.kmutil ?? 'kmutil', ['unload', '-b', k.bundleId], { timeout: Math.max(1, left), signal: o.signal, env: deps.env });
     const problem = toolProblem(run, 'unload', ids, o.timeout);
-    if (problem) return { ...problem, attempts };
+    // Time ran out during a retry: the answer is still the busy one before it.
+    if (problem) return last && problem.name === 'Timeout' ? last : { ...problem, attempts };
     if (run.status === 0) {
       const w = await deps.waitForUnload(k.bundleId, { timeout: Math.max(0, o.timeout - (Date.now() - started)), signal: o.signal });
       if (!w.ok) return { ok: false, name: w.reason === 'aborted' ? 'Aborted' : 'Timeout', code: null, message: `kmutil unload exited 0 but ${k.bundleId} is still loaded: ${w.message}`, nextStep: 'wait and look again: kextbridge list', ...ids, attempts };
@@ -180,6 +182,7 @@ export async function macUnloadKext(deps: MacDeps, target: number | string, o: {
     const busy = f.name === 'kOSKextReturnInUse' || /classes have instances/i.test(run.stderr + run.stdout);
     const remaining = o.timeout - (Date.now() - started);
     if (!busy || remaining <= 0 || o.signal?.aborted) return f;
+    last = f;
     if (!(await sleep(Math.min(delay, remaining), o.signal))) return f;
     delay = Math.min(delay * 2, deps.retryMaxMs ?? RETRY_MAX_MS);
   }
