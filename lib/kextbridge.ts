@@ -186,7 +186,13 @@ export class KextBridge {
     const o = checkWaitOptions(options);
     if (this.sim)
       return (await import('./lifecycle/sim-lifecycle')).simUnloadKext(
-        { kernel: this.sim, explain: (tag) => this.explain(tag), waitForUnload: (tag, w) => this.waitForUnload(tag, w) },
+        {
+          kernel: this.sim,
+          // Unloading the sample kext stops this connection's own client (kmutil unload
+          // terminates the service first): the kernel's view then, without this connection's ledger.
+          explain: (tag) => this.explain(tag).catch((e) => (e instanceof KextBridgeError ? this.sim!.explain(tag) : Promise.reject(e))),
+          waitForUnload: (tag, w) => this.waitForUnload(tag, w),
+        },
         t,
         o,
       );

@@ -335,8 +335,8 @@ describe('the program', () => {
   test('--help and --version', async () => {
     const help = await cli(['--help']);
     expect(help.code).toBe(0);
-    for (const verb of ['list', 'decode', 'hold', 'doctor']) expect(help.stdout).toContain(`  ${verb} `);
-    for (const absent of ['explain', 'wait', 'watch', 'load', 'replay']) expect(help.stdout).not.toMatch(new RegExp(`^  ${absent} `, 'm'));
+    for (const verb of ['list', 'decode', 'hold', 'doctor', 'load', 'unload', 'cycle']) expect(help.stdout).toContain(`  ${verb} `);
+    for (const absent of ['explain', 'wait', 'watch', 'replay']) expect(help.stdout).not.toMatch(new RegExp(`^  ${absent} `, 'm'));
     const v = await cli(['--version']);
     expect(v).toMatchObject({ code: 0, stdout: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version + '\n' });
   });
