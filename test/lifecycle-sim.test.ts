@@ -1,6 +1,10 @@
 // kb.loadBundle / kb.unloadKext on the simulated kernel, from real bundle folders.
 import { createSimKernel, open, KextBridge, SimKernel } from '../lib/index';
 import { isCompatible, parseKextVersion } from '../lib/lifecycle/kext-version';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as plist from 'plist';
 import { Bundles, makeBundles } from './helpers/bundles';
 
 let b: Bundles;
@@ -78,6 +82,39 @@ describe('loadBundle on the sim', () => {
   test('a library loaded from a bundle: its OSBundleCompatibleVersion is honoured', async () => {
     expect(await kb.loadBundle(b.family)).toMatchObject({ ok: true });
     expect(await kb.loadBundle(b.missingDependency)).toMatchObject({ ok: true }); // asks 1.0: 1.0 ≤ 1.0 ≤ 2.0
+  });
+
+  test('a library newer than the request but not compatible back to it: kOSKextReturnDependencies', async () => {
+    expect(await kb.loadBundle(b.family)).toMatchObject({ ok: true }); // 2.0, compatible back to 1.0
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kextbridge-old-'));
+    const p = path.join(dir, 'Old.kext');
+    fs.mkdirSync(path.join(p, 'Contents'), { recursive: true });
+    fs.writeFileSync(path.join(p, 'Contents', 'Info.plist'), plist.build({ CFBundleIdentifier: 'com.example.old', CFBundleVersion: '1.0', OSBundleLibraries: { 'com.example.family': '0.9' } }));
+    const r = await kb.loadBundle(p);
+    expect(r).toMatchObject({ ok: false, name: 'kOSKextReturnDependencies' });
+    if (!r.ok) expect(r.message).toMatch(/needs com\.example\.family 0\.9; the loaded com\.example\.family is 2\.0 \(compatible back to 1\.0\)/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('LeakPerLoad into the kext itself: its unload fails with the instances blocker', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kextbridge-selfleak-'));
+    const p = path.join(dir, 'SelfLeak.kext');
+    fs.mkdirSync(path.join(p, 'Contents'), { recursive: true });
+    fs.writeFileSync(
+      path.join(p, 'Contents', 'Info.plist'),
+      plist.build({
+        CFBundleIdentifier: 'com.example.selfleak',
+        CFBundleVersion: '1.0',
+        OSBundleLibraries: { 'com.apple.kpi.iokit': '7.0' },
+        IOKitPersonalities: { S: { IOClass: 'com_example_Self', IOProviderClass: 'IOResources' } },
+        KextBridgeSimControls: { LeakPerLoad: [{ Class: 'com_example_Self' }] },
+      }),
+    );
+    expect(await kb.loadBundle(p)).toMatchObject({ ok: true });
+    expect(row('com.example.selfleak')!.classes[0].instances).toBe(2); // matched + leaked
+    const u = await kb.unloadKext('com.example.selfleak', { timeout: 3000 });
+    expect(u).toMatchObject({ ok: false, name: 'kOSKextReturnInUse', blockers: [{ kind: 'instances', classes: [{ name: 'com_example_Self', count: 1 }] }] });
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   test('the same id at another version: kOSKextReturnLoadedVersionDiffers', async () => {
@@ -160,6 +197,17 @@ describe('unloadKext on the sim', () => {
     await kb.retain(r.loadTag);
     const u = await kb.unloadKext(r.loadTag);
     expect(u).toMatchObject({ ok: false, name: 'kOSKextReturnInUse', blockers: [{ kind: 'retained', count: 1, heldByThisConnection: 1 }] });
+  });
+
+  test('an abort while it is busy: Aborted, still loaded', async () => {
+    const r = await kb.loadBundle(b.driver);
+    if (!r.ok) throw new Error(r.message);
+    kernel.setInstances(r.loadTag, 'com_example_PCIDriver', 1);
+    const ac = new AbortController();
+    setImmediate(() => ac.abort());
+    const u = await kb.unloadKext(r.loadTag, { timeout: 1_000_000_000, signal: ac.signal });
+    expect(u).toMatchObject({ ok: false, name: 'Aborted', code: null });
+    expect(row('com.example.driver')).toBeDefined();
   });
 
   test('not loaded: kOSKextReturnNotFound', async () => {

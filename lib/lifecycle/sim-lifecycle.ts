@@ -175,7 +175,9 @@ export async function simUnloadKext(host: SimUnloadHost, target: number | string
     const left = o.timeout - (kernel.now - start);
     // No blocker left: it changed between the refusal and the look; try again.
     const busy = e.blockers.length === 0 || isBusyOnly(e.blockers);
-    if (!busy || left <= 0 || o.signal?.aborted) {
+    if (o.signal?.aborted)
+      return fail('Aborted', `unloading ${k.bundleId} was aborted after ${attempts} attempt${attempts === 1 ? '' : 's'}; it is still loaded`, unloadNextStep(e.blockers, r.name), { ...ids, attempts, blockers: e.blockers });
+    if (!busy || left <= 0) {
       const why = e.blockers.length ? e.blockers.map((b) => b.kind).join(', ') : 'in use';
       return fail(r.name, `${k.bundleId} (tag ${k.loadTag}) is in use (${why}) after ${attempts} attempt${attempts === 1 ? '' : 's'}`, unloadNextStep(e.blockers, r.name), {
         ...ids,
