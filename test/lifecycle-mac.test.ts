@@ -19,7 +19,7 @@ interface Response {
   stdout?: string;
   stderr?: string;
   sleepMs?: number;
-  add?: { bundleId: string; loadTag: number };
+  add?: { bundleId: string; loadTag: number; started?: boolean };
   remove?: string;
 }
 
@@ -39,7 +39,7 @@ const n = fs.existsSync(dir + '/n') ? Number(fs.readFileSync(dir + '/n', 'utf8')
 fs.writeFileSync(dir + '/n', String(n + 1));
 const r = script[Math.min(n, script.length - 1)];
 const table = JSON.parse(fs.readFileSync(dir + '/table.json', 'utf8'));
-if (r.add) table.push({ bundleId: r.add.bundleId, loadTag: r.add.loadTag, retainCount: 0, started: true, version: '1.2.0', uuid: '', dependencies: [], classes: [] });
+if (r.add) table.push({ bundleId: r.add.bundleId, loadTag: r.add.loadTag, retainCount: 0, started: r.add.started !== false, version: '1.2.0', uuid: '', dependencies: [], classes: [] });
 fs.writeFileSync(dir + '/table.json', JSON.stringify(r.remove ? table.filter((k) => k.bundleId !== r.remove) : table));
 setTimeout(() => { process.stdout.write(r.stdout || ''); process.stderr.write(r.stderr || ''); process.exitCode = r.status; }, r.sleepMs || 0);
 `,
@@ -80,6 +80,13 @@ describe('loadBundle on a Mac (fake kmutil)', () => {
     const r = await macLoadBundle(deps(), b.driver, { timeout: 10_000 });
     expect(r).toEqual({ ok: true, bundleId: 'com.example.driver', version: '1.2.0', loadTag: 142, alreadyLoaded: false, started: true });
     expect(argv()).toEqual([['load', '-p', b.driver]]);
+  });
+
+  test('listed but never started: a Timeout failure with the tag, not success', async () => {
+    script([{ status: 0, add: { bundleId: 'com.example.driver', loadTag: 142, started: false } }]);
+    const r = await macLoadBundle(deps(), b.driver, { timeout: 400 });
+    expect(r).toMatchObject({ ok: false, name: 'Timeout', loadTag: 142, exitStatus: 0 });
+    if (!r.ok) expect(r.message).toMatch(/did not start/);
   });
 
   test('a path with spaces and shell characters reaches kmutil as one argument', async () => {

@@ -53,4 +53,5 @@ export function exitForFailure(f: LifecycleFailure): number {
   }
 }
 
-export const failureError = (verb: string, f: LifecycleFailure) => new CliError(exitForFailure(f), f.name, `${verb}: ${f.message}`, f.code);
+/** The failure as a CliError whose message ends with the next step. */
+export const failureError = (verb: string, f: LifecycleFailure) => new CliError(exitForFailure(f), f.name, `${verb}: ${f.message}; next: ${f.nextStep}`, f.code);

@@ -143,9 +143,16 @@ export async function macLoadBundle(deps: MacDeps, bundlePath: string, o: { time
   if (problem) return problem;
   if (run.status !== 0) return interpretKmutil(run, { op: 'load', ...ids });
   const w = await deps.waitForLoad(bundleId, { timeout: Math.max(0, o.timeout - (Date.now() - started)), signal: o.signal });
-  const k = (await deps.loadedKexts()).find((x) => x.bundleId === bundleId);
+  let k = (await deps.loadedKexts()).find((x) => x.bundleId === bundleId);
+  // Listed is not yet started (OSBundleStarted): wait for its start routine, with back-off.
+  for (let delay = 25; w.ok && k && !k.started && o.timeout - (Date.now() - started) > 0; delay = Math.min(delay * 2, 1000)) {
+    if (!(await sleep(Math.min(delay, o.timeout - (Date.now() - started)), o.signal))) break;
+    k = (await deps.loadedKexts()).find((x) => x.bundleId === bundleId);
+  }
   if (!w.ok || !k)
     return { ok: false, name: w.ok ? 'Timeout' : w.reason === 'aborted' ? 'Aborted' : 'Timeout', code: null, message: `kmutil load exited 0 but ${bundleId} is not in the loaded-kext table`, nextStep: 'read the kernel log; the kext may have been staged but not loaded (approval, restart)', ...ids, exitStatus: 0, stderr: trim(run.stderr) };
+  if (!k.started)
+    return { ok: false, name: 'Timeout', code: null, message: `${bundleId} is loaded (tag ${k.loadTag}) but did not start within ${o.timeout} ms`, nextStep: 'read the kernel log for its start routine; kextbridge unload it before trying again', ...ids, loadTag: k.loadTag, exitStatus: 0 };
   return { ok: true, bundleId, version: k.version || version, loadTag: k.loadTag, alreadyLoaded: before !== undefined, started: k.started };
 }
 
