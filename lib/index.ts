@@ -20,3 +20,4 @@ export type { Blocker, Explanation } from './workflow/explain';
 export type { Target } from './workflow/target';
 export type { WaitOptions, WaitResult } from './workflow/wait';
 export type { WatchEvent, WatchOptions } from './workflow/watch';
+export type { LifecycleFailure, LifecycleOptions, LoadResult, LoadSuccess, UnloadResult, UnloadSuccess } from './lifecycle/results';

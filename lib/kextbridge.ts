@@ -15,6 +15,9 @@ import type { KextHandle } from './workflow/handle';
 import type { WaitOptions, WaitResult } from './workflow/wait';
 import type { WatchEvent, WatchOptions } from './workflow/watch';
 import { Workflow } from './workflow/workflow';
+import type { LifecycleOptions, LoadResult, UnloadResult } from './lifecycle/results';
+import { checkWaitOptions } from './workflow/wait';
+import { checkTarget } from './workflow/target';
 
 export type Backend = 'sim' | 'iokit';
 
@@ -162,6 +165,50 @@ export class KextBridge {
   /** Until the kext is loaded with OSBundleRetainCount `n`. */
   waitForRetainCount(target: number | string, n: number, options?: WaitOptions): Promise<WaitResult> {
     return this.wf.waitForRetainCount(target, n, options);
+  }
+
+  /**
+   * Loads a kext bundle: on the sim from its Contents/Info.plist (libraries must be loaded
+   * and compatible; IOResources personalities get their instance), on a Mac with
+   * `kmutil load -p` as root. Success carries the load tag; a failure the OSReturn (or
+   * kmutil's answer) and a nextStep. Bad arguments throw.
+   */
+  async loadBundle(path: string, options?: LifecycleOptions): Promise<LoadResult> {
+    if (typeof path !== 'string' || path === '' || path.includes('\0')) throw new TypeError('path must be a non-empty string: the .kext bundle');
+    const o = checkWaitOptions(options);
+    if (this.sim) return (await import('./lifecycle/sim-lifecycle')).simLoadBundle(this.sim, path, o);
+    return (await import('./lifecycle/kmutil')).macLoadBundle(this.macDeps(), path, o);
+  }
+
+  /**
+   * Unloads a kext (on the sim through the kernel model, on a Mac with `kmutil unload -b`),
+   * retrying with a bounded back-off while it is merely busy (instances, user clients), then
+   * waits until it is gone from the table: success means it is gone.
+   */
+  async unloadKext(target: number | string, options?: LifecycleOptions): Promise<UnloadResult> {
+    const t = checkTarget(target);
+    const o = checkWaitOptions(options);
+    if (this.sim)
+      return (await import('./lifecycle/sim-lifecycle')).simUnloadKext(
+        {
+          kernel: this.sim,
+          // Unloading the sample kext stops this connection's own client (kmutil unload
+          // terminates the service first): the kernel's view then, without this connection's ledger.
+          explain: (tag) => this.explain(tag).catch((e) => (e instanceof KextBridgeError ? this.sim!.explain(tag) : Promise.reject(e))),
+          waitForUnload: (tag, w) => this.waitForUnload(tag, w),
+        },
+        t,
+        o,
+      );
+    return (await import('./lifecycle/kmutil')).macUnloadKext(this.macDeps(), t, o);
+  }
+
+  private macDeps() {
+    return {
+      loadedKexts: () => this.loadedKexts(),
+      waitForLoad: (id: string, o: WaitOptions) => this.waitForLoad(id, o),
+      waitForUnload: (id: string, o: WaitOptions) => this.waitForUnload(id, o),
+    };
   }
 
   /**

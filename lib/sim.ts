@@ -8,6 +8,7 @@ import { KernelEvents, KextSpec, OSReturnResult, PanicRecord, SimKernelOptions, 
 import { explainFrom, Explanation } from './workflow/explain';
 import { checkTarget } from './workflow/target';
 import { simFacts } from './workflow/workflow';
+import type { SimBundleRecord } from './lifecycle/sim-lifecycle';
 import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid } from './validate';
 
 /** KMOD_MAX_NAME − 1: kmod_info's name and version fields hold 63 bytes and a NUL. */
@@ -36,6 +37,9 @@ export class SimKernel {
     retainKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRetain(checkLoadTag(loadTag))),
     releaseKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRelease(checkLoadTag(loadTag))),
   };
+
+  /** @internal loadBundle's records of the kexts it loaded, by load tag (tags are never reused). */
+  readonly _bundles = new Map<number, SimBundleRecord>();
 
   /** @internal use createSimKernel() */
   constructor(native: NativeSimKernel) {

@@ -477,8 +477,8 @@ describe('the program', () => {
   test('--help and --version', async () => {
     const help = await cli(['--help']);
     expect(help.code).toBe(0);
-    for (const verb of ['list', 'decode', 'hold', 'doctor', 'explain', 'wait', 'watch']) expect(help.stdout).toContain(`  ${verb} `);
-    for (const absent of ['load', 'replay']) expect(help.stdout).not.toMatch(new RegExp(`^  ${absent} `, 'm'));
+    for (const verb of ['list', 'decode', 'hold', 'doctor', 'explain', 'wait', 'watch', 'load', 'unload', 'cycle']) expect(help.stdout).toContain(`  ${verb} `);
+    for (const absent of ['replay']) expect(help.stdout).not.toMatch(new RegExp(`^  ${absent} `, 'm'));
     const v = await cli(['--version']);
     expect(v).toMatchObject({ code: 0, stdout: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version + '\n' });
   });

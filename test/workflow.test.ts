@@ -1,5 +1,5 @@
 // The workflow API: handles, explain, waits (virtual time on the sim, polling on a Mac), watch.
-import { createSimKernel, Explanation, KextBridge, KextHandle, open, SimKernel, WatchEvent } from '../lib';
+import { createSimKernel, Explanation, KextBridge, KextHandle, open, SAMPLE_KEXT, SimKernel, WatchEvent } from '../lib';
 import { describeBackends, Machine } from './backends';
 import { ConnectionListener, diffKexts, watch as watchSource } from '../lib/workflow/watch';
 import { POLL_FIRST_MS, waitPolling, WaitSource } from '../lib/workflow/wait';
@@ -397,7 +397,8 @@ describe('watch', () => {
   test('fromBoot replays the default world', async () => {
     const ac = new AbortController();
     const it = kb.watch({ signal: ac.signal, fromBoot: true });
-    const boot = await take(it, 12);
+    // One load per kext, and each of the sample's libraries going 0 → 1 as it links.
+    const boot = await take(it, kernel.loadedKexts().length + SAMPLE_KEXT.libraries.length);
     expect(boot.filter((e) => e.type === 'loaded').map((e) => (e as { bundleId: string }).bundleId)).toEqual(kernel.loadedKexts().map((k) => k.bundleId));
     ac.abort();
     await it.next();

@@ -94,6 +94,42 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     });
 
   program
+    .command('load')
+    .description('load a kext bundle (a Mac: kmutil load -p, as root; the sim: from its Info.plist) and wait until it is started')
+    .argument('<path>', 'the .kext bundle')
+    .option('--timeout <duration>', 'give up after this long (60s, 500ms, 2m)', '60s')
+    .option('--json', 'one JSON document on stdout')
+    .addHelpText('after', EXAMPLE(['sudo kextbridge load build/MyDriver.kext', 'kextbridge --backend sim load MyDriver.kext --json']))
+    .action(async (p: string, opts, cmd: Command) => {
+      exitCode = await (await import('./load')).load(p, opts, globals(cmd), io);
+    });
+
+  program
+    .command('unload')
+    .description('unload a kext (retrying while it is merely busy) and wait until it is gone')
+    .argument('<tag|id>', 'a load tag or bundle id')
+    .option('--timeout <duration>', 'give up after this long (60s, 500ms, 2m)', '60s')
+    .option('--json', 'one JSON document on stdout')
+    .addHelpText('after', EXAMPLE(['sudo kextbridge unload com.example.driver']))
+    .action(async (t: string, opts, cmd: Command) => {
+      exitCode = await (await import('./load')).unload(t, opts, globals(cmd), io);
+    });
+
+  program
+    .command('cycle')
+    .description('load, (run a command,) unload N times; fail on any drift in retain counts or live instances')
+    .argument('<bundle-path>', 'the .kext bundle')
+    .usage('<bundle-path> -n N [--timeout 60s] [--library path]... [--json] [-- command [args...]]')
+    .requiredOption('-n, --count <N>', 'how many cycles (1…10000)')
+    .option('--timeout <duration>', 'for each load, unload and command run', '60s')
+    .option('--library <path>', 'a library bundle to load once before the cycles (and unload after) (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--json', 'one JSON document on stdout')
+    .addHelpText('after', EXAMPLE(['sudo kextbridge cycle build/MyDriver.kext -n 100', 'sudo kextbridge cycle build/MyDriver.kext -n 20 -- npx jest test/driver.test.ts']))
+    .action(async (p: string, opts, cmd: Command) => {
+      exitCode = await (await import('./cycle')).cycle(p, holdCommand, opts, globals(cmd), io);
+    });
+
+  program
     .command('doctor')
     .description('can kextbridge work here? SIP, boot policy, root, the sample kext, the addon')
     .option('--json', 'one JSON document on stdout')
@@ -140,12 +176,13 @@ function verbOf(args: string[]): string | undefined {
   return undefined;
 }
 /**
- * `hold <targets…> -- cmd args…`: everything after the first `--` is the command, verbatim,
+ * `hold <targets…> -- cmd args…` (and `cycle <bundle> … -- cmd args…`): everything after the first `--` is the command, verbatim,
  * never parsed as kextbridge options or targets.
  */
 function splitHoldCommand(argv: string[]): { args: string[]; command: string[] | undefined } {
   const i = argv.indexOf('--');
-  if (i < 0 || verbOf(argv.slice(0, i)) !== 'hold') return { args: argv, command: undefined };
+  const verb = i < 0 ? undefined : verbOf(argv.slice(0, i));
+  if (verb !== 'hold' && verb !== 'cycle') return { args: argv, command: undefined };
   return { args: argv.slice(0, i), command: argv.slice(i + 1) };
 }
 

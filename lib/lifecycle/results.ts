@@ -1,0 +1,81 @@
+// What kb.loadBundle() and kb.unloadKext() answer, on the sim and on a Mac.
+import type { Blocker } from '../workflow/explain';
+
+export interface LifecycleOptions {
+  /** Milliseconds for the whole operation (virtual on the sim, real on a Mac); default 90,000. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+export interface LoadSuccess {
+  ok: true;
+  bundleId: string;
+  version: string;
+  loadTag: number;
+  /** The same version was loaded already (the kernel answers success with its tag). */
+  alreadyLoaded: boolean;
+  started: boolean;
+}
+
+export interface UnloadSuccess {
+  ok: true;
+  bundleId: string;
+  loadTag: number;
+  /** Unload requests made (more than 1 when it was busy and retried). */
+  attempts: number;
+}
+
+/**
+ * A load or unload that did not happen. `name` is the OSReturn the kernel (or the tool) gave
+ * when there was one (kOSKextReturnDependencies, kOSKextReturnInUse, …); otherwise one of:
+ * 'ApprovalRequired' (kmutil's approval text, which carries no code), 'RebootRequired',
+ * 'NotPrivileged' (not root, checked before kmutil runs), 'ToolFailed' (kmutil failed and
+ * printed no code we know), 'Timeout', 'Aborted'.
+ */
+export interface LifecycleFailure {
+  ok: false;
+  name: string;
+  /** That OSReturn's value (unsigned 32-bit), or null when there is none. */
+  code: number | null;
+  message: string;
+  /** What to do about it, as one sentence. */
+  nextStep: string;
+  bundleId: string | null;
+  loadTag: number | null;
+  /** kmutil's NSError code (KMErrorDomain Code=N), when it printed one. No source says what the numbers mean. */
+  kmErrorDomainCode?: number;
+  /** kmutil's exit status (null: killed). Mac only. */
+  exitStatus?: number | null;
+  /** kmutil's stderr, trimmed to 2,000 characters. Mac only. */
+  stderr?: string;
+  /** Unload: why the kext stayed (from explain()). */
+  blockers?: Blocker[];
+  attempts?: number;
+}
+
+export type LoadResult = LoadSuccess | LifecycleFailure;
+export type UnloadResult = UnloadSuccess | LifecycleFailure;
+
+/** Bounded back-off between unload attempts while the kext is merely busy. */
+export const RETRY_FIRST_MS = 250;
+export const RETRY_MAX_MS = 2000;
+
+/** The kinds of blocker that go away by themselves (a process closing its connections, IOKit finishing termination). */
+export const isBusyOnly = (blockers: readonly Blocker[]) => blockers.length > 0 && blockers.every((b) => b.kind === 'instances' || b.kind === 'userClients');
+
+/** The next step for an unload that was refused, from its blockers. */
+export function unloadNextStep(blockers: readonly Blocker[], name: string): string {
+  const steps: string[] = [];
+  for (const b of blockers) {
+    if (b.kind === 'dependents') steps.push(`unload its dependents first (${b.kexts.map((k) => k.bundleId).join(', ')})`);
+    if (b.kind === 'retained') steps.push(`release its retains (${b.heldByThisConnection} held by this connection; a kextbridge hold or another process holds the rest)`);
+    if (b.kind === 'instances') steps.push(`free the live instances of ${b.classes.map((c) => c.name).join(', ')} (close the connections or stop the clients that use them; a count that never drops is a leak in the kext)`);
+    if (b.kind === 'userClients') steps.push(`close the connections (or end the processes: pids ${b.clients.map((c) => c.pid).join(', ')})`);
+    if (b.kind === 'pendingRequests') steps.push('wait for its resource requests to finish');
+    if (b.kind === 'notUnloadable') steps.push(b.reason === 'unloadDisabled' ? 'unloading is switched off on this machine' : 'it cannot be unloaded at all');
+  }
+  if (steps.length) return steps.join('; ') + ', then unload again';
+  if (name === 'kOSKextReturnNotFound') return 'it is not loaded: kextbridge list shows what is';
+  if (name === 'NotPrivileged') return 'run it as root (sudo)';
+  return 'read the kernel log (log show --last 5m --predicate \'process == "kernelmanagerd"\') for why';
+}
