@@ -12,11 +12,43 @@ export function checkLoadTag(value: unknown, name = 'loadTag'): number {
   return checkUint32(name, value);
 }
 
+/**
+ * The name of a value's typed-array kind from its internal slot ('Uint32Array', …), or
+ * undefined when it is not a typed array. Subclasses and overridden getters cannot lie to it,
+ * and a Proxy of a typed array is not one.
+ */
+const typedArrayKind: (v: unknown) => string | undefined = (() => {
+  const get = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!.get!;
+  return (v: unknown) => get.call(v) as string | undefined;
+})();
+
+/**
+ * Load tags, read exactly once into a copy whose length is fixed before any element is read:
+ * getters, Proxies and subclasses that change `length` or elements while being read cannot
+ * make native code act on a slot the caller did not pass. A real Uint32Array (or subclass) is
+ * copied from its internal contents; an array is read index by index up to the length read
+ * first, and a hole is an error.
+ */
 export function checkLoadTags(value: unknown, name = 'loadTags'): Uint32Array {
-  if (!Array.isArray(value) && !(value instanceof Uint32Array))
-    throw new TypeError(`${name} must be an array of load tags, got ${describeValue(value)}`);
-  const tags = new Uint32Array(value.length);
-  for (let i = 0; i < value.length; i++) tags[i] = checkLoadTag(value[i], `${name}[${i}]`);
+  const kind = typedArrayKind(value);
+  if (kind === 'Uint32Array') {
+    try {
+      return new Uint32Array(value as Uint32Array); // internal length and elements, no getters
+    } catch {
+      throw new TypeError(`${name} is a Uint32Array whose buffer was detached (transferred)`);
+    }
+  }
+  if (!Array.isArray(value))
+    throw new TypeError(`${name} must be an array of load tags or a Uint32Array, got ${describeValue(value)}`);
+  const length: unknown = value.length;
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0)
+    throw new TypeError(`${name}.length must be a non-negative integer, got ${describeValue(length)}`);
+  const tags = new Uint32Array(length);
+  for (let i = 0; i < length; i++) {
+    const v: unknown = value[i];
+    if (v === undefined && !(i in value)) throw new TypeError(`${name}[${i}] is a hole (a sparse array); pass a load tag at every index`);
+    tags[i] = checkLoadTag(v, `${name}[${i}]`);
+  }
   return tags;
 }
 
@@ -54,6 +86,9 @@ function describeValue(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'bigint') return `a bigint (${value}n)`;
   if (typeof value === 'string') return `a string (${JSON.stringify(value)})`;
+  const kind = typedArrayKind(value);
+  if (kind !== undefined) return `${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind}`;
+  if (value instanceof DataView) return 'a DataView';
   return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
 }
 
