@@ -5,7 +5,7 @@ import { KextBridgeError } from './errors';
 import { binding, NativeSimKernel } from './native';
 import { LoadedKext } from './results';
 import { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim-types';
-import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid } from './validate';
+import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid, isWellFormed, quote, readArray } from './validate';
 
 /** KMOD_MAX_NAME − 1: kmod_info's name and version fields hold 63 bytes and a NUL. */
 const KMOD_NAME_BYTES = 63;
@@ -38,35 +38,50 @@ export class SimKernel {
     this._native = native;
   }
 
-  /** Loads a kext and returns its load tag. Throws KextBridgeError with the kernel's OSReturn. */
+  /**
+   * Loads a kext and returns its load tag. Throws KextBridgeError with the kernel's OSReturn.
+   * The spec is read once, field by field, into a plain copy that is checked and is what native
+   * code reads (which checks again): a getter cannot answer the check one thing and the kernel
+   * another.
+   */
   loadKext(spec: KextSpec): number {
     const s = checkOptions('spec', spec, SPEC_KEYS);
     if (spec === undefined) throw new TypeError('spec must be an object with a bundleId');
-    checkCString('spec.bundleId', s.bundleId, KMOD_NAME_BYTES);
-    if (s.version !== undefined) checkCString('spec.version', s.version, KMOD_NAME_BYTES);
-    if (s.uuid !== undefined) checkUuid('spec.uuid', s.uuid);
-    for (const k of ['autounload', 'unloadUnsupported', 'started'] as const) if (s[k] !== undefined) checkBoolean(`spec.${k}`, s[k]);
-    if (s.dependencies !== undefined) {
-      if (!Array.isArray(s.dependencies)) throw new TypeError('spec.dependencies must be an array of bundle ids');
-      s.dependencies.forEach((d, i) => checkCString(`spec.dependencies[${i}]`, d, KMOD_NAME_BYTES));
+    const { bundleId, version, uuid, dependencies, classes, autounload, unloadUnsupported, started } = s; // each read once
+    const copy: KextSpec = { bundleId: checkCString('spec.bundleId', bundleId, KMOD_NAME_BYTES) };
+    if (version !== undefined) copy.version = checkCString('spec.version', version, KMOD_NAME_BYTES);
+    if (uuid !== undefined) copy.uuid = checkUuid('spec.uuid', uuid);
+    if (autounload !== undefined) copy.autounload = checkBoolean('spec.autounload', autounload);
+    if (unloadUnsupported !== undefined) copy.unloadUnsupported = checkBoolean('spec.unloadUnsupported', unloadUnsupported);
+    if (started !== undefined) copy.started = checkBoolean('spec.started', started);
+    if (dependencies !== undefined) {
+      if (!Array.isArray(dependencies)) throw new TypeError('spec.dependencies must be an array of bundle ids');
+      copy.dependencies = readArray('spec.dependencies', dependencies).map((d, i) => checkCString(`spec.dependencies[${i}]`, d, KMOD_NAME_BYTES));
     }
-    if (s.classes !== undefined) {
-      if (!Array.isArray(s.classes)) throw new TypeError('spec.classes must be an array');
+    if (classes !== undefined) {
+      if (!Array.isArray(classes)) throw new TypeError('spec.classes must be an array');
       const names = new Set<string>();
-      s.classes.forEach((c, i) => {
+      copy.classes = readArray('spec.classes', classes).map((c, i) => {
         const o = checkOptions(`spec.classes[${i}]`, c, ['name', 'superclass', 'instances']);
         if (c === undefined) throw new TypeError(`spec.classes[${i}] must be an object`);
-        const name = checkCString(`spec.classes[${i}].name`, o.name);
+        const { name: n, superclass, instances } = o; // each read once
+        const name = checkCString(`spec.classes[${i}].name`, n);
         // One metaclass per name (a second would be kOSMetaClassDuplicateClass).
-        if (names.has(name)) throw new RangeError(`spec.classes[${i}].name ${JSON.stringify(name)} is declared twice`);
+        if (names.has(name)) throw new RangeError(`spec.classes[${i}].name ${quote(name)} is declared twice`);
         names.add(name);
-        if (o.superclass !== undefined && typeof o.superclass !== 'string') throw new TypeError(`spec.classes[${i}].superclass must be a string`);
-        if (typeof o.superclass === 'string' && o.superclass.includes('\0')) throw new RangeError(`spec.classes[${i}].superclass must not contain a NUL character`);
-        if (o.instances !== undefined) checkUint32(`spec.classes[${i}].instances`, o.instances);
+        const cls: NonNullable<KextSpec['classes']>[number] = { name };
+        if (superclass !== undefined) {
+          if (typeof superclass !== 'string') throw new TypeError(`spec.classes[${i}].superclass must be a string`);
+          if (superclass.includes('\0')) throw new RangeError(`spec.classes[${i}].superclass must not contain a NUL character`);
+          if (!isWellFormed(superclass)) throw new RangeError(`spec.classes[${i}].superclass must be well-formed Unicode (it has a lone UTF-16 surrogate)`);
+          cls.superclass = superclass;
+        }
+        if (instances !== undefined) cls.instances = checkUint32(`spec.classes[${i}].instances`, instances);
+        return cls;
       });
     }
     this.alive('loadKext');
-    const r = this._native.loadKext(s as unknown as KextSpec);
+    const r = this._native.loadKext(copy);
     if (r.kr !== 0) throw new KextBridgeError('sim.loadKext', r.kr);
     return r.loadTag;
   }
@@ -88,7 +103,7 @@ export class SimKernel {
     // The sim refuses a class the kext does not declare, and the sample's user-client class
     // (its instances are the open connections).
     if (kr === codeValue('kOSKextReturnInvalidArgument'))
-      throw new RangeError(`className ${JSON.stringify(className)} is not a class of the kext with tag ${loadTag} whose instances can be set (the sample's user-client instances are its open connections)`);
+      throw new RangeError(`className ${quote(className)} is not a class of the kext with tag ${loadTag} whose instances can be set (the sample's user-client instances are its open connections)`);
     if (kr !== 0) throw new KextBridgeError('sim.setInstances', kr);
   }
 
@@ -139,7 +154,7 @@ export class SimKernel {
   /** The next `times` calls of a KPI answer `code` (a failure) and change nothing. */
   injectFault(kpi: 'retain' | 'release', code: CodeName | number, times = 1): void {
     checkOneOf('kpi', kpi, ['retain', 'release'] as const);
-    if (typeof code === 'string' && !isCodeName(code)) throw new RangeError(`code must be a code name such as 'kOSKextReturnNotFound' or an unsigned 32-bit number, got ${JSON.stringify(code)}`);
+    if (typeof code === 'string' && !isCodeName(code)) throw new RangeError(`code must be a code name such as 'kOSKextReturnNotFound' or an unsigned 32-bit number, got ${quote(code)}`);
     const value = typeof code === 'string' ? codeValue(code) : checkUint32('code', code);
     // A "successful" fault would be a kernel that lies: the ledger would count a retain the
     // kernel never took, and releasing it would take one the kernel's own.

@@ -137,3 +137,98 @@ describe('native code validates what it reads itself', () => {
     expect(await state()).toEqual(before);
   });
 });
+
+describe('a kext spec is read once and validated where native code reads it', () => {
+  const nativeKernel = () => kernel._native;
+
+  test('a bundleId getter cannot answer the check one thing and the kernel another', () => {
+    let reads = 0;
+    const spec = { version: '1.0' } as { bundleId: string; version: string };
+    Object.defineProperty(spec, 'bundleId', { get: () => (reads++ === 0 ? 'com.example.ok' : 'com.example.a\0b'), enumerable: true });
+    const tag = kernel.loadKext(spec);
+    expect(reads).toBe(1);
+    expect(kernel.loadedKexts().find((k) => k.loadTag === tag)?.bundleId).toBe('com.example.ok');
+  });
+
+  test('dependencies and classes arrays are read once, at a fixed length', () => {
+    const deps = ['com.example.target'];
+    let depReads = 0;
+    Object.defineProperty(deps, 0, { get: () => (depReads++, deps.push('x'.repeat(200)), 'com.example.target'), enumerable: true });
+    const classes = [{ name: 'com_example_A' }];
+    let clsReads = 0;
+    Object.defineProperty(classes, 0, { get: () => (clsReads++, { name: 'com_example_A' }), enumerable: true });
+    const tag = kernel.loadKext({ bundleId: 'com.example.dep', dependencies: deps, classes });
+    expect([depReads, clsReads]).toEqual([1, 1]);
+    const k = kernel.loadedKexts().find((x) => x.loadTag === tag)!;
+    expect(k.dependencies).toEqual([target]);
+    expect(k.classes.map((c) => c.name)).toEqual(['com_example_A']);
+  });
+
+  test.each([
+    ['a NUL in bundleId', { bundleId: 'com.example.a\0b' }, RangeError, /spec\.bundleId must not contain a NUL/],
+    ['a 64-byte bundleId', { bundleId: 'c'.repeat(64) }, RangeError, /spec\.bundleId must be at most 63 bytes/],
+    ['a 64-byte version', { bundleId: 'com.example.v', version: '1'.repeat(64) }, RangeError, /spec\.version must be at most 63 bytes/],
+    ['a lone surrogate in bundleId', { bundleId: 'com.example.\uD800' }, RangeError, /spec\.bundleId must be well-formed Unicode/],
+    ['a lone low surrogate in version', { bundleId: 'com.example.v', version: '\uDC001' }, RangeError, /spec\.version must be well-formed Unicode/],
+    ['a 64-byte dependency', { bundleId: 'com.example.d', dependencies: ['d'.repeat(64)] }, RangeError, /spec\.dependencies\[0\] must be at most 63 bytes/],
+    ['a hole in dependencies', { bundleId: 'com.example.d', dependencies: [, 'x'] }, TypeError, /spec\.dependencies\[0\] is a hole/],
+    ['a duplicate class name', { bundleId: 'com.example.c', classes: [{ name: 'C' }, { name: 'C' }] }, RangeError, /spec\.classes\[1\]\.name is declared twice/],
+    ['a NUL in a class name', { bundleId: 'com.example.c', classes: [{ name: 'C\0D' }] }, RangeError, /spec\.classes\[0\]\.name must not contain a NUL/],
+    ['a lone surrogate in a superclass', { bundleId: 'com.example.c', classes: [{ name: 'C', superclass: '\uDBFF' }] }, RangeError, /spec\.classes\[0\]\.superclass must be well-formed/],
+    ['a bad uuid', { bundleId: 'com.example.u', uuid: 'nope' }, RangeError, /spec\.uuid must be a UUID/],
+  ])('native loadKext refuses %s itself', (_what, spec, type, message) => {
+    const before = kernel.loadedKexts();
+    // The addon's errors come from the main realm, not jest's: compare by name.
+    expect(() => nativeKernel().loadKext(spec as never)).toThrow(expect.objectContaining({ name: type.name, message: expect.stringMatching(message) }));
+    expect(kernel.loadedKexts()).toEqual(before);
+  });
+
+  test('native lookups refuse a lone surrogate instead of looking up U+FFFD', () => {
+    expect(() => nativeKernel().lookupLoadTag('com.example.\uD800')).toThrow(/bundleId must be well-formed/);
+    expect(() => nativeKernel().setInstances(target, 'C\uDC00', 0)).toThrow(/className must be well-formed/);
+  });
+});
+
+describe('strings: lone surrogates are refused, never merged into U+FFFD', () => {
+  test('two ids that differ only in a lone surrogate never become one kext', () => {
+    const before = kernel.loadedKexts();
+    expect(() => kernel.loadKext({ bundleId: 'com.example.\uD800' })).toThrow(RangeError);
+    expect(() => kernel.loadKext({ bundleId: 'com.example.\uD801' })).toThrow(/spec\.bundleId must be well-formed Unicode/);
+    expect(() => kernel.loadKext({ bundleId: 'com.example.\uFFFD', version: '\uDFFF' })).toThrow(/spec\.version/);
+    expect(() => kernel.loadKext({ bundleId: 'com.example.c', classes: [{ name: 'A\uD800' }, { name: 'A\uD801' }] })).toThrow(/spec\.classes\[0\]\.name/);
+    expect(() => kernel.loadKext({ bundleId: 'com.example.c', dependencies: ['com.example.target\uDC00'] })).toThrow(/spec\.dependencies\[0\]/);
+    expect(() => kernel.lookup('com.example.\uD800')).toThrow(/bundleId must be well-formed/);
+    expect(kernel.loadedKexts()).toEqual(before);
+    // A well-formed pair is fine, and stays itself.
+    const tag = kernel.loadKext({ bundleId: 'com.example.\uD83D\uDE00' });
+    expect(kernel.lookup('com.example.\uD83D\uDE00')).toBe(tag);
+    expect(kernel.lookup('com.example.\uFFFD')).toBeNull();
+  });
+
+  test('the Node 18 fallback agrees with String.prototype.isWellFormed', async () => {
+    const { _isWellFormedFallback, isWellFormed } = await import('../lib/validate');
+    for (const s of ['', 'a', '\uD800', '\uDC00', 'a\uD800b', '\uD800\uDC00', '\uDC00\uD800', '\uD83D\uDE00x', 'x\uDBFF', '\uD800\uD800\uDC00'])
+      expect([s, _isWellFormedFallback(s)]).toEqual([s, isWellFormed(s)]);
+  });
+
+  test('error messages quote at most ~100 characters of user input', () => {
+    const long = 'com.example.' + 'y'.repeat(100_000);
+    for (const call of [
+      () => kernel.loadKext({ bundleId: long }),
+      () => kernel.loadKext({ bundleId: 'com.example.x', uuid: long }),
+      () => kernel.loadKext({ bundleId: long + '\0' }),
+      () => kernel.injectFault('retain', long as never),
+      () => kernel.setInstances(target, long, 0),
+      () => kb.sync.retain(long as never),
+    ]) {
+      let message = '';
+      try {
+        call();
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).not.toBe('');
+      expect(message.length).toBeLessThan(300);
+    }
+  });
+});
