@@ -5,7 +5,7 @@ import { abortable, CallOptions, checkCallOptions } from './abortable';
 import { codeValue } from './codes';
 import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, refusable, ResultFor } from './decode';
 import { callSite, KextBridgeError } from './errors';
-import { NativeCallResult, NativeConnection } from './native';
+import { binding, NativeCallResult, NativeConnection } from './native';
 import { OUT, SELECTORS } from './protocol.gen';
 import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 import { SimKernel } from './sim';
@@ -35,6 +35,15 @@ export interface SyncApi {
   loadedKexts(): LoadedKext[];
 }
 
+/** Objects the KextBridge constructor made: methods check it, so a detached method or an object
+ * posing as a connection gets a clear TypeError instead of "Cannot read properties of …". */
+const made = new WeakSet<object>();
+
+function own(self: unknown, op: string): KextBridge {
+  if (typeof self === 'object' && self !== null && made.has(self)) return self as KextBridge;
+  throw new TypeError(`KextBridge.${op}() must be called on a connection from open(), got ${self === undefined ? 'undefined' : self === null ? 'null' : typeof self === 'object' ? 'another object' : typeof self} as this (methods are not bound: call kb.${op}(…), or pass kb.${op}.bind(kb))`);
+}
+
 export class KextBridge {
   readonly backend: Backend;
   /**
@@ -54,6 +63,8 @@ export class KextBridge {
 
   /** @internal use open() */
   constructor(conn: NativeConnection, backend: Backend, backendReason: string, sim: SimKernel | undefined, ownLoadTag: number) {
+    if (!(conn instanceof binding().Connection)) throw new TypeError('KextBridge cannot be constructed without a native connection: use open()');
+    made.add(this);
     this.conn = conn;
     this.backend = backend;
     this.backendReason = backendReason;
@@ -72,11 +83,13 @@ export class KextBridge {
 
   /** The sample kext's identity, this connection's rights, and why open() chose its backend. */
   async info(options?: CallOptions): Promise<Info> {
+    own(this, 'info');
     return decodeInfo(await this.call('getInfo', shape(sel.getInfo), checkCallOptions(options)), this.backendReason);
   }
 
   /** OSKextRetainKextWithLoadTag, counted in this connection's ledger. Default: the sample kext. */
   async retain(loadTag?: number, options?: CallOptions): Promise<RetainResult> {
+    own(this, 'retain');
     const tag = this.tagOf(loadTag, arguments.length);
     const o = checkCallOptions(options);
     return counted('retain', tag, await this.call('retain', shape(sel.retain, [tag]), o)) as RetainResult;
@@ -84,6 +97,7 @@ export class KextBridge {
 
   /** OSKextReleaseKextWithLoadTag, only for what this connection retained. Default: the sample kext. */
   async release(loadTag?: number, options?: CallOptions): Promise<ReleaseResult> {
+    own(this, 'release');
     const tag = this.tagOf(loadTag, arguments.length);
     const o = checkCallOptions(options);
     return counted('release', tag, await this.call('release', shape(sel.release, [tag]), o)) as ReleaseResult;
@@ -91,6 +105,7 @@ export class KextBridge {
 
   /** Many retains in one trip to the worker thread; one typed result per tag, in order. */
   async retainMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<RetainResult[]> {
+    own(this, 'retainMany');
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.retainMany);
@@ -98,6 +113,7 @@ export class KextBridge {
   }
 
   async releaseMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<ReleaseResult[]> {
+    own(this, 'releaseMany');
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.releaseMany);
@@ -106,11 +122,13 @@ export class KextBridge {
 
   /** What this connection holds: [{ loadTag, count }]. */
   async held(options?: CallOptions): Promise<Held[]> {
+    own(this, 'held');
     return decodeHeld(await this.call('held', shape(sel.held), checkCallOptions(options)));
   }
 
   /** The loaded-kext table (KextManagerCopyLoadedKextInfo on a Mac). */
   async loadedKexts(options?: CallOptions): Promise<LoadedKext[]> {
+    own(this, 'loadedKexts');
     const o = checkCallOptions(options);
     const site = callSite(this.loadedKexts);
     return decodeKexts(await abortable('loadedKexts', o, site, () => this.conn.loadedKexts()), site);
@@ -118,6 +136,7 @@ export class KextBridge {
 
   /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */
   close(): Promise<void> {
+    own(this, 'close');
     this.closing ??= this.conn.close().then(({ kr }) => {
       if (kr !== 0 && kr !== codeValue('MACH_SEND_INVALID_DEST')) throw new KextBridgeError('close', kr);
     });
@@ -140,6 +159,7 @@ export class KextBridge {
   }
 
   get closed(): boolean {
+    own(this, 'closed');
     return this.conn.closing;
   }
 

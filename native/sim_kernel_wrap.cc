@@ -9,6 +9,7 @@ namespace kb {
 
 namespace {
 const napi_type_tag kKernelTag = {0x6b6273696d6b6572ull, 0x6e656c7772617070ull};
+const napi_type_tag kKernelWrapTag = {0x6b6273696d6b7772ull, 0x6170696e7374616eull};
 
 uint32_t Tag(const Napi::CallbackInfo &info, size_t i, const char *what = "loadTag") {
   return (uint32_t)ToUint(info[i], what, 0xFFFFFFFFull);
@@ -124,13 +125,20 @@ SimKernelWrap::SimKernelWrap(const Napi::CallbackInfo &info)
   if (info.Length() != 1 || !info[0].IsExternal() ||
       !info[0].As<Napi::Object>().CheckTypeTag(&kKernelTag))
     throw Napi::TypeError::New(info.Env(), "use createSimKernel() to make a simulated kernel");
+  info.This().As<Napi::Object>().TypeTag(&kKernelWrapTag);
   kernel_ = *info[0].As<Napi::External<std::shared_ptr<sim::SimKernel>>>().Data();
+}
+
+SimKernelWrap *SimKernelWrap::Unwrap(Napi::Object wrapper) {
+  if (!wrapper.IsObject() || !wrapper.CheckTypeTag(&kKernelWrapTag))
+    throw Napi::TypeError::New(wrapper.Env(), "this is not a kextbridge SimKernel (a method was called on another object)");
+  return Napi::ObjectWrap<SimKernelWrap>::Unwrap(wrapper);
 }
 
 std::shared_ptr<sim::SimKernel> SimKernelWrap::KernelOf(Napi::Value value) {
   if (!value.IsObject()) return nullptr;
   Napi::Object o = value.As<Napi::Object>();
-  if (!o.InstanceOf(value.Env().GetInstanceData<AddonData>()->simKernel.Value())) return nullptr;
+  if (!o.CheckTypeTag(&kKernelWrapTag)) return nullptr;  // a brand, not the prototype chain
   return SimKernelWrap::Unwrap(o)->kernel_;
 }
 

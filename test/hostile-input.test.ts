@@ -3,7 +3,7 @@
 // objects that are not what they claim. Each is refused (or read exactly once) and leaves
 // the simulated machine as it was.
 import { createSimKernel, KextBridge, open, SimKernel } from '../lib';
-import { NativeConnection } from '../lib/native';
+import { binding, NativeConnection } from '../lib/native';
 
 let kernel: SimKernel;
 let kb: KextBridge;
@@ -230,5 +230,61 @@ describe('strings: lone surrogates are refused, never merged into U+FFFD', () =>
       expect(message).not.toBe('');
       expect(message.length).toBeLessThan(300);
     }
+  });
+});
+
+describe('brand checks: no object is unwrapped as another class', () => {
+  const addon = () => binding();
+  // The addon's errors come from the main realm, not jest's: compare by name.
+  // V8 itself refuses some receivers ("Illegal invocation": napi_define_class gives methods a
+  // receiver signature); the type tag catches the rest (unwraps outside a method trampoline).
+  const typeError = (message: RegExp) =>
+    expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(new RegExp(`${message.source}|Illegal invocation`)) });
+
+  test('a Connection method called with this = a SimKernel wrap, and vice versa, is a TypeError', () => {
+    const conn = nativeOf(kb);
+    const simNative = kernel._native;
+    const C = addon().Connection.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const K = addon().SimKernel.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+    expect(() => C.callSync.call(simNative, 1, [target], null, 2, 0)).toThrow(typeError(/not a kextbridge Connection/));
+    expect(() => C.callManySync.call(simNative, 4, new Uint32Array([target]))).toThrow(typeError(/not a kextbridge Connection/));
+    expect(() => C.close.call(simNative)).toThrow(typeError(/not a kextbridge Connection/));
+    expect(() => K.loadKext.call(conn, { bundleId: 'com.example.x' })).toThrow(typeError(/not a kextbridge SimKernel/));
+    expect(() => K.kpiRelease.call(conn, 0)).toThrow(typeError(/not a kextbridge SimKernel/));
+    expect(() => K.now.call({})).toThrow(typeError(/not a kextbridge SimKernel/));
+    expect(() => K.now.call(5)).toThrow(typeError(/not a kextbridge SimKernel/));
+    const closing = Object.getOwnPropertyDescriptor(addon().Connection.prototype, 'closing')!.get!;
+    expect(() => closing.call(simNative)).toThrow(typeError(/not a kextbridge Connection/));
+  });
+
+  test('an object whose prototype was swapped, or Object.create(prototype), is not unwrapped', async () => {
+    const conn = nativeOf(kb);
+    const fake = Object.create(addon().Connection.prototype) as NativeConnection;
+    expect(() => fake.callSync(1, [target], null, 2, 0)).toThrow(typeError(/not a kextbridge Connection/));
+    const swapped = Object.setPrototypeOf(addon().createSimKernel(), addon().Connection.prototype) as NativeConnection;
+    expect(() => swapped.callManySync(4, new Uint32Array([0]))).toThrow(typeError(/not a kextbridge Connection/));
+    // A connection dressed as a kernel is not a kernel to open on.
+    const dressed = Object.setPrototypeOf(Object.create(null), addon().SimKernel.prototype);
+    expect(() => addon().openSim(dressed, true)).toThrow(typeError(/kernel must be a SimKernel/));
+    const connAsKernel = Object.setPrototypeOf(conn, addon().SimKernel.prototype);
+    expect(() => addon().openSim(connAsKernel as never, true)).toThrow(typeError(/kernel must be a SimKernel/));
+    Object.setPrototypeOf(conn, addon().Connection.prototype);
+    expect(kernel.rawRetainCount(0)).toBe(2);
+  });
+
+  test('a detached method, a method on another object, a subclass without a connection: clear TypeErrors', async () => {
+    const retain = kb.retain;
+    await expect(retain()).rejects.toThrow(/KextBridge\.retain\(\) must be called on a connection from open\(\), got undefined/);
+    const { retainMany, held } = kb;
+    await expect(retainMany([target])).rejects.toThrow(TypeError);
+    await expect(held.call({} as never)).rejects.toThrow(/KextBridge\.held\(\) must be called on a connection from open\(\), got another object/);
+    const close = kb.close;
+    expect(() => close()).toThrow(/KextBridge\.close\(\)/);
+    class X extends KextBridge {}
+    expect(() => new (X as unknown as new () => KextBridge)()).toThrow(/KextBridge cannot be constructed without a native connection: use open\(\)/);
+    expect(() => new (KextBridge as unknown as new (c: unknown) => KextBridge)({ call: () => 0 })).toThrow(TypeError);
+    // Bound, they work.
+    expect(await kb.retain.bind(kb)(target)).toMatchObject({ ok: true, held: 1 });
+    await kb.release(target);
   });
 });
