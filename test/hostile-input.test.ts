@@ -288,3 +288,103 @@ describe('brand checks: no object is unwrapped as another class', () => {
     await kb.release(target);
   });
 });
+
+describe('hostile abort signals and reasons', () => {
+  /** Runs `body`, collecting uncaught exceptions, unhandled rejections and warnings meanwhile. */
+  async function watching(body: () => Promise<void>): Promise<unknown[]> {
+    const seen: unknown[] = [];
+    const onError = (e: unknown) => seen.push(e);
+    const onWarning = (w: Error) => seen.push(w);
+    // jest installs its own handlers; ours see the same events.
+    process.on('uncaughtException', onError);
+    process.on('unhandledRejection', onError);
+    process.on('warning', onWarning);
+    try {
+      await body();
+      await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      process.off('uncaughtException', onError);
+      process.off('unhandledRejection', onError);
+      process.off('warning', onWarning);
+    }
+    return seen;
+  }
+
+  test('a reason whose getters throw: the call rejects with an AbortError, nothing escapes', async () => {
+    const hostile = new Proxy({}, { get: () => { throw new Error('trap'); }, getPrototypeOf: () => { throw new Error('trap'); } });
+    const seen = await watching(async () => {
+      kernel.delayCalls(20);
+      const c = new AbortController();
+      const p = kb.retain(target, { signal: c.signal });
+      c.abort(hostile);
+      await expect(p).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' });
+      const already = new AbortController();
+      already.abort(hostile);
+      await expect(kb.held({ signal: already.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    });
+    expect(seen).toEqual([]);
+    await kb.held(); // the queue drained: the aborted retain ran
+    await kb.release(target);
+  });
+
+  test('a signal whose reason getter throws still aborts the wait', async () => {
+    const listeners: (() => void)[] = [];
+    const signal = {
+      aborted: false,
+      get reason(): unknown { throw new Error('reason getter'); },
+      addEventListener: (_t: string, f: () => void) => listeners.push(f),
+      removeEventListener: () => {},
+    };
+    const seen = await watching(async () => {
+      kernel.delayCalls(20);
+      const p = kb.retain(target, { signal: signal as unknown as AbortSignal });
+      signal.aborted = true;
+      listeners.forEach((f) => f());
+      await expect(p).rejects.toMatchObject({ name: 'AbortError' });
+    });
+    expect(seen).toEqual([]);
+    await kb.release(target);
+  });
+
+  test('a signal whose addEventListener or aborted getter throws: a TypeError, and nothing was started', async () => {
+    const throwingAdd = { aborted: false, reason: undefined, addEventListener: () => { throw new Error('add'); }, removeEventListener: () => {} };
+    const throwingAborted = { get aborted(): boolean { throw new Error('aborted'); }, addEventListener: () => {}, removeEventListener: () => {} };
+    const before = await state();
+    const calls = kb._nativeCalls;
+    const seen = await watching(async () => {
+      await expect(kb.retain(target, { signal: throwingAdd as unknown as AbortSignal })).rejects.toThrow(/refused an 'abort' listener; nothing was started/);
+      await expect(kb.retainMany([target], { signal: throwingAborted as unknown as AbortSignal })).rejects.toThrow(/signal\.aborted threw; nothing was started/);
+    });
+    expect(seen).toEqual([]);
+    expect(kb._nativeCalls).toBe(calls);
+    expect(await state()).toEqual(before);
+  });
+
+  test('a signal whose removeEventListener throws: the result is delivered, nothing escapes', async () => {
+    const signal = { aborted: false, reason: undefined, addEventListener: () => {}, removeEventListener: () => { throw new Error('remove'); } };
+    const seen = await watching(async () => {
+      expect(await kb.retain(target, { signal: signal as unknown as AbortSignal })).toMatchObject({ ok: true, held: 1 });
+      expect(await kb.release(target, { signal: signal as unknown as AbortSignal, timeout: 1000 })).toMatchObject({ ok: true, held: 0 });
+    });
+    expect(seen).toEqual([]);
+  });
+
+  test('one signal shared by 100 calls raises no MaxListeners warning and adds one listener', async () => {
+    const c = new AbortController();
+    let added = 0;
+    const add = c.signal.addEventListener.bind(c.signal);
+    c.signal.addEventListener = ((...a: Parameters<typeof add>) => (added++, add(...a))) as typeof add;
+    const seen = await watching(async () => {
+      kernel.delayCalls(2, 1);
+      const calls = Array.from({ length: 100 }, () => kb.held({ signal: c.signal }));
+      await Promise.all(calls);
+    });
+    expect(seen).toEqual([]);
+    expect(added).toBe(1);
+    // and aborting it rejects every waiter once
+    kernel.delayCalls(20, 1);
+    const waits = Array.from({ length: 50 }, () => kb.held({ signal: c.signal }).then(() => 'resolved', (e: Error) => e.name));
+    c.abort();
+    expect(new Set(await Promise.all(waits))).toEqual(new Set(['AbortError']));
+  });
+});
