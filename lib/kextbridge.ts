@@ -103,7 +103,10 @@ export class KextBridge {
     return counted('release', tag, await this.call('release', shape(sel.release, [tag]), o)) as ReleaseResult;
   }
 
-  /** Many retains in one trip to the worker thread; one typed result per tag, in order. */
+  /**
+   * Many retains in one trip to the worker thread; one typed result per tag, in order. At most
+   * 65,536 tags per call (a RangeError beyond; split longer lists).
+   */
   async retainMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<RetainResult[]> {
     own(this, 'retainMany');
     const tags = checkLoadTags(loadTags);

@@ -17,10 +17,27 @@ export function checkLoadTag(value: unknown, name = 'loadTag'): number {
  * undefined when it is not a typed array. Subclasses and overridden getters cannot lie to it,
  * and a Proxy of a typed array is not one.
  */
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const typedArrayKind: (v: unknown) => string | undefined = (() => {
-  const get = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!.get!;
+  const get = Object.getOwnPropertyDescriptor(TypedArrayPrototype, Symbol.toStringTag)!.get!;
   return (v: unknown) => get.call(v) as string | undefined;
 })();
+/** A typed array's real length (its internal slot; 0 once detached), whatever its getters say. */
+const typedArrayLength: (v: unknown) => number = (() => {
+  const get = Object.getOwnPropertyDescriptor(TypedArrayPrototype, 'length')!.get!;
+  return (v: unknown) => get.call(v) as number;
+})();
+
+/**
+ * The most load tags one retainMany / releaseMany call takes (128 batches of 512 on the user
+ * client). Longer lists are a RangeError before anything reaches native code: split them.
+ */
+export const MAX_BATCH_TAGS = 65_536;
+
+function checkBatchLength(name: string, length: number): void {
+  if (length > MAX_BATCH_TAGS)
+    throw new RangeError(`${name} must hold at most ${MAX_BATCH_TAGS} load tags per call, got ${length}: split the list`);
+}
 
 /**
  * Load tags, read exactly once into a copy whose length is fixed before any element is read:
@@ -32,6 +49,7 @@ const typedArrayKind: (v: unknown) => string | undefined = (() => {
 export function checkLoadTags(value: unknown, name = 'loadTags'): Uint32Array {
   const kind = typedArrayKind(value);
   if (kind === 'Uint32Array') {
+    checkBatchLength(name, typedArrayLength(value));
     try {
       return new Uint32Array(value as Uint32Array); // internal length and elements, no getters
     } catch {
@@ -43,6 +61,7 @@ export function checkLoadTags(value: unknown, name = 'loadTags'): Uint32Array {
   const length: unknown = value.length;
   if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0)
     throw new TypeError(`${name}.length must be a non-negative integer, got ${describeValue(length)}`);
+  checkBatchLength(name, length);
   const tags = new Uint32Array(length);
   for (let i = 0; i < length; i++) {
     const v: unknown = value[i];

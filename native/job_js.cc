@@ -9,6 +9,7 @@ namespace kb {
 namespace {
 const size_t kMaxStructSize = 1 << 20;  // a sanity bound; above 4096 goes out of line anyway
 const uint32_t kMaxScalarArgs = 256;    // MIG refuses > 16; accept enough to be refused
+const size_t kMaxBatchTags = 65536;     // MAX_BATCH_TAGS in lib/validate.ts
 }  // namespace
 
 std::unique_ptr<PendingJob> ParseCall(const Napi::CallbackInfo &info) {
@@ -53,6 +54,8 @@ std::unique_ptr<PendingJob> ParseBatch(const Napi::CallbackInfo &info) {
   bool detached = false;
   if (napi_is_detached_arraybuffer(env, tags.ArrayBuffer(), &detached) != napi_ok || detached)
     throw Napi::TypeError::New(env, "loadTags is a Uint32Array whose buffer was detached (transferred)");
+  if (tags.ElementLength() > kMaxBatchTags)
+    throw Napi::RangeError::New(env, "loadTags: at most 65536 load tags per call");
   job->tags.assign(tags.Data(), tags.Data() + tags.ElementLength());
   return job;
 }
