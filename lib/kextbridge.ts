@@ -140,8 +140,12 @@ export class KextBridge {
   /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */
   close(): Promise<void> {
     own(this, 'close');
-    this.closing ??= this.conn.close().then(({ kr }) => {
+    this.closing ??= this.conn.close().then(({ kr, unreleased }) => {
       if (kr !== 0 && kr !== codeValue('MACH_SEND_INVALID_DEST')) throw new KextBridgeError('close', kr);
+      // Closed, but the kernel refused some releases: never resolve as if all was well.
+      if (unreleased)
+        throw new KextBridgeError('close', codeValue('kOSReturnError'),
+          `closed, but ${unreleased} retain${unreleased === 1 ? '' : 's'} could not be released (the kernel refused); the user client still records ${unreleased === 1 ? 'it' : 'them'}`);
     });
     return this.closing;
   }

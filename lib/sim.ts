@@ -29,9 +29,19 @@ export class SimKernel {
    * release past the kernel's baseline records the panic a Mac would have.
    */
   readonly kpi = {
-    retainKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRetain(checkLoadTag(loadTag))),
-    releaseKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRelease(checkLoadTag(loadTag))),
+    retainKextWithLoadTag: (loadTag: number): OSReturnResult => this.kpiCall('retainKextWithLoadTag', checkLoadTag(loadTag), (t) => this._native.kpiRetain(t)),
+    /** Throws KextBridgeError when this very call panics the machine (and on every call after). */
+    releaseKextWithLoadTag: (loadTag: number): OSReturnResult => this.kpiCall('releaseKextWithLoadTag', checkLoadTag(loadTag), (t) => this._native.kpiRelease(t)),
   };
+
+  /** A KPI call: refused loudly after a panic, and the call that panics says so. */
+  private kpiCall(name: string, loadTag: number, call: (loadTag: number) => number): OSReturnResult {
+    this.alive(`kpi.${name}`);
+    const r = osReturn(call(loadTag));
+    const p = this.panicked;
+    if (p) throw new KextBridgeError(`sim.kpi.${name}`, codeValue('kOSReturnError'), `this call panicked the simulated kernel (the KPI answered ${r.name}, as the real one does before the Mac goes down): ${p.message}`);
+    return r;
+  }
 
   /** @internal use createSimKernel() */
   constructor(native: NativeSimKernel) {
@@ -90,7 +100,14 @@ export class SimKernel {
   unloadKext(loadTag: number): OSReturnResult {
     checkLoadTag(loadTag);
     this.alive('unloadKext');
-    return osReturn(this._native.unloadKext(loadTag));
+    const r = osReturn(this._native.unloadKext(loadTag));
+    // __kernel__ and the com.apple.kpi.* interfaces are kernel components: OSKext::unload()
+    // refuses them (kOSKextReturnInvalidArgument, or kOSKextReturnInUse first while something
+    // links against them). Say that, not the generic invalid-tag text.
+    const k = r.ok ? undefined : this._native.loadedKexts().find((x) => x.loadTag === loadTag);
+    if (k && (loadTag === 0 || k.bundleId.startsWith('com.apple.kpi.')))
+      return { ...r, message: `${k.bundleId} (tag ${loadTag}) is a kernel component${loadTag === 0 ? ' (the kernel itself)' : ' (a KPI interface)'} and never unloads${r.name === 'kOSKextReturnInUse' ? '; kexts also link against it' : ''}` };
+    return r;
   }
 
   /** Sets the live instances of one of a kext's classes (instances block autounload). */
@@ -121,9 +138,12 @@ export class SimKernel {
     return this._native.now();
   }
 
-  /** When the pending autounload scan runs (virtual ms), or null when none is armed. */
+  /** When the pending autounload scan runs (virtual ms), or null when none is armed; Infinity past the clock's end. */
   get autounloadDeadline(): number | null {
-    return this._native.autounloadDeadline();
+    const d = this._native.autounloadDeadline();
+    // Beyond the clock's range (2^53 - 1 ms) a deadline cannot be a safe number, and the clock
+    // can never reach it: Infinity, never a rounded time.
+    return d !== null && d > Number.MAX_SAFE_INTEGER ? Infinity : d;
   }
 
   /** null, or the record of the call that would have panicked the Mac. */
@@ -159,7 +179,9 @@ export class SimKernel {
     // A "successful" fault would be a kernel that lies: the ledger would count a retain the
     // kernel never took, and releasing it would take one the kernel's own.
     if (value === 0) throw new RangeError('code must be a failure: a fault that answers kOSReturnSuccess would make the kernel lie');
-    this._native.injectFault(kpi, value, checkUint32('times', times));
+    const n = checkUint32('times', times);
+    this.alive('injectFault');
+    this._native.injectFault(kpi, value, n);
   }
 
   /**
@@ -169,7 +191,9 @@ export class SimKernel {
   delayCalls(ms: number, count = 1): void {
     checkNonNegativeInteger('ms', ms);
     if (ms > 60_000) throw new RangeError(`ms must be at most 60000, got ${ms}`);
-    this._native.delayCalls(ms * 1000, checkUint32('count', count));
+    const n = checkUint32('count', count);
+    this.alive('delayCalls');
+    this._native.delayCalls(ms * 1000, n);
   }
 
   private alive(op: string): void {
@@ -186,10 +210,27 @@ export function createSimKernel(options?: SimKernelOptions): SimKernel {
   return new SimKernel(binding().createSimKernel(o as SimKernelOptions));
 }
 
-let processKernel: SimKernel | undefined;
+let processKernel: { kernel: SimKernel; generation: number } | undefined;
 
-/** The process's own simulated machine, used by open({ backend: 'sim' }) without a kernel. */
+/**
+ * The process's own simulated machine, used by open({ backend: 'sim' }) without a kernel. There
+ * is one per process: it lives in the addon, so it survives jest's module registry reset
+ * (every test file in a worker shares it). Tests should not rely on it: use
+ * `createSimKernel()` per test file (or per test) and pass it as `open({ kernel })`.
+ */
 export function defaultSimKernel(): SimKernel {
-  processKernel ??= new SimKernel(binding().defaultSimKernel());
-  return processKernel;
+  const native = binding();
+  const generation = native._defaultSimKernelGeneration();
+  if (processKernel?.generation !== generation) processKernel = { kernel: new SimKernel(native.defaultSimKernel()), generation };
+  return processKernel.kernel;
 }
+
+/**
+ * Replaces the process's default machine with a fresh one (the default world, clock at 0).
+ * Connections and SimKernel objects obtained before keep the old machine; defaultSimKernel()
+ * and open({ backend: 'sim' }) use the new one. Prefer `createSimKernel()` per test file.
+ */
+defaultSimKernel.reset = function reset(): void {
+  binding()._resetDefaultSimKernel();
+  processKernel = undefined;
+};

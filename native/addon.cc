@@ -22,12 +22,26 @@ namespace kb {
 namespace {
 
 // One machine per process: open({ backend: 'sim' }) without a kernel shares this one,
-// across worker threads too.
-std::shared_ptr<sim::SimKernel> ProcessKernel() {
-  static std::once_flag once;
-  static std::shared_ptr<sim::SimKernel> kernel;
-  std::call_once(once, [] { kernel = std::make_shared<sim::SimKernel>(); });
-  return kernel;
+// across worker threads and jest's module resets too (the addon stays loaded). A reset
+// replaces it with a fresh machine; connections and wrappers made before keep the old one.
+struct ProcessKernelState {
+  std::mutex mu;
+  std::shared_ptr<sim::SimKernel> kernel;
+  uint32_t generation = 0;
+};
+ProcessKernelState &ProcessKernelSlot() {
+  static ProcessKernelState *state = new ProcessKernelState();  // never destroyed: no exit-order race
+  return *state;
+}
+std::shared_ptr<sim::SimKernel> ProcessKernel(bool fresh = false, uint32_t *generation = nullptr) {
+  ProcessKernelState &s = ProcessKernelSlot();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (!s.kernel || fresh) {
+    s.kernel = std::make_shared<sim::SimKernel>();
+    s.generation++;
+  }
+  if (generation) *generation = s.generation;
+  return s.kernel;
 }
 
 Napi::Value CreateSimKernel(const Napi::CallbackInfo &info) {
@@ -50,6 +64,18 @@ Napi::Value CreateSimKernel(const Napi::CallbackInfo &info) {
 
 Napi::Value DefaultSimKernel(const Napi::CallbackInfo &info) {
   return SimKernelWrap::Wrap(info.Env(), ProcessKernel());
+}
+
+// Which default machine is current (changes on every reset), so JS caches can tell.
+Napi::Value DefaultSimKernelGeneration(const Napi::CallbackInfo &info) {
+  uint32_t generation = 0;
+  ProcessKernel(false, &generation);
+  return Napi::Number::New(info.Env(), generation);
+}
+
+Napi::Value ResetDefaultSimKernel(const Napi::CallbackInfo &info) {
+  ProcessKernel(true);
+  return info.Env().Undefined();
 }
 
 Napi::Value OpenFailure(Napi::Env env, uint32_t kr, const std::string &why) {
@@ -153,6 +179,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("SimKernel", data->simKernel.Value());
   exports.Set("createSimKernel", Napi::Function::New<CreateSimKernel>(env));
   exports.Set("defaultSimKernel", Napi::Function::New<DefaultSimKernel>(env));
+  exports.Set("_defaultSimKernelGeneration", Napi::Function::New<DefaultSimKernelGeneration>(env));
+  exports.Set("_resetDefaultSimKernel", Napi::Function::New<ResetDefaultSimKernel>(env));
   exports.Set("openSim", Napi::Function::New<OpenSim>(env));
   exports.Set("openIOKit", Napi::Function::New<OpenIOKit>(env));
 #ifdef KB_HAVE_IOKIT

@@ -82,6 +82,7 @@ Napi::Value JobResult(Napi::Env env, const Job &job) {
       r.Set("kexts", KextsToJs(env, job.kexts));
       break;
     case Job::Kind::Close:
+      r.Set("unreleased", Napi::Number::New(env, job.unreleased));
       break;
   }
   return r;
