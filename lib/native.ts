@@ -65,6 +65,8 @@ export interface NativeBinding {
   /** Changes whenever the default machine is replaced (by a reset, from any module instance). */
   _defaultSimKernelGeneration(): number;
   _resetDefaultSimKernel(): void;
+  /** Test seam: the next n worker-thread starts fail (only while the shared pool has no thread). */
+  _failThreadStarts(n: number): void;
   openSim(kernel: NativeSimKernel, privileged: boolean): NativeConnection | OpenFailure;
   openIOKit(): NativeConnection | OpenFailure;
   iokitAvailable: boolean;

@@ -73,6 +73,12 @@ Napi::Value DefaultSimKernelGeneration(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), generation);
 }
 
+// Test seam: the next n worker-thread starts fail (matters only while the pool has no thread).
+Napi::Value FailThreadStarts(const Napi::CallbackInfo &info) {
+  SerialQueue::failThreadStartsForTest((int)ToUint(info[0], "n", 1000000));
+  return info.Env().Undefined();
+}
+
 Napi::Value ResetDefaultSimKernel(const Napi::CallbackInfo &info) {
   ProcessKernel(true);
   return info.Env().Undefined();
@@ -85,6 +91,18 @@ Napi::Value OpenFailure(Napi::Env env, uint32_t kr, const std::string &why) {
   return r;
 }
 
+// A Connection over the transport, or (when no worker thread could be started for it) an
+// open failure, so JS raises a KextBridgeError with a code rather than a bare Error.
+Napi::Value WrapOrFail(Napi::Env env, std::unique_ptr<Transport> t) {
+  try {
+    return Connection::Wrap(env, std::move(t));
+  } catch (const Napi::Error &e) {
+    std::string message = e.Message();
+    if (message.rfind(kNoWorkerThread, 0) != 0) throw;
+    return OpenFailure(env, RC_kIOReturnNoResources, message);
+  }
+}
+
 // openSim(kernel, privileged) → Connection | { kr, why }
 Napi::Value OpenSim(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -95,7 +113,7 @@ Napi::Value OpenSim(const Napi::CallbackInfo &info) {
   // This process, as the kext would see the opener (its cap on open clients is per process).
   std::unique_ptr<Transport> t = SimTransport::open(kernel, info[1].As<Napi::Boolean>(), &kr, (int32_t)getpid());
   if (!t) return OpenFailure(env, kr, "the simulated sample kext's service did not answer");
-  return Connection::Wrap(env, std::move(t));
+  return WrapOrFail(env, std::move(t));
 }
 
 // openIOKit() → Connection | { kr, why }
@@ -106,7 +124,7 @@ Napi::Value OpenIOKit(const Napi::CallbackInfo &info) {
   std::string why;
   std::unique_ptr<Transport> t = openIOKitTransport(&kr, &why);
   if (!t) return OpenFailure(env, kr, why);
-  return Connection::Wrap(env, std::move(t));
+  return WrapOrFail(env, std::move(t));
 #else
   return OpenFailure(env, RC_kIOReturnUnsupported,
                      "the iokit backend exists only on macOS; this build has no IOKit");
@@ -181,6 +199,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("defaultSimKernel", Napi::Function::New<DefaultSimKernel>(env));
   exports.Set("_defaultSimKernelGeneration", Napi::Function::New<DefaultSimKernelGeneration>(env));
   exports.Set("_resetDefaultSimKernel", Napi::Function::New<ResetDefaultSimKernel>(env));
+  exports.Set("_failThreadStarts", Napi::Function::New<FailThreadStarts>(env));
   exports.Set("openSim", Napi::Function::New<OpenSim>(env));
   exports.Set("openIOKit", Napi::Function::New<OpenIOKit>(env));
 #ifdef KB_HAVE_IOKIT

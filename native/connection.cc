@@ -52,7 +52,7 @@ Connection::Connection(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Connec
     shutdown_ = closing_ = deliveryReleased_ = true;
     delivery_.Release();
     transport_.reset();  // closes it: nothing was queued
-    throw Napi::Error::New(env, "kextbridge: could not start the connection's worker thread: " + why);
+    throw Napi::Error::New(env, std::string(kNoWorkerThread) + ": " + why);
   }
   napi_add_env_cleanup_hook(env, &Connection::OnEnvCleanup, this);
 }

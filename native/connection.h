@@ -15,6 +15,9 @@
 
 namespace kb {
 
+// How the constructor's error starts when no worker thread could be started for it.
+constexpr const char *kNoWorkerThread = "kextbridge: could not start a worker thread for the connection";
+
 class Connection : public Napi::ObjectWrap<Connection> {
  public:
   static Napi::Function Define(Napi::Env env);
