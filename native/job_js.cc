@@ -33,6 +33,9 @@ std::unique_ptr<PendingJob> ParseCall(const Napi::CallbackInfo &info) {
     if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw Napi::TypeError::New(env, "structIn must be a Uint8Array or Buffer");
     Napi::Uint8Array bytes = info[2].As<Napi::Uint8Array>();
+    bool detached = false;  // it would read as zero bytes: an error, never an empty struct
+    if (napi_is_detached_arraybuffer(env, bytes.ArrayBuffer(), &detached) != napi_ok || detached)
+      throw Napi::TypeError::New(env, "structIn is a Uint8Array whose buffer was detached (transferred)");
     if (bytes.ByteLength() > kMaxStructSize)
       throw Napi::RangeError::New(env, "structIn: at most 1 MiB");
     job->structIn.assign(bytes.Data(), bytes.Data() + bytes.ByteLength());

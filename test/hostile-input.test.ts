@@ -122,6 +122,13 @@ describe('native code validates what it reads itself', () => {
     expect(() => conn.callManySync(4, new Int32Array(1) as never)).toThrow(/Uint32Array/);
   });
 
+  test("call's structIn: a detached buffer is an error, not an empty struct", () => {
+    const conn = nativeOf(kb);
+    const bytes = new Uint8Array(8);
+    structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
+    expect(() => conn.callSync(4, [], bytes, 0, 16)).toThrow(expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/structIn.*detached/) }));
+  });
+
   test("call's scalars array: its length is read once, holes and growth are refused", async () => {
     const conn = nativeOf(kb);
     const before = await state();
