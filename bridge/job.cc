@@ -78,6 +78,7 @@ void Execute(Transport &transport, Job &job) {
       break;
     case Job::Kind::Close:
       job.kr = transport.close();
+      job.unreleased = transport.unreleasedAtClose();
       break;
   }
 }

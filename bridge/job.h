@@ -38,6 +38,7 @@ struct Job {
   // the kernel's answer.
   std::vector<double> batch;
   std::vector<KextInfo> kexts;
+  uint32_t unreleased = 0;  // Close: retains the user client could not release
 };
 
 // Runs the job against the transport (on the connection's worker, or the JS thread for the

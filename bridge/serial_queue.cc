@@ -1,7 +1,10 @@
 #include "serial_queue.h"
 
+#include <atomic>
 #include <chrono>
 #include <system_error>
+#include <thread>
+#include <vector>
 #ifdef __linux__
 #include <sched.h>
 #endif
@@ -10,8 +13,11 @@ namespace kb {
 
 namespace {
 
-// After a job the worker polls for the next one this long before parking (see loop()).
+// After a job the pool thread polls its queue for the next one this long before letting go
+// of it (see drain()): the next awaited call often arrives microseconds after the answer.
 const std::chrono::microseconds kPollAfterJob(50);
+// Jobs one queue runs in a row before the thread serves other queues waiting for it.
+const int kJobsPerTurn = 64;
 
 // Polling pays only if another core can run the caller meanwhile (taskset, a 1-CPU box).
 bool SeveralCpus() {
@@ -22,47 +28,125 @@ bool SeveralCpus() {
   return std::thread::hardware_concurrency() != 1;
 }
 
+std::atomic<int> failThreadStarts{0};
+
+// The queue a pool thread is draining, so join() from inside a job does not wait for itself.
+thread_local SerialQueue *draining = nullptr;
+
 }  // namespace
+
+// The process's worker threads: a few (2-4), started on first use, never stopped (they park
+// when idle and die with the process). A queue with work waits in `ready_` for a thread.
+class WorkerPool {
+ public:
+  static WorkerPool &instance() {
+    static WorkerPool *pool = new WorkerPool();  // never destroyed: no exit-order race
+    return *pool;
+  }
+
+  bool ensureStarted(std::string *why) {
+    std::lock_guard<std::mutex> lk(mu_);
+    while (threads_ < target_) {
+      try {
+        if (failThreadStarts.load() > 0) {
+          failThreadStarts--;
+          throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                                  "thread start refused (test)");
+        }
+        std::thread(&WorkerPool::loop, this).detach();
+        threads_++;
+      } catch (const std::system_error &e) {
+        if (threads_ > 0) return true;  // fewer threads than wished for: still works
+        if (why) *why = e.what();
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void schedule(SerialQueue *q) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      ready_.push_back(q);
+      readyCount_.store(ready_.size(), std::memory_order_relaxed);
+    }
+    cv_.notify_one();
+  }
+
+  bool othersWaiting() const { return readyCount_.load(std::memory_order_relaxed) > 0; }
+
+  size_t threads() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return (size_t)threads_;
+  }
+
+  const bool poll = SeveralCpus();
+
+ private:
+  WorkerPool() {
+    unsigned n = std::thread::hardware_concurrency();
+    target_ = n < 2 ? 2 : n > 4 ? 4 : (int)n;
+  }
+
+  void loop() {
+    for (;;) {
+      SerialQueue *q;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [this] { return !ready_.empty(); });
+        q = ready_.front();
+        ready_.pop_front();
+        readyCount_.store(ready_.size(), std::memory_order_relaxed);
+      }
+      q->drain();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<SerialQueue *> ready_;
+  std::atomic<size_t> readyCount_{0};
+  int threads_ = 0;
+  int target_ = 2;
+};
 
 SerialQueue::SerialQueue(std::function<void(Job &)> run, std::function<bool(Job *)> done)
     : run_(std::move(run)), done_(std::move(done)) {}
 
 SerialQueue::~SerialQueue() { stop(); }
 
-bool SerialQueue::start(std::string *why) {
-  try {
-    worker_ = std::thread(&SerialQueue::loop, this);
-    return true;
-  } catch (const std::system_error &e) {
-    if (why) *why = e.what();
-    return false;
-  }
-}
+bool SerialQueue::start(std::string *why) { return WorkerPool::instance().ensureStarted(why); }
+
+size_t SerialQueue::poolThreads() { return WorkerPool::instance().threads(); }
+
+void SerialQueue::failThreadStartsForTest(int n) { failThreadStarts = n; }
 
 void SerialQueue::post(std::unique_ptr<Job> job, bool last) {
+  bool schedule = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     queue_.emplace_back(job.release(), last);
+    if (!scheduled_ && !busy_ && !stop_ && !finished_) schedule = scheduled_ = true;
   }
-  cv_.notify_all();
+  if (schedule) WorkerPool::instance().schedule(this);
 }
 
 void SerialQueue::runExclusive(const std::function<void()> &work) {
   {
     std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [this] { return (queue_.empty() || stop_) && !busy_; });
+    cv_.wait(lk, [this] { return (queue_.empty() || stop_ || finished_) && !busy_; });
     busy_ = true;
   }
   work();
-  bool queued;
+  bool schedule = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     busy_ = false;
-    queued = !queue_.empty();
+    // Work posted meanwhile (another thread) waited for this: hand the queue to the pool.
+    if (!queue_.empty() && !scheduled_ && !stop_ && !finished_) schedule = scheduled_ = true;
+    cv_.notify_all();  // another runExclusive caller may be waiting
   }
-  // Wake the worker only for work posted meanwhile (another thread): a wake per sync call
-  // would cost a context switch each.
-  if (queued) cv_.notify_all();
+  if (schedule) WorkerPool::instance().schedule(this);
 }
 
 void SerialQueue::stop() {
@@ -71,42 +155,55 @@ void SerialQueue::stop() {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;
     dropped.swap(queue_);
+    cv_.notify_all();
   }
-  cv_.notify_all();
   join();
   for (auto &entry : dropped) delete entry.first;
+  // Posted after stop(): never run, deleted here (or by the destructor's stop()).
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto &entry : queue_) delete entry.first;
+  queue_.clear();
 }
 
 void SerialQueue::join() {
-  if (worker_.joinable() && worker_.get_id() != std::this_thread::get_id()) worker_.join();
+  if (draining == this) return;  // called from one of this queue's own jobs
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [this] { return (finished_ || stop_) && !scheduled_ && !busy_; });
 }
 
-void SerialQueue::loop() {
-  const bool poll = SeveralCpus();
-  bool worked = false;
+void SerialQueue::drain() {
+  WorkerPool &pool = WorkerPool::instance();
+  draining = this;
+  int ran = 0;
   for (;;) {
-    // The next call often arrives microseconds after the answer it awaited. Parking the
-    // thread and waking it again costs more than that wherever the other core has gone idle
-    // (a 2-vCPU VM: ~50 us per awaited call parked, ~5-10 us polling), so poll briefly first,
-    // yielding each time so a caller sharing this core still runs. Idle, it parks.
-    if (worked && poll) {
-      const auto until = std::chrono::steady_clock::now() + kPollAfterJob;
-      for (;;) {
-        {
-          std::lock_guard<std::mutex> lk(mu_);
-          if (stop_ || !queue_.empty()) break;
-        }
-        if (std::chrono::steady_clock::now() >= until) break;
-        std::this_thread::yield();
-      }
-    }
-    worked = true;
-    Job *job;
-    bool last;
+    Job *job = nullptr;
+    bool last = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [this] { return stop_ || (!queue_.empty() && !busy_); });
-      if (stop_) return;
+      bool runnable = !stop_ && !finished_ && !busy_ && !queue_.empty();
+      if (!runnable && ran > 0 && pool.poll && !stop_ && !finished_ && !pool.othersWaiting()) {
+        // Poll briefly, yielding each time so a caller sharing this core still runs: parking
+        // and waking again costs more than the gap to the next awaited call (see kPollAfterJob).
+        const auto until = std::chrono::steady_clock::now() + kPollAfterJob;
+        while (!runnable && std::chrono::steady_clock::now() < until && !pool.othersWaiting()) {
+          lk.unlock();
+          std::this_thread::yield();
+          lk.lock();
+          runnable = !stop_ && !finished_ && !busy_ && !queue_.empty();
+          if (stop_ || finished_) break;
+        }
+      }
+      if (!runnable || ran >= kJobsPerTurn) {
+        bool more = runnable;  // yielding the thread to other queues with work still queued
+        if (!more) scheduled_ = false;
+        draining = nullptr;
+        // Notify under the lock: once it is released, join() may return and the queue be
+        // destroyed, so nothing here touches it afterwards.
+        cv_.notify_all();
+        lk.unlock();
+        if (more) pool.schedule(this);
+        return;
+      }
       job = queue_.front().first;
       last = queue_.front().second;
       queue_.pop_front();
@@ -116,10 +213,14 @@ void SerialQueue::loop() {
     {
       std::lock_guard<std::mutex> lk(mu_);
       busy_ = false;
+      if (last) finished_ = true;
+      cv_.notify_all();  // a runExclusive caller may be waiting for this job
     }
-    cv_.notify_all();  // a runExclusive caller may be waiting for this job
+    // Delivery may make the JS thread join() and destroy this queue once it sees the last
+    // answer: so after done_ of the last job only the lock-protected hand-back below runs,
+    // and join() waits for scheduled_ to drop.
     if (!done_(job)) delete job;
-    if (last) return;
+    ran++;
   }
 }
 

@@ -1,6 +1,10 @@
-// A connection's serial queue: jobs run one at a time, in the order posted, on the queue's own
-// thread; runExclusive runs work on the caller's thread after everything already posted and
-// never beside a job. No N-API: the Connection wraps it, and the C++ tests drive it directly.
+// A connection's serial queue: jobs run one at a time, in the order posted; runExclusive runs
+// work on the caller's thread after everything already posted and never beside a job. No
+// N-API: the Connection wraps it, and the C++ tests drive it directly.
+//
+// A queue is a strand on a small process-wide pool of worker threads (not a thread each), so
+// 100,000 open queues cost 100,000 small objects and a handful of threads. A pool thread takes
+// a queue that has work and runs its jobs in order; no two threads ever run one queue at once.
 #ifndef KEXTBRIDGE_SERIAL_QUEUE_H
 #define KEXTBRIDGE_SERIAL_QUEUE_H
 
@@ -10,7 +14,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "job.h"
 
@@ -25,28 +28,39 @@ class SerialQueue {
   SerialQueue(const SerialQueue &) = delete;
   SerialQueue &operator=(const SerialQueue &) = delete;
 
-  // Starts the worker thread; false (and *why) when the system refused a thread.
+  // Makes sure the shared pool has a thread to run this queue; false (and *why) when the pool
+  // has none and the system refused to start one. Never throws.
   bool start(std::string *why);
-  // Queues a job. After a job posted with last = true runs, the worker exits.
+  // Queues a job. After a job posted with last = true runs, the queue runs nothing more.
   void post(std::unique_ptr<Job> job, bool last = false);
   // Runs `work` on the calling thread once everything posted before has run, never while a
   // job runs on the worker.
   void runExclusive(const std::function<void()> &work);
-  // Drops jobs not yet started (deleting them), waits for the one running, joins the thread.
+  // Drops jobs not yet started (deleting them), waits for the one running and for the pool
+  // thread to let go of this queue.
   void stop();
-  // Joins a worker that exited after its last job (or was stopped).
+  // Waits until the queue ran its last job (or was stopped) and no pool thread touches it any
+  // more: after join() returns the queue may be destroyed.
   void join();
 
+  // Test seams: the pool's size, and the next `n` thread starts failing as if the system
+  // refused them (only matters while the pool has no thread).
+  static size_t poolThreads();
+  static void failThreadStartsForTest(int n);
+
  private:
-  void loop();
+  friend class WorkerPool;
+  // On a pool thread: runs this queue's jobs in order until it has none (or must yield).
+  void drain();
 
   std::function<void(Job &)> run_;
   std::function<bool(Job *)> done_;
-  std::thread worker_;
   std::mutex mu_;  // guards the fields below
   std::condition_variable cv_;
   std::deque<std::pair<Job *, bool>> queue_;
-  bool busy_ = false;  // a job (or exclusive work) is running
+  bool busy_ = false;       // a job (or exclusive work) is running
+  bool scheduled_ = false;  // in the pool's ready list, or being drained by a pool thread
+  bool finished_ = false;   // the job posted last ran
   bool stop_ = false;
 };
 

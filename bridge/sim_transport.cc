@@ -80,6 +80,8 @@ uint32_t SimTransport::loadedKexts(std::vector<KextInfo> &out) {
 uint32_t SimTransport::close() {
   if (closed_.exchange(true)) return RC_MACH_SEND_INVALID_DEST;
   core_.close();  // clientClose: the ledger is released
+  // The core keeps what the kernel refused to release (an injected fault): say so.
+  unreleased_ = core_.outstanding();
   kernel_->closeUserClient(this, pid_);
   return RC_kIOReturnSuccess;
 }

@@ -28,6 +28,7 @@ class SimTransport : public Transport, public sim::UserClientHandle {
                       uint32_t *outputCnt, void *outStruct, size_t *outStructCnt) override;
   uint32_t loadedKexts(std::vector<KextInfo> &out) override;
   uint32_t close() override;
+  uint32_t unreleasedAtClose() const override { return unreleased_; }
   // IOUserClient::stop when the service goes: later calls reach a stopped user client
   // (kIOReturnNotOpen); what it holds is released when the connection closes.
   void serviceTerminated() override;
@@ -40,6 +41,7 @@ class SimTransport : public Transport, public sim::UserClientHandle {
   sim::MutexLock lock_;
   UserClientCore core_;
   const int32_t pid_;
+  std::atomic<uint32_t> unreleased_{0};  // set by close()
   std::atomic<bool> closed_{false};  // a connection may be closed while another thread calls
 };
 

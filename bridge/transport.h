@@ -29,6 +29,10 @@ class Transport {
   // IOServiceClose. The first close succeeds; afterwards every call, and a second close,
   // answers MACH_SEND_INVALID_DEST.
   virtual uint32_t close() = 0;
+
+  // After close(): the retains the user client could not release (the kernel refused them)
+  // and still records. 0 where user space cannot see it (IOKit: the kext's clientClose).
+  virtual uint32_t unreleasedAtClose() const { return 0; }
 };
 
 } // namespace kb

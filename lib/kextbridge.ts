@@ -5,7 +5,7 @@ import { abortable, CallOptions, checkCallOptions } from './abortable';
 import { codeValue } from './codes';
 import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, refusable, ResultFor } from './decode';
 import { callSite, KextBridgeError } from './errors';
-import { NativeCallResult, NativeConnection } from './native';
+import { binding, NativeCallResult, NativeConnection } from './native';
 import { OUT, SELECTORS } from './protocol.gen';
 import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 import { SimKernel } from './sim';
@@ -43,6 +43,15 @@ export interface SyncApi {
   loadedKexts(): LoadedKext[];
 }
 
+/** Objects the KextBridge constructor made: methods check it, so a detached method or an object
+ * posing as a connection gets a clear TypeError instead of "Cannot read properties of …". */
+const made = new WeakSet<object>();
+
+function own(self: unknown, op: string): KextBridge {
+  if (typeof self === 'object' && self !== null && made.has(self)) return self as KextBridge;
+  throw new TypeError(`KextBridge.${op}() must be called on a connection from open(), got ${self === undefined ? 'undefined' : self === null ? 'null' : typeof self === 'object' ? 'another object' : typeof self} as this (methods are not bound: call kb.${op}(…), or pass kb.${op}.bind(kb))`);
+}
+
 export class KextBridge {
   readonly backend: Backend;
   /**
@@ -64,6 +73,8 @@ export class KextBridge {
 
   /** @internal use open() */
   constructor(conn: NativeConnection, backend: Backend, backendReason: string, sim: SimKernel | undefined, ownLoadTag: number) {
+    if (!(conn instanceof binding().Connection)) throw new TypeError('KextBridge cannot be constructed without a native connection: use open()');
+    made.add(this);
     this.conn = conn;
     this.backend = backend;
     this.backendReason = backendReason;
@@ -82,11 +93,13 @@ export class KextBridge {
 
   /** The sample kext's identity, this connection's rights, and why open() chose its backend. */
   async info(options?: CallOptions): Promise<Info> {
+    own(this, 'info');
     return decodeInfo(await this.call('getInfo', shape(sel.getInfo), checkCallOptions(options)), this.backendReason);
   }
 
   /** OSKextRetainKextWithLoadTag, counted in this connection's ledger. Default: the sample kext. */
   async retain(loadTag?: number, options?: CallOptions): Promise<RetainResult> {
+    own(this, 'retain');
     const tag = this.tagOf(loadTag, arguments.length);
     const o = checkCallOptions(options);
     return this.reported('retain', counted('retain', tag, await this.call('retain', shape(sel.retain, [tag]), o)) as RetainResult);
@@ -94,13 +107,18 @@ export class KextBridge {
 
   /** OSKextReleaseKextWithLoadTag, only for what this connection retained. Default: the sample kext. */
   async release(loadTag?: number, options?: CallOptions): Promise<ReleaseResult> {
+    own(this, 'release');
     const tag = this.tagOf(loadTag, arguments.length);
     const o = checkCallOptions(options);
     return this.reported('release', counted('release', tag, await this.call('release', shape(sel.release, [tag]), o)) as ReleaseResult);
   }
 
-  /** Many retains in one trip to the worker thread; one typed result per tag, in order. */
+  /**
+   * Many retains in one trip to the worker thread; one typed result per tag, in order. At most
+   * 65,536 tags per call (a RangeError beyond; split longer lists).
+   */
   async retainMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<RetainResult[]> {
+    own(this, 'retainMany');
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.retainMany);
@@ -108,6 +126,7 @@ export class KextBridge {
   }
 
   async releaseMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<ReleaseResult[]> {
+    own(this, 'releaseMany');
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.releaseMany);
@@ -116,11 +135,13 @@ export class KextBridge {
 
   /** What this connection holds: [{ loadTag, count }]. */
   async held(options?: CallOptions): Promise<Held[]> {
+    own(this, 'held');
     return decodeHeld(await this.call('held', shape(sel.held), checkCallOptions(options)));
   }
 
   /** The loaded-kext table (KextManagerCopyLoadedKextInfo on a Mac). */
   async loadedKexts(options?: CallOptions): Promise<LoadedKext[]> {
+    own(this, 'loadedKexts');
     const o = checkCallOptions(options);
     const site = callSite(this.loadedKexts);
     return decodeKexts(await abortable('loadedKexts', o, site, () => this.conn.loadedKexts()), site);
@@ -128,13 +149,18 @@ export class KextBridge {
 
   /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */
   close(): Promise<void> {
+    own(this, 'close');
     if (!this.closing) queueMicrotask(() => this.wf.reportClosing());
-    this.closing ??= this.conn.close().then(({ kr }) => {
+    this.closing ??= this.conn.close().then(({ kr, unreleased }) => {
       // On a Mac a connection whose service was terminated is cut: IOServiceClose answers
       // kIOReturnBadArgument, still drops the handle, and the kext releases what the client
       // held when it is freed (docs/kernel-facts.md §4.4). That is a completed close.
       if (kr !== 0 && kr !== codeValue('MACH_SEND_INVALID_DEST') && !(this.backend === 'iokit' && kr === codeValue('kIOReturnBadArgument')))
         throw new KextBridgeError('close', kr);
+      // Closed, but the kernel refused some releases: never resolve as if all was well.
+      if (unreleased)
+        throw new KextBridgeError('close', codeValue('kOSReturnError'),
+          `closed, but ${unreleased} retain${unreleased === 1 ? '' : 's'} could not be released (the kernel refused); the user client still records ${unreleased === 1 ? 'it' : 'them'}`);
     });
     return this.closing;
   }
@@ -236,6 +262,7 @@ export class KextBridge {
   }
 
   get closed(): boolean {
+    own(this, 'closed');
     return this.conn.closing;
   }
 

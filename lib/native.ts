@@ -25,7 +25,8 @@ export interface NativeConnection {
   callManySync(selector: number, loadTags: Uint32Array): NativeManyResult;
   loadedKexts(): Promise<{ kr: number; kexts: NativeKext[] }>;
   loadedKextsSync(): { kr: number; kexts: NativeKext[] };
-  close(): Promise<{ kr: number }>;
+  /** unreleased: retains the user client could not release at close (the kernel refused them). */
+  close(): Promise<{ kr: number; unreleased?: number }>;
   /**
    * True once a close was accepted (queued, or the environment is shutting down), not once
    * it finished: later calls answer MACH_SEND_INVALID_DEST.
@@ -66,6 +67,11 @@ export interface NativeBinding {
   SimKernel: new (...args: never[]) => NativeSimKernel;
   createSimKernel(options?: SimKernelOptions): NativeSimKernel;
   defaultSimKernel(): NativeSimKernel;
+  /** Changes whenever the default machine is replaced (by a reset, from any module instance). */
+  _defaultSimKernelGeneration(): number;
+  _resetDefaultSimKernel(): void;
+  /** Test seam: the next n worker-thread starts fail (only while the shared pool has no thread). */
+  _failThreadStarts(n: number): void;
   openSim(kernel: NativeSimKernel, privileged: boolean): NativeConnection | OpenFailure;
   openIOKit(): NativeConnection | OpenFailure;
   iokitAvailable: boolean;

@@ -9,7 +9,7 @@ import { explainFrom, Explanation } from './workflow/explain';
 import { checkTarget } from './workflow/target';
 import { simFacts } from './workflow/workflow';
 import type { SimBundleRecord } from './lifecycle/sim-lifecycle';
-import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid } from './validate';
+import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid, isWellFormed, quote, readArray } from './validate';
 
 /** KMOD_MAX_NAME − 1: kmod_info's name and version fields hold 63 bytes and a NUL. */
 const KMOD_NAME_BYTES = 63;
@@ -34,47 +34,72 @@ export class SimKernel {
    * release past the kernel's baseline records the panic a Mac would have.
    */
   readonly kpi = {
-    retainKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRetain(checkLoadTag(loadTag))),
-    releaseKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRelease(checkLoadTag(loadTag))),
+    retainKextWithLoadTag: (loadTag: number): OSReturnResult => this.kpiCall('retainKextWithLoadTag', checkLoadTag(loadTag), (t) => this._native.kpiRetain(t)),
+    /** Throws KextBridgeError when this very call panics the machine (and on every call after). */
+    releaseKextWithLoadTag: (loadTag: number): OSReturnResult => this.kpiCall('releaseKextWithLoadTag', checkLoadTag(loadTag), (t) => this._native.kpiRelease(t)),
   };
 
   /** @internal loadBundle's records of the kexts it loaded, by load tag (tags are never reused). */
   readonly _bundles = new Map<number, SimBundleRecord>();
+
+  /** A KPI call: refused loudly after a panic, and the call that panics says so. */
+  private kpiCall(name: string, loadTag: number, call: (loadTag: number) => number): OSReturnResult {
+    this.alive(`kpi.${name}`);
+    const r = osReturn(call(loadTag));
+    const p = this.panicked;
+    if (p) throw new KextBridgeError(`sim.kpi.${name}`, codeValue('kOSReturnError'), `this call panicked the simulated kernel (the KPI answered ${r.name}, as the real one does before the Mac goes down): ${p.message}`);
+    return r;
+  }
 
   /** @internal use createSimKernel() */
   constructor(native: NativeSimKernel) {
     this._native = native;
   }
 
-  /** Loads a kext and returns its load tag. Throws KextBridgeError with the kernel's OSReturn. */
+  /**
+   * Loads a kext and returns its load tag. Throws KextBridgeError with the kernel's OSReturn.
+   * The spec is read once, field by field, into a plain copy that is checked and is what native
+   * code reads (which checks again): a getter cannot answer the check one thing and the kernel
+   * another.
+   */
   loadKext(spec: KextSpec): number {
     const s = checkOptions('spec', spec, SPEC_KEYS);
     if (spec === undefined) throw new TypeError('spec must be an object with a bundleId');
-    checkCString('spec.bundleId', s.bundleId, KMOD_NAME_BYTES);
-    if (s.version !== undefined) checkCString('spec.version', s.version, KMOD_NAME_BYTES);
-    if (s.uuid !== undefined) checkUuid('spec.uuid', s.uuid);
-    for (const k of ['autounload', 'unloadUnsupported', 'started'] as const) if (s[k] !== undefined) checkBoolean(`spec.${k}`, s[k]);
-    if (s.dependencies !== undefined) {
-      if (!Array.isArray(s.dependencies)) throw new TypeError('spec.dependencies must be an array of bundle ids');
-      s.dependencies.forEach((d, i) => checkCString(`spec.dependencies[${i}]`, d, KMOD_NAME_BYTES));
+    const { bundleId, version, uuid, dependencies, classes, autounload, unloadUnsupported, started } = s; // each read once
+    const copy: KextSpec = { bundleId: checkCString('spec.bundleId', bundleId, KMOD_NAME_BYTES) };
+    if (version !== undefined) copy.version = checkCString('spec.version', version, KMOD_NAME_BYTES);
+    if (uuid !== undefined) copy.uuid = checkUuid('spec.uuid', uuid);
+    if (autounload !== undefined) copy.autounload = checkBoolean('spec.autounload', autounload);
+    if (unloadUnsupported !== undefined) copy.unloadUnsupported = checkBoolean('spec.unloadUnsupported', unloadUnsupported);
+    if (started !== undefined) copy.started = checkBoolean('spec.started', started);
+    if (dependencies !== undefined) {
+      if (!Array.isArray(dependencies)) throw new TypeError('spec.dependencies must be an array of bundle ids');
+      copy.dependencies = readArray('spec.dependencies', dependencies).map((d, i) => checkCString(`spec.dependencies[${i}]`, d, KMOD_NAME_BYTES));
     }
-    if (s.classes !== undefined) {
-      if (!Array.isArray(s.classes)) throw new TypeError('spec.classes must be an array');
+    if (classes !== undefined) {
+      if (!Array.isArray(classes)) throw new TypeError('spec.classes must be an array');
       const names = new Set<string>();
-      s.classes.forEach((c, i) => {
+      copy.classes = readArray('spec.classes', classes).map((c, i) => {
         const o = checkOptions(`spec.classes[${i}]`, c, ['name', 'superclass', 'instances']);
         if (c === undefined) throw new TypeError(`spec.classes[${i}] must be an object`);
-        const name = checkCString(`spec.classes[${i}].name`, o.name);
+        const { name: n, superclass, instances } = o; // each read once
+        const name = checkCString(`spec.classes[${i}].name`, n);
         // One metaclass per name (a second would be kOSMetaClassDuplicateClass).
-        if (names.has(name)) throw new RangeError(`spec.classes[${i}].name ${JSON.stringify(name)} is declared twice`);
+        if (names.has(name)) throw new RangeError(`spec.classes[${i}].name ${quote(name)} is declared twice`);
         names.add(name);
-        if (o.superclass !== undefined && typeof o.superclass !== 'string') throw new TypeError(`spec.classes[${i}].superclass must be a string`);
-        if (typeof o.superclass === 'string' && o.superclass.includes('\0')) throw new RangeError(`spec.classes[${i}].superclass must not contain a NUL character`);
-        if (o.instances !== undefined) checkUint32(`spec.classes[${i}].instances`, o.instances);
+        const cls: NonNullable<KextSpec['classes']>[number] = { name };
+        if (superclass !== undefined) {
+          if (typeof superclass !== 'string') throw new TypeError(`spec.classes[${i}].superclass must be a string`);
+          if (superclass.includes('\0')) throw new RangeError(`spec.classes[${i}].superclass must not contain a NUL character`);
+          if (!isWellFormed(superclass)) throw new RangeError(`spec.classes[${i}].superclass must be well-formed Unicode (it has a lone UTF-16 surrogate)`);
+          cls.superclass = superclass;
+        }
+        if (instances !== undefined) cls.instances = checkUint32(`spec.classes[${i}].instances`, instances);
+        return cls;
       });
     }
     this.alive('loadKext');
-    const r = this._native.loadKext(s as unknown as KextSpec);
+    const r = this._native.loadKext(copy);
     if (r.kr !== 0) throw new KextBridgeError('sim.loadKext', r.kr);
     return r.loadTag;
   }
@@ -83,7 +108,14 @@ export class SimKernel {
   unloadKext(loadTag: number): OSReturnResult {
     checkLoadTag(loadTag);
     this.alive('unloadKext');
-    return osReturn(this._native.unloadKext(loadTag));
+    const r = osReturn(this._native.unloadKext(loadTag));
+    // __kernel__ and the com.apple.kpi.* interfaces are kernel components: OSKext::unload()
+    // refuses them (kOSKextReturnInvalidArgument, or kOSKextReturnInUse first while something
+    // links against them). Say that, not the generic invalid-tag text.
+    const k = r.ok ? undefined : this._native.loadedKexts().find((x) => x.loadTag === loadTag);
+    if (k && (loadTag === 0 || k.bundleId.startsWith('com.apple.kpi.')))
+      return { ...r, message: `${k.bundleId} (tag ${loadTag}) is a kernel component${loadTag === 0 ? ' (the kernel itself)' : ' (a KPI interface)'} and never unloads${r.name === 'kOSKextReturnInUse' ? '; kexts also link against it' : ''}` };
+    return r;
   }
 
   /** Sets the live instances of one of a kext's classes (instances block autounload). */
@@ -96,7 +128,7 @@ export class SimKernel {
     // The sim refuses a class the kext does not declare, and the sample's user-client class
     // (its instances are the open connections).
     if (kr === codeValue('kOSKextReturnInvalidArgument'))
-      throw new RangeError(`className ${JSON.stringify(className)} is not a class of the kext with tag ${loadTag} whose instances can be set (the sample's user-client instances are its open connections)`);
+      throw new RangeError(`className ${quote(className)} is not a class of the kext with tag ${loadTag} whose instances can be set (the sample's user-client instances are its open connections)`);
     if (kr !== 0) throw new KextBridgeError('sim.setInstances', kr);
   }
 
@@ -114,9 +146,12 @@ export class SimKernel {
     return this._native.now();
   }
 
-  /** When the pending autounload scan runs (virtual ms), or null when none is armed. */
+  /** When the pending autounload scan runs (virtual ms), or null when none is armed; Infinity past the clock's end. */
   get autounloadDeadline(): number | null {
-    return this._native.autounloadDeadline();
+    const d = this._native.autounloadDeadline();
+    // Beyond the clock's range (2^53 - 1 ms) a deadline cannot be a safe number, and the clock
+    // can never reach it: Infinity, never a rounded time.
+    return d !== null && d > Number.MAX_SAFE_INTEGER ? Infinity : d;
   }
 
   /** null, or the record of the call that would have panicked the Mac. */
@@ -147,12 +182,14 @@ export class SimKernel {
   /** The next `times` calls of a KPI answer `code` (a failure) and change nothing. */
   injectFault(kpi: 'retain' | 'release', code: CodeName | number, times = 1): void {
     checkOneOf('kpi', kpi, ['retain', 'release'] as const);
-    if (typeof code === 'string' && !isCodeName(code)) throw new RangeError(`code must be a code name such as 'kOSKextReturnNotFound' or an unsigned 32-bit number, got ${JSON.stringify(code)}`);
+    if (typeof code === 'string' && !isCodeName(code)) throw new RangeError(`code must be a code name such as 'kOSKextReturnNotFound' or an unsigned 32-bit number, got ${quote(code)}`);
     const value = typeof code === 'string' ? codeValue(code) : checkUint32('code', code);
     // A "successful" fault would be a kernel that lies: the ledger would count a retain the
     // kernel never took, and releasing it would take one the kernel's own.
     if (value === 0) throw new RangeError('code must be a failure: a fault that answers kOSReturnSuccess would make the kernel lie');
-    this._native.injectFault(kpi, value, checkUint32('times', times));
+    const n = checkUint32('times', times);
+    this.alive('injectFault');
+    this._native.injectFault(kpi, value, n);
   }
 
   /**
@@ -162,7 +199,9 @@ export class SimKernel {
   delayCalls(ms: number, count = 1): void {
     checkNonNegativeInteger('ms', ms);
     if (ms > 60_000) throw new RangeError(`ms must be at most 60000, got ${ms}`);
-    this._native.delayCalls(ms * 1000, checkUint32('count', count));
+    const n = checkUint32('count', count);
+    this.alive('delayCalls');
+    this._native.delayCalls(ms * 1000, n);
   }
 
   /**
@@ -227,10 +266,27 @@ export function createSimKernel(options?: SimKernelOptions): SimKernel {
   return new SimKernel(binding().createSimKernel(o as SimKernelOptions));
 }
 
-let processKernel: SimKernel | undefined;
+let processKernel: { kernel: SimKernel; generation: number } | undefined;
 
-/** The process's own simulated machine, used by open({ backend: 'sim' }) without a kernel. */
+/**
+ * The process's own simulated machine, used by open({ backend: 'sim' }) without a kernel. There
+ * is one per process: it lives in the addon, so it survives jest's module registry reset
+ * (every test file in a worker shares it). Tests should not rely on it: use
+ * `createSimKernel()` per test file (or per test) and pass it as `open({ kernel })`.
+ */
 export function defaultSimKernel(): SimKernel {
-  processKernel ??= new SimKernel(binding().defaultSimKernel());
-  return processKernel;
+  const native = binding();
+  const generation = native._defaultSimKernelGeneration();
+  if (processKernel?.generation !== generation) processKernel = { kernel: new SimKernel(native.defaultSimKernel()), generation };
+  return processKernel.kernel;
 }
+
+/**
+ * Replaces the process's default machine with a fresh one (the default world, clock at 0).
+ * Connections and SimKernel objects obtained before keep the old machine; defaultSimKernel()
+ * and open({ backend: 'sim' }) use the new one. Prefer `createSimKernel()` per test file.
+ */
+defaultSimKernel.reset = function reset(): void {
+  binding()._resetDefaultSimKernel();
+  processKernel = undefined;
+};

@@ -12,11 +12,62 @@ export function checkLoadTag(value: unknown, name = 'loadTag'): number {
   return checkUint32(name, value);
 }
 
+/**
+ * The name of a value's typed-array kind from its internal slot ('Uint32Array', …), or
+ * undefined when it is not a typed array. Subclasses and overridden getters cannot lie to it,
+ * and a Proxy of a typed array is not one.
+ */
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const typedArrayKind: (v: unknown) => string | undefined = (() => {
+  const get = Object.getOwnPropertyDescriptor(TypedArrayPrototype, Symbol.toStringTag)!.get!;
+  return (v: unknown) => get.call(v) as string | undefined;
+})();
+/** A typed array's real length (its internal slot; 0 once detached), whatever its getters say. */
+const typedArrayLength: (v: unknown) => number = (() => {
+  const get = Object.getOwnPropertyDescriptor(TypedArrayPrototype, 'length')!.get!;
+  return (v: unknown) => get.call(v) as number;
+})();
+
+/**
+ * The most load tags one retainMany / releaseMany call takes (128 batches of 512 on the user
+ * client). Longer lists are a RangeError before anything reaches native code: split them.
+ */
+export const MAX_BATCH_TAGS = 65_536;
+
+function checkBatchLength(name: string, length: number): void {
+  if (length > MAX_BATCH_TAGS)
+    throw new RangeError(`${name} must hold at most ${MAX_BATCH_TAGS} load tags per call, got ${length}: split the list`);
+}
+
+/**
+ * Load tags, read exactly once into a copy whose length is fixed before any element is read:
+ * getters, Proxies and subclasses that change `length` or elements while being read cannot
+ * make native code act on a slot the caller did not pass. A real Uint32Array (or subclass) is
+ * copied from its internal contents; an array is read index by index up to the length read
+ * first, and a hole is an error.
+ */
 export function checkLoadTags(value: unknown, name = 'loadTags'): Uint32Array {
-  if (!Array.isArray(value) && !(value instanceof Uint32Array))
-    throw new TypeError(`${name} must be an array of load tags, got ${describeValue(value)}`);
-  const tags = new Uint32Array(value.length);
-  for (let i = 0; i < value.length; i++) tags[i] = checkLoadTag(value[i], `${name}[${i}]`);
+  const kind = typedArrayKind(value);
+  if (kind === 'Uint32Array') {
+    checkBatchLength(name, typedArrayLength(value));
+    try {
+      return new Uint32Array(value as Uint32Array); // internal length and elements, no getters
+    } catch {
+      throw new TypeError(`${name} is a Uint32Array whose buffer was detached (transferred)`);
+    }
+  }
+  if (!Array.isArray(value))
+    throw new TypeError(`${name} must be an array of load tags or a Uint32Array, got ${describeValue(value)}`);
+  const length: unknown = value.length;
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0)
+    throw new TypeError(`${name}.length must be a non-negative integer, got ${describeValue(length)}`);
+  checkBatchLength(name, length);
+  const tags = new Uint32Array(length);
+  for (let i = 0; i < length; i++) {
+    const v: unknown = value[i];
+    if (v === undefined && !(i in value)) throw new TypeError(`${name}[${i}] is a hole (a sparse array); pass a load tag at every index`);
+    tags[i] = checkLoadTag(v, `${name}[${i}]`);
+  }
   return tags;
 }
 
@@ -48,12 +99,62 @@ export function checkOptions(name: string, value: unknown, keys: readonly string
   return value as Record<string, unknown>;
 }
 
+/** Error messages quote at most this many UTF-16 units of user input. */
+export const QUOTE_MAX = 100;
+
+/**
+ * A user's string as an error message quotes it: JSON-escaped (so NULs and lone surrogates
+ * are visible), cut to QUOTE_MAX units with its full length named when longer.
+ */
+export function quote(s: string): string {
+  if (s.length <= QUOTE_MAX) return JSON.stringify(s);
+  let head = s.slice(0, QUOTE_MAX);
+  if (/[\uD800-\uDBFF]$/.test(head)) head = head.slice(0, -1); // do not split a pair
+  return `${JSON.stringify(head)}… (${s.length} characters)`;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * No lone UTF-16 surrogate: UTF-8 cannot carry one, and converting would replace it with
+ * U+FFFD, so two different strings would become one bundle id. String.prototype.isWellFormed
+ * where it exists (Node ≥ 20), a regular expression on Node 18.
+ */
+export function isWellFormed(s: string): boolean {
+  const native = (String.prototype as { isWellFormed?: (this: string) => boolean }).isWellFormed;
+  return native ? native.call(s) : !LONE_SURROGATE.test(s);
+}
+
+/** @internal the Node 18 path, tested on every Node. */
+export const _isWellFormedFallback = (s: string): boolean => !LONE_SURROGATE.test(s);
+
+/**
+ * An array read once, as native code will see it: its length read first and fixed, every index
+ * read exactly once, a hole an error.
+ */
+export function readArray(name: string, value: unknown): unknown[] {
+  if (!Array.isArray(value)) throw new TypeError(`${name} must be an array, got ${describeValue(value)}`);
+  const length: unknown = value.length;
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0)
+    throw new TypeError(`${name}.length must be a non-negative integer, got ${describeValue(length)}`);
+  const out = new Array<unknown>(length);
+  for (let i = 0; i < length; i++) {
+    const v: unknown = value[i];
+    if (v === undefined && !(i in value)) throw new TypeError(`${name}[${i}] is a hole (a sparse array)`);
+    out[i] = v;
+  }
+  return out;
+}
+
 /** A JS value as an argument error names it: its type, and the value itself for primitives. */
 function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'bigint') return `a bigint (${value}n)`;
-  if (typeof value === 'string') return `a string (${JSON.stringify(value)})`;
+  if (typeof value === 'string') return `a string (${quote(value)})`;
+  const kind = typedArrayKind(value);
+  if (kind !== undefined) return `${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind}`;
+  if (value instanceof DataView) return 'a DataView';
   return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
 }
 
@@ -64,7 +165,8 @@ function describeValue(value: unknown): string {
 export function checkCString(name: string, value: unknown, maxBytes = Infinity): string {
   checkString(name, value);
   const s = value as string;
-  if (s.includes('\0')) throw new RangeError(`${name} must not contain a NUL character, got ${JSON.stringify(s)}`);
+  if (s.includes('\0')) throw new RangeError(`${name} must not contain a NUL character, got ${quote(s)}`);
+  if (!isWellFormed(s)) throw new RangeError(`${name} must be well-formed Unicode (it has a lone UTF-16 surrogate), got ${quote(s)}`);
   const bytes = Buffer.byteLength(s, 'utf8');
   if (bytes > maxBytes) throw new RangeError(`${name} must be at most ${maxBytes} bytes of UTF-8, got ${bytes}`);
   return s;
@@ -74,7 +176,7 @@ export function checkCString(name: string, value: unknown, maxBytes = Infinity):
 export function checkUuid(name: string, value: unknown): string {
   checkString(name, value);
   if (!/^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/.test(value as string))
-    throw new RangeError(`${name} must be a UUID (8-4-4-4-12 hexadecimal digits), got ${JSON.stringify(value)}`);
+    throw new RangeError(`${name} must be a UUID (8-4-4-4-12 hexadecimal digits), got ${quote(value as string)}`);
   return value as string;
 }
 

@@ -22,12 +22,26 @@ namespace kb {
 namespace {
 
 // One machine per process: open({ backend: 'sim' }) without a kernel shares this one,
-// across worker threads too.
-std::shared_ptr<sim::SimKernel> ProcessKernel() {
-  static std::once_flag once;
-  static std::shared_ptr<sim::SimKernel> kernel;
-  std::call_once(once, [] { kernel = std::make_shared<sim::SimKernel>(); });
-  return kernel;
+// across worker threads and jest's module resets too (the addon stays loaded). A reset
+// replaces it with a fresh machine; connections and wrappers made before keep the old one.
+struct ProcessKernelState {
+  std::mutex mu;
+  std::shared_ptr<sim::SimKernel> kernel;
+  uint32_t generation = 0;
+};
+ProcessKernelState &ProcessKernelSlot() {
+  static ProcessKernelState *state = new ProcessKernelState();  // never destroyed: no exit-order race
+  return *state;
+}
+std::shared_ptr<sim::SimKernel> ProcessKernel(bool fresh = false, uint32_t *generation = nullptr) {
+  ProcessKernelState &s = ProcessKernelSlot();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (!s.kernel || fresh) {
+    s.kernel = std::make_shared<sim::SimKernel>();
+    s.generation++;
+  }
+  if (generation) *generation = s.generation;
+  return s.kernel;
 }
 
 Napi::Value CreateSimKernel(const Napi::CallbackInfo &info) {
@@ -52,11 +66,41 @@ Napi::Value DefaultSimKernel(const Napi::CallbackInfo &info) {
   return SimKernelWrap::Wrap(info.Env(), ProcessKernel());
 }
 
+// Which default machine is current (changes on every reset), so JS caches can tell.
+Napi::Value DefaultSimKernelGeneration(const Napi::CallbackInfo &info) {
+  uint32_t generation = 0;
+  ProcessKernel(false, &generation);
+  return Napi::Number::New(info.Env(), generation);
+}
+
+// Test seam: the next n worker-thread starts fail (matters only while the pool has no thread).
+Napi::Value FailThreadStarts(const Napi::CallbackInfo &info) {
+  SerialQueue::failThreadStartsForTest((int)ToUint(info[0], "n", 1000000));
+  return info.Env().Undefined();
+}
+
+Napi::Value ResetDefaultSimKernel(const Napi::CallbackInfo &info) {
+  ProcessKernel(true);
+  return info.Env().Undefined();
+}
+
 Napi::Value OpenFailure(Napi::Env env, uint32_t kr, const std::string &why) {
   Napi::Object r = Napi::Object::New(env);
   r.Set("kr", Napi::Number::New(env, kr));
   r.Set("why", why);
   return r;
+}
+
+// A Connection over the transport, or (when no worker thread could be started for it) an
+// open failure, so JS raises a KextBridgeError with a code rather than a bare Error.
+Napi::Value WrapOrFail(Napi::Env env, std::unique_ptr<Transport> t) {
+  try {
+    return Connection::Wrap(env, std::move(t));
+  } catch (const Napi::Error &e) {
+    std::string message = e.Message();
+    if (message.rfind(kNoWorkerThread, 0) != 0) throw;
+    return OpenFailure(env, RC_kIOReturnNoResources, message);
+  }
 }
 
 // openSim(kernel, privileged) → Connection | { kr, why }
@@ -69,7 +113,7 @@ Napi::Value OpenSim(const Napi::CallbackInfo &info) {
   // This process, as the kext would see the opener (its cap on open clients is per process).
   std::unique_ptr<Transport> t = SimTransport::open(kernel, info[1].As<Napi::Boolean>(), &kr, (int32_t)getpid());
   if (!t) return OpenFailure(env, kr, "the simulated sample kext's service did not answer");
-  return Connection::Wrap(env, std::move(t));
+  return WrapOrFail(env, std::move(t));
 }
 
 // openIOKit() → Connection | { kr, why }
@@ -80,7 +124,7 @@ Napi::Value OpenIOKit(const Napi::CallbackInfo &info) {
   std::string why;
   std::unique_ptr<Transport> t = openIOKitTransport(&kr, &why);
   if (!t) return OpenFailure(env, kr, why);
-  return Connection::Wrap(env, std::move(t));
+  return WrapOrFail(env, std::move(t));
 #else
   return OpenFailure(env, RC_kIOReturnUnsupported,
                      "the iokit backend exists only on macOS; this build has no IOKit");
@@ -153,6 +197,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("SimKernel", data->simKernel.Value());
   exports.Set("createSimKernel", Napi::Function::New<CreateSimKernel>(env));
   exports.Set("defaultSimKernel", Napi::Function::New<DefaultSimKernel>(env));
+  exports.Set("_defaultSimKernelGeneration", Napi::Function::New<DefaultSimKernelGeneration>(env));
+  exports.Set("_resetDefaultSimKernel", Napi::Function::New<ResetDefaultSimKernel>(env));
+  exports.Set("_failThreadStarts", Napi::Function::New<FailThreadStarts>(env));
   exports.Set("openSim", Napi::Function::New<OpenSim>(env));
   exports.Set("openIOKit", Napi::Function::New<OpenIOKit>(env));
 #ifdef KB_HAVE_IOKIT

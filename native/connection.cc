@@ -8,6 +8,7 @@ namespace kb {
 
 namespace {
 const napi_type_tag kTransportTag = {0x6b65787462726964ull, 0x6765747261707274ull};
+const napi_type_tag kConnectionTag = {0x6b62636f6e6e6563ull, 0x74696f6e77726170ull};
 }  // namespace
 
 Napi::Function Connection::Define(Napi::Env env) {
@@ -38,6 +39,7 @@ Connection::Connection(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Connec
   if (info.Length() != 1 || !info[0].IsExternal() ||
       !info[0].As<Napi::Object>().CheckTypeTag(&kTransportTag))
     throw Napi::TypeError::New(env, "Connection cannot be constructed directly; use open()");
+  info.This().As<Napi::Object>().TypeTag(&kConnectionTag);
   transport_.reset(info[0].As<Napi::External<Transport>>().Data());
   queue_.reset(new SerialQueue([this](Job &job) { Execute(job); },
                                [this](Job *job) {
@@ -50,9 +52,16 @@ Connection::Connection(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Connec
     shutdown_ = closing_ = deliveryReleased_ = true;
     delivery_.Release();
     transport_.reset();  // closes it: nothing was queued
-    throw Napi::Error::New(env, "kextbridge: could not start the connection's worker thread: " + why);
+    throw Napi::Error::New(env, std::string(kNoWorkerThread) + ": " + why);
   }
   napi_add_env_cleanup_hook(env, &Connection::OnEnvCleanup, this);
+}
+
+Connection *Connection::Unwrap(Napi::Object wrapper) {
+  Napi::Env env = wrapper.Env();
+  if (!wrapper.IsObject() || !wrapper.CheckTypeTag(&kConnectionTag))
+    throw Napi::TypeError::New(env, "this is not a kextbridge Connection (a method was called on another object)");
+  return Napi::ObjectWrap<Connection>::Unwrap(wrapper);
 }
 
 Connection::~Connection() {

@@ -15,6 +15,9 @@
 
 namespace kb {
 
+// How the constructor's error starts when no worker thread could be started for it.
+constexpr const char *kNoWorkerThread = "kextbridge: could not start a worker thread for the connection";
+
 class Connection : public Napi::ObjectWrap<Connection> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -23,6 +26,11 @@ class Connection : public Napi::ObjectWrap<Connection> {
 
   explicit Connection(const Napi::CallbackInfo &info);
   ~Connection() override;
+  // Hides ObjectWrap::Unwrap, which node-addon-api's method trampolines call as T::Unwrap: the
+  // object must carry this class's type tag (set by the constructor), so a SimKernel wrap, an
+  // object whose prototype was swapped or Object.create(Connection.prototype) is a TypeError,
+  // never another class's pointer.
+  static Connection *Unwrap(Napi::Object wrapper);
 
  private:
   static void Deliver(Napi::Env env, Napi::Function, Connection *self, PendingJob *job);

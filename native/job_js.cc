@@ -2,11 +2,14 @@
 
 #include "js_values.h"
 
+#include <string>
+
 namespace kb {
 
 namespace {
 const size_t kMaxStructSize = 1 << 20;  // a sanity bound; above 4096 goes out of line anyway
 const uint32_t kMaxScalarArgs = 256;    // MIG refuses > 16; accept enough to be refused
+const size_t kMaxBatchTags = 65536;     // MAX_BATCH_TAGS in lib/validate.ts
 }  // namespace
 
 std::unique_ptr<PendingJob> ParseCall(const Napi::CallbackInfo &info) {
@@ -15,14 +18,24 @@ std::unique_ptr<PendingJob> ParseCall(const Napi::CallbackInfo &info) {
   job->selector = (uint32_t)ToUint(info[0], "selector", 0xFFFFFFFFull);
   if (!info[1].IsArray()) throw Napi::TypeError::New(env, "scalars must be an array");
   Napi::Array scalars = info[1].As<Napi::Array>();
-  if (scalars.Length() > kMaxScalarArgs)
+  // The length is read once and fixed: an element getter that grows or shrinks the array
+  // cannot make the call carry slots the caller did not pass.
+  const uint32_t count = scalars.Length();
+  if (count > kMaxScalarArgs)
     throw Napi::RangeError::New(env, "scalars: at most 256 entries");
-  for (uint32_t i = 0; i < scalars.Length(); i++)
-    job->in.push_back(ToUint(scalars.Get(i), "scalars[i]", UINT64_MAX, true));
+  job->in.reserve(count);
+  for (uint32_t i = 0; i < count; i++) {
+    std::string what = "scalars[" + std::to_string(i) + "]";
+    if (!scalars.Has(i)) throw Napi::TypeError::New(env, what + " is a hole (a sparse array)");
+    job->in.push_back(ToUint(scalars.Get(i), what.c_str(), UINT64_MAX, true));
+  }
   if (!info[2].IsUndefined() && !info[2].IsNull()) {
     if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw Napi::TypeError::New(env, "structIn must be a Uint8Array or Buffer");
     Napi::Uint8Array bytes = info[2].As<Napi::Uint8Array>();
+    bool detached = false;  // it would read as zero bytes: an error, never an empty struct
+    if (napi_is_detached_arraybuffer(env, bytes.ArrayBuffer(), &detached) != napi_ok || detached)
+      throw Napi::TypeError::New(env, "structIn is a Uint8Array whose buffer was detached (transferred)");
     if (bytes.ByteLength() > kMaxStructSize)
       throw Napi::RangeError::New(env, "structIn: at most 1 MiB");
     job->structIn.assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
@@ -40,6 +53,12 @@ std::unique_ptr<PendingJob> ParseBatch(const Napi::CallbackInfo &info) {
       info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
     throw Napi::TypeError::New(env, "loadTags must be a Uint32Array");
   Napi::Uint32Array tags = info[1].As<Napi::Uint32Array>();
+  // A detached buffer reads as zero elements: an error, never an empty batch.
+  bool detached = false;
+  if (napi_is_detached_arraybuffer(env, tags.ArrayBuffer(), &detached) != napi_ok || detached)
+    throw Napi::TypeError::New(env, "loadTags is a Uint32Array whose buffer was detached (transferred)");
+  if (tags.ElementLength() > kMaxBatchTags)
+    throw Napi::RangeError::New(env, "loadTags: at most 65536 load tags per call");
   job->tags.assign(tags.Data(), tags.Data() + tags.ElementLength());
   return job;
 }
@@ -66,6 +85,7 @@ Napi::Value JobResult(Napi::Env env, const Job &job) {
       r.Set("kexts", KextsToJs(env, job.kexts));
       break;
     case Job::Kind::Close:
+      r.Set("unreleased", Napi::Number::New(env, job.unreleased));
       break;
   }
   return r;

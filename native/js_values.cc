@@ -27,6 +27,50 @@ uint64_t ToUint(const Napi::Value &v, const char *what, uint64_t max, bool allow
   return (uint64_t)d;
 }
 
+std::string ToCString(const Napi::Value &v, const std::string &what, size_t maxBytes, bool allowEmpty) {
+  Napi::Env env = v.Env();
+  if (!v.IsString()) throw Napi::TypeError::New(env, what + " must be a string");
+  size_t units = 0;
+  if (napi_get_value_string_utf16(env, v, nullptr, 0, &units) != napi_ok)
+    throw Napi::TypeError::New(env, what + " must be a string");
+  if (units == 0 && !allowEmpty) throw Napi::TypeError::New(env, what + " must be a non-empty string");
+  std::vector<char16_t> u(units + 1);
+  napi_get_value_string_utf16(env, v, u.data(), u.size(), &units);
+  for (size_t i = 0; i < units; i++) {
+    char16_t c = u[i];
+    bool high = c >= 0xD800 && c <= 0xDBFF, low = c >= 0xDC00 && c <= 0xDFFF;
+    if (high && i + 1 < units && u[i + 1] >= 0xDC00 && u[i + 1] <= 0xDFFF) {
+      i++;  // a pair
+    } else if (high || low) {
+      throw Napi::RangeError::New(env, what + " must be well-formed Unicode (it has a lone UTF-16 surrogate at index " +
+                                           std::to_string(i) + ")");
+    }
+  }
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.find('\0') != std::string::npos)
+    throw Napi::RangeError::New(env, what + " must not contain a NUL character");
+  if (maxBytes != 0 && s.size() > maxBytes)
+    throw Napi::RangeError::New(env, what + " must be at most " + std::to_string(maxBytes) + " bytes of UTF-8, got " +
+                                         std::to_string(s.size()));
+  return s;
+}
+
+std::vector<Napi::Value> ReadArray(const Napi::Value &v, const std::string &what, uint32_t maxLength) {
+  Napi::Env env = v.Env();
+  if (!v.IsArray()) throw Napi::TypeError::New(env, what + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  const uint32_t length = a.Length();  // read once: getters below cannot move it
+  if (length > maxLength)
+    throw Napi::RangeError::New(env, what + ": at most " + std::to_string(maxLength) + " entries");
+  std::vector<Napi::Value> out;
+  out.reserve(length);
+  for (uint32_t i = 0; i < length; i++) {
+    if (!a.Has(i)) throw Napi::TypeError::New(env, what + "[" + std::to_string(i) + "] is a hole (a sparse array)");
+    out.push_back(a.Get(i));
+  }
+  return out;
+}
+
 Napi::Value FromUint64(Napi::Env env, uint64_t v) {
   if (v <= kMaxSafeInteger) return Napi::Number::New(env, (double)v);
   return Napi::BigInt::New(env, v);

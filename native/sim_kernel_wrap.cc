@@ -9,14 +9,30 @@ namespace kb {
 
 namespace {
 const napi_type_tag kKernelTag = {0x6b6273696d6b6572ull, 0x6e656c7772617070ull};
+const napi_type_tag kKernelWrapTag = {0x6b6273696d6b7772ull, 0x6170696e7374616eull};
 
 uint32_t Tag(const Napi::CallbackInfo &info, size_t i, const char *what = "loadTag") {
   return (uint32_t)ToUint(info[i], what, 0xFFFFFFFFull);
 }
 
-std::string String(const Napi::Value &v, const char *what) {
-  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
+// Checked where it is read (see ToCString): every string the sim keeps, and every name it
+// looks up, is a well-formed, NUL-free, non-empty string.
+std::string String(const Napi::Value &v, const std::string &what, size_t maxBytes = 0) {
+  return ToCString(v, what, maxBytes);
+}
+
+// kmod_info's name and version fields: 63 bytes and a NUL.
+const size_t kKmodNameBytes = 63;
+const uint32_t kMaxSpecEntries = 4096;
+
+bool IsUuid(const std::string &s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); i++) {
+    char c = s[i];
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return false;
+  }
+  return true;
 }
 
 bool Flag(const Napi::Object &o, const char *key, bool fallback) {
@@ -27,34 +43,44 @@ bool Flag(const Napi::Object &o, const char *key, bool fallback) {
   return v.As<Napi::Boolean>().Value();
 }
 
+// Every field read once and validated here, where it is used, whatever JS checked before.
 sim::KextSpec ParseSpec(const Napi::Value &v) {
   Napi::Env env = v.Env();
   if (!v.IsObject()) throw Napi::TypeError::New(env, "spec must be an object");
   Napi::Object o = v.As<Napi::Object>();
   sim::KextSpec spec;
-  spec.bundleId = String(o.Get("bundleId"), "bundleId");
-  if (!o.Get("version").IsUndefined()) spec.version = String(o.Get("version"), "version");
-  if (!o.Get("uuid").IsUndefined()) spec.uuid = String(o.Get("uuid"), "uuid");
+  spec.bundleId = String(o.Get("bundleId"), "spec.bundleId", kKmodNameBytes);
+  Napi::Value version = o.Get("version");
+  if (!version.IsUndefined()) spec.version = String(version, "spec.version", kKmodNameBytes);
+  Napi::Value uuid = o.Get("uuid");
+  if (!uuid.IsUndefined()) {
+    spec.uuid = String(uuid, "spec.uuid");
+    if (!IsUuid(spec.uuid))
+      throw Napi::RangeError::New(env, "spec.uuid must be a UUID (8-4-4-4-12 hexadecimal digits)");
+  }
   Napi::Value deps = o.Get("dependencies");
   if (!deps.IsUndefined()) {
-    if (!deps.IsArray()) throw Napi::TypeError::New(env, "dependencies must be an array");
-    Napi::Array a = deps.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); i++)
-      spec.dependencies.push_back(String(a.Get(i), "dependencies[i]"));
+    std::vector<Napi::Value> a = ReadArray(deps, "spec.dependencies", kMaxSpecEntries);
+    for (size_t i = 0; i < a.size(); i++)
+      spec.dependencies.push_back(String(a[i], "spec.dependencies[" + std::to_string(i) + "]", kKmodNameBytes));
   }
   Napi::Value classes = o.Get("classes");
   if (!classes.IsUndefined()) {
-    if (!classes.IsArray()) throw Napi::TypeError::New(env, "classes must be an array");
-    Napi::Array a = classes.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); i++) {
-      if (!a.Get(i).IsObject()) throw Napi::TypeError::New(env, "classes[i] must be an object");
-      Napi::Object c = a.Get(i).As<Napi::Object>();
+    std::vector<Napi::Value> a = ReadArray(classes, "spec.classes", kMaxSpecEntries);
+    for (size_t i = 0; i < a.size(); i++) {
+      std::string at = "spec.classes[" + std::to_string(i) + "]";
+      if (!a[i].IsObject()) throw Napi::TypeError::New(env, at + " must be an object");
+      Napi::Object c = a[i].As<Napi::Object>();
       sim::ClassSpec cls;
-      cls.name = String(c.Get("name"), "classes[i].name");
-      if (!c.Get("superclass").IsUndefined())
-        cls.superclass = String(c.Get("superclass"), "classes[i].superclass");
-      if (!c.Get("instances").IsUndefined())
-        cls.instances = (uint32_t)ToUint(c.Get("instances"), "classes[i].instances", 0xFFFFFFFFull);
+      cls.name = String(c.Get("name"), at + ".name");
+      for (const sim::ClassSpec &seen : spec.classes)
+        if (seen.name == cls.name)  // one metaclass per name (kOSMetaClassDuplicateClass)
+          throw Napi::RangeError::New(env, at + ".name is declared twice");
+      Napi::Value superclass = c.Get("superclass");
+      if (!superclass.IsUndefined()) cls.superclass = ToCString(superclass, at + ".superclass", 0, true);  // "" is a root class
+      Napi::Value instances = c.Get("instances");
+      if (!instances.IsUndefined())
+        cls.instances = (uint32_t)ToUint(instances, (at + ".instances").c_str(), 0xFFFFFFFFull);
       spec.classes.push_back(cls);
     }
   }
@@ -104,13 +130,20 @@ SimKernelWrap::SimKernelWrap(const Napi::CallbackInfo &info)
   if (info.Length() != 1 || !info[0].IsExternal() ||
       !info[0].As<Napi::Object>().CheckTypeTag(&kKernelTag))
     throw Napi::TypeError::New(info.Env(), "use createSimKernel() to make a simulated kernel");
+  info.This().As<Napi::Object>().TypeTag(&kKernelWrapTag);
   kernel_ = *info[0].As<Napi::External<std::shared_ptr<sim::SimKernel>>>().Data();
+}
+
+SimKernelWrap *SimKernelWrap::Unwrap(Napi::Object wrapper) {
+  if (!wrapper.IsObject() || !wrapper.CheckTypeTag(&kKernelWrapTag))
+    throw Napi::TypeError::New(wrapper.Env(), "this is not a kextbridge SimKernel (a method was called on another object)");
+  return Napi::ObjectWrap<SimKernelWrap>::Unwrap(wrapper);
 }
 
 std::shared_ptr<sim::SimKernel> SimKernelWrap::KernelOf(Napi::Value value) {
   if (!value.IsObject()) return nullptr;
   Napi::Object o = value.As<Napi::Object>();
-  if (!o.InstanceOf(value.Env().GetInstanceData<AddonData>()->simKernel.Value())) return nullptr;
+  if (!o.CheckTypeTag(&kKernelWrapTag)) return nullptr;  // a brand, not the prototype chain
   return SimKernelWrap::Unwrap(o)->kernel_;
 }
 

@@ -19,6 +19,9 @@ class SimKernelWrap : public Napi::ObjectWrap<SimKernelWrap> {
   static std::shared_ptr<sim::SimKernel> KernelOf(Napi::Value value);
 
   explicit SimKernelWrap(const Napi::CallbackInfo &info);
+  // Hides ObjectWrap::Unwrap (node-addon-api's trampolines call T::Unwrap): only an object
+  // carrying this class's type tag unwraps; anything else is a TypeError.
+  static SimKernelWrap *Unwrap(Napi::Object wrapper);
 
  private:
   Napi::Value LoadKext(const Napi::CallbackInfo &info);

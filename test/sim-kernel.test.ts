@@ -35,12 +35,23 @@ describe('the KPIs driven directly, as a buggy kext would', () => {
     expect(kernel.kpi.retainKextWithLoadTag(tag)).toMatchObject({ ok: true, name: 'kOSReturnSuccess' });
     expect(kernel.kpi.releaseKextWithLoadTag(tag)).toMatchObject({ ok: true });
     expect(kernel.panicked).toBeNull();
-    // The real KPI has no lower bound: it says success, and the Mac panics later.
-    expect(kernel.kpi.releaseKextWithLoadTag(tag)).toMatchObject({ ok: true });
+    // The real KPI has no lower bound: it says success, and the Mac panics. The call that
+    // did it says so (it throws, naming the panic), not a quiet { ok: true }.
+    expect(() => kernel.kpi.releaseKextWithLoadTag(tag)).toThrow(/this call panicked the simulated kernel \(the KPI answered kOSReturnSuccess.*below/);
     expect(kernel.panicked).toMatchObject({ call: 'OSKextReleaseKextWithLoadTag', loadTag: tag, retainCountAfter: 1 });
     expect(kernel.panicked!.message).toMatch(/below/);
-    expect(kernel.kpi.retainKextWithLoadTag(tag)).toMatchObject({ ok: false, name: 'kOSReturnError' });
-    expect(() => kernel.advance(1)).toThrow(/panicked earlier/);
+    // Every control after it fails loudly.
+    for (const control of [
+      () => kernel.kpi.retainKextWithLoadTag(tag),
+      () => kernel.kpi.releaseKextWithLoadTag(tag),
+      () => kernel.advance(1),
+      () => kernel.loadKext({ bundleId: 'com.example.after' }),
+      () => kernel.unloadKext(tag),
+      () => kernel.setInstances(tag, 'C', 0),
+      () => kernel.injectFault('retain', 'kOSKextReturnNotFound'),
+      () => kernel.delayCalls(1),
+    ])
+      expect(control).toThrow(expect.objectContaining({ name: 'KextBridgeError', message: expect.stringMatching(/panicked earlier/) }));
     expect(() => target(kernel)).toThrow(KextBridgeError);
     await expect(open({ backend: 'sim', kernel })).rejects.toMatchObject({ codeName: 'MIG_SERVER_DIED' });
   });
@@ -49,7 +60,7 @@ describe('the KPIs driven directly, as a buggy kext would', () => {
     const kernel = createSimKernel();
     const kb = await open({ backend: 'sim', kernel });
     const tag = target(kernel);
-    kernel.kpi.releaseKextWithLoadTag(tag);
+    expect(() => kernel.kpi.releaseKextWithLoadTag(tag)).toThrow(/panicked/);
     await expect(kb.retain()).rejects.toMatchObject({ codeName: 'MIG_SERVER_DIED', code: 0xfffffecc });
     await kb.close();
   });

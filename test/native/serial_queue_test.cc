@@ -221,9 +221,77 @@ void testJobsOnATransport() {
         "after close the sample's count is %lld", (long long)kernel->retainCount(sample));
 }
 
+// Before the pool has a thread: a refused thread start is an answer (false and why), never
+// std::terminate; the next start succeeds.
+void testThreadStartRefused() {
+  CHECK(SerialQueue::poolThreads() == 0, "the pool started early: %zu threads", SerialQueue::poolThreads());
+  SerialQueue::failThreadStartsForTest(1000);
+  {
+    Harness h;
+    std::string why;
+    CHECK(!h.queue.start(&why), "start succeeded with thread starts refused");
+    CHECK(!why.empty(), "no reason given");
+  }
+  SerialQueue::failThreadStartsForTest(0);
+  Harness h;
+  std::string why;
+  CHECK(h.queue.start(&why), "start after the refusals: %s", why.c_str());
+  h.queue.post(std::unique_ptr<Job>(new TestJob(0)), /*last=*/true);
+  h.queue.join();
+  CHECK(h.count() == 1, "ran %zu of 1", h.count());
+}
+
+int ThreadsOfProcess() {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int n = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "Threads: %d", &n) == 1) break;
+  fclose(f);
+  return n;
+}
+
+// 100,000 queues open at once are 100,000 strands on a few shared threads: every job runs,
+// each queue's in order, and the process's thread count stays small.
+void testManyQueues() {
+  const int kQueues = 100000;
+  std::atomic<int> ran{0}, outOfOrder{0};
+  struct Q {
+    int next = 0;
+    SerialQueue queue;
+    Q(std::atomic<int> &ran, std::atomic<int> &bad)
+        : queue([this, &ran, &bad](Job &j) {
+            if (static_cast<TestJob &>(j).id != next++) bad++;
+            ran++;
+          },
+          [](Job *j) { delete j; return true; }) {}
+  };
+  std::vector<std::unique_ptr<Q>> queues;
+  queues.reserve(kQueues);
+  bool started = true;
+  for (int i = 0; i < kQueues; i++) {
+    queues.emplace_back(new Q(ran, outOfOrder));
+    std::string why;
+    started = queues.back()->queue.start(&why) && started;
+  }
+  CHECK(started, "a queue did not start");
+  for (auto &q : queues) q->queue.post(std::unique_ptr<Job>(new TestJob(0)));
+  for (auto &q : queues) q->queue.post(std::unique_ptr<Job>(new TestJob(1)), /*last=*/true);
+  int threads = ThreadsOfProcess();
+  for (auto &q : queues) q->queue.join();
+  CHECK(ran == 2 * kQueues, "ran %d of %d", ran.load(), 2 * kQueues);
+  CHECK(outOfOrder == 0, "%d jobs ran out of order", outOfOrder.load());
+  CHECK(SerialQueue::poolThreads() <= 4, "pool threads: %zu", SerialQueue::poolThreads());
+  CHECK(threads == -1 || threads <= 8, "process threads with %d queues open: %d", kQueues, threads);
+  queues.clear();
+}
+
 }  // namespace
 
 int main() {
+  testThreadStartRefused();
+  testManyQueues();
   testOrder();
   testExclusiveAfterQueued();
   testExclusiveWithOtherPosters();
