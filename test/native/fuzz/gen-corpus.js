@@ -9,8 +9,8 @@ const path = require('path');
 
 // ---- encoders (mirror core_fuzzer.cc) ----
 const OP = {
-  open: 0, call: 1, close: 2, die: 3, advance: 4, load: 5, unload: 6, setInstances: 7,
-  retain: 8, release: 9, held: 10, getInfo: 11, repeat: 12, loadedKexts: 13, fault: 14,
+  fault: 0, call: 1, close: 2, die: 3, advance: 4, load: 5, unload: 6, setInstances: 7,
+  retain: 8, release: 9, held: 10, getInfo: 11, repeat: 12, loadedKexts: 13, open: 14,
   batch: 15, terminate: 16, hooked: 17,
 };
 const u16 = (n) => [n & 0xff, (n >> 8) & 0xff];
@@ -60,7 +60,9 @@ const loadedKexts = (slot) => [OP.loadedKexts, slot];
 // advance: step index into {0, 1, 59999, 60000, 60001, 120000, 30000, 1000}, or exact ms.
 const advance = (i) => [OP.advance, i & 7];
 const advanceMs = (ms) => [OP.advance, 0x80, ...u32(ms)];
-const repeat = (slot, isRelease, v, n) => [OP.repeat, slot, isRelease ? 1 : 0, ...v, ...u16(n)];
+// A count (repeat times, batch length - 1): below 32 as is, else with the top two bits set.
+const count = (n) => u16(n < 32 ? n : 0xc000 | n);
+const repeat = (slot, isRelease, v, n) => [OP.repeat, slot, isRelease ? 1 : 0, ...v, ...count(n)];
 // load: bundle index (com.fuzz.a..h), flags (1 v2.0, 2 autounload, 4 unloadUnsupported,
 // 8 IOService class, 16 live instance), dependency indexes into the loaded list (0xFF missing).
 const load = (id, flags, deps = []) => [OP.load, id, flags, deps.length, ...deps];
@@ -85,7 +87,7 @@ function call(slot, { sel = 0, selRaw, scalars = [], inSize = S.zero(), fill = 0
 const OUT = { exact: 0, max: 1, plus1: 2 };
 function batch(slot, { release = false, n, vals, out = 'exact', blocks = false }) {
   const flags = (release ? 1 : 0) | (OUT[out] << 1) | (blocks ? 8 : 0);
-  return [OP.batch, slot, flags, ...u16(n - 1), vals.length - 1, ...vals.flat()];
+  return [OP.batch, slot, flags, ...count(n - 1), vals.length - 1, ...vals.flat()];
 }
 const retainBatch = (slot, n, vals, o = {}) => batch(slot, { n, vals, ...o });
 const releaseBatch = (slot, n, vals, o = {}) => batch(slot, { release: true, n, vals, ...o });
