@@ -60,8 +60,8 @@ const loadedKexts = (slot) => [OP.loadedKexts, slot];
 // advance: step index into {0, 1, 59999, 60000, 60001, 120000, 30000, 1000}, or exact ms.
 const advance = (i) => [OP.advance, i & 7];
 const advanceMs = (ms) => [OP.advance, 0x80, ...u32(ms)];
-// A count (repeat times, batch length - 1): below 32 as is, else with the top two bits set.
-const count = (n) => u16(n < 32 ? n : 0xc000 | n);
+// A count (repeat times, batch length - 1): below 16 as is, else with the top two bits set.
+const count = (n) => u16(n < 16 ? n : 0xc000 | n);
 const repeat = (slot, isRelease, v, n) => [OP.repeat, slot, isRelease ? 1 : 0, ...v, ...count(n)];
 // load: bundle index (com.fuzz.a..h), flags (1 v2.0, 2 autounload, 4 unloadUnsupported,
 // 8 IOService class, 16 live instance), dependency indexes into the loaded list (0xFF missing).
