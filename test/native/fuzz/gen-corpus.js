@@ -266,6 +266,10 @@ const seeds = {
   'midcall-autounload': [load(0, 2), open(0, RAW), retain(0, V.loaded(9)), release(0, V.loaded(9)),
     retain(0, V.loaded(9)), hooked({ action: 'autounload', after: true }, release(0, V.loaded(9))),
     retain(0, V.issued(9)), close(0)],
+  // A refused release in a transport's close: harmless here (faults are cleared first); with
+  // KB_FUZZ_STRICT=1 the reproducer of SimTransport never retrying it (README, "Findings").
+  'transport-close-release-fault': [open(0), retain(0, V.sample()), fault(true, 0, 1), close(0),
+    open(1), loadedKexts(1), die(0), die(1)],
   'midcall-repeat-late': [open(0, RAW), repeat(0, false, V.sample(), 20),
     hooked({ at: 200, action: 'closeSelf' }, repeat(0, false, V.sample(), 299)), held(0), close(0)],
 };
