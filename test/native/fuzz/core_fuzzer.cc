@@ -542,6 +542,8 @@ struct CallSpec {
   bool outOfLine = false;
   bool nullScalarOut = false;  // nullptr scalar output even with a nonzero count
   bool nullStructOut = false;  // nullptr struct output even with a nonzero size
+  bool nullIns = false;        // nullptr scalar and struct inputs even with nonzero counts
+  bool async = false;          // IOConnectCallAsyncMethod (no selector is asynchronous)
 };
 
 void touch(World &w, uint32_t tag) { w.touched.push_back(tag); }
@@ -1109,7 +1111,7 @@ bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr) {
   bool outOfLine, nullScalarOut, nullStructOut;
   uint32_t scalarOutCount;
   if (c.raw) {
-    outOfLine = s.outOfLine;
+    outOfLine = s.outOfLine || s.async;  // both are refused before anything else
     nullScalarOut = s.nullScalarOut || (s.reqOut == 0 && s.nullOuts);
     nullStructOut = s.nullStructOut || (s.reqStruct == 0 && s.nullOuts);
     scalarOutCount = s.reqOut;
@@ -1120,7 +1122,8 @@ bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr) {
     nullStructOut = false;
     scalarOutCount = s.reqOut < kb::kMaxScalars ? s.reqOut : kb::kMaxScalars;
   }
-  bool nullScalarIn = s.scalars.empty() && s.nullScalarIn;
+  bool nullScalarIn = (s.scalars.empty() && s.nullScalarIn) || (c.raw && s.nullIns);
+  bool nullStructIn = (s.inStructSize == 0 && s.nullOuts) || (c.raw && s.nullIns);
   bool sizes;
   if (isBatch(s.selector)) {
     // 1..kBatchMaxTags whole uint32 tags in; room for an 8-byte entry per tag out, inband.
@@ -1132,7 +1135,7 @@ bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr) {
   }
   if (outOfLine || s.scalars.size() != shape.scalarInputs || scalarOutCount != shape.scalarOutputs ||
       !sizes || (shape.scalarInputs && nullScalarIn) || (shape.scalarOutputs && nullScalarOut) ||
-      (shape.structOutputSize && nullStructOut))
+      (shape.structOutputSize && nullStructOut) || (shape.structInputSize && nullStructIn))
     return false;
   if (shape.admin && !c.privileged) return *kr = kb::RC_kIOReturnNotPrivileged, false;
   if ((s.selector == kb::kSelectorRetain || s.selector == kb::kSelectorRelease) &&
@@ -1283,21 +1286,22 @@ void doCallSpec(World &w, int slot, const CallSpec &s) {
         c.stopped ? ",stopped" : "", s.selector, selName(s.selector), s.scalars.size(),
         (unsigned long long)(s.scalars.empty() ? 0 : s.scalars[0]), s.inStructSize,
         x.n > 1 ? fmt(" (%u tags)", x.n).c_str() : "", s.reqOut, s.reqStruct,
-        s.outOfLine && c.raw ? " outOfLine" : "");
+        c.raw && s.outOfLine ? " outOfLine" : c.raw && s.async ? " async" : "");
 
   uint32_t kr, gotOut;
   size_t gotStruct;
   if (c.raw) {
     MethodArgs a;
-    a.scalarInput = b.in;
+    a.scalarInput = s.nullIns ? nullptr : b.in;
     a.scalarInputCount = (uint32_t)s.scalars.size();
-    a.structureInput = b.inStruct;
+    a.structureInput = s.nullIns ? nullptr : b.inStruct;
     a.structureInputSize = s.inStructSize;
     a.scalarOutput = b.out;
     a.scalarOutputCount = s.reqOut;
     a.structureOutput = b.outStruct;
     a.structureOutputSize = s.reqStruct;
     a.outOfLine = s.outOfLine;
+    a.async = s.async;
     w.ctx.push_back(&x);
     kr = c.rawCore->core.externalMethod(s.selector, a);
     CHECK(w.ctx.back() == &x, "operation contexts unbalanced");
@@ -1566,6 +1570,8 @@ void doCall(World &w, Reader &r) {
   s.outOfLine = f & 4;
   s.nullScalarOut = f & 8;
   s.nullStructOut = f & 16;
+  s.async = f & 64;
+  s.nullIns = f & 128;
   uint32_t tags[4];
   if (f & 32) {  // the struct input carries tags (1..4 values, repeated)
     s.nInTags = r.u8() % 4 + 1;

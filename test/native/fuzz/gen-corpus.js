@@ -73,8 +73,9 @@ const fault = (isRelease, code, times) => [OP.fault, isRelease ? 1 : 0, code, ti
 const setInstances = (v, extraClass, count) => [OP.setInstances, ...v, extraClass ? 1 : 0, count];
 // A generic call: selector (0..7 directly, or 0xF0 + u32), scalars, sizes, flags
 // (1 null scalar-in when empty, 2 null zero-size outputs, 4 outOfLine (raw core),
-//  8 null scalar-out (raw), 16 null struct-out (raw)); tags: 1..4 values written into the
-//  struct input as uint32s, repeated (flag 32).
+//  8 null scalar-out (raw), 16 null struct-out (raw), 64 async (raw), 128 null scalar and struct
+//  inputs whatever their counts (raw)); tags: 1..4 values written into the struct input as
+//  uint32s, repeated (flag 32).
 function call(slot, { sel = 0, selRaw, scalars = [], inSize = S.zero(), fill = 0, reqOut = 0,
   reqStruct = S.zero(), flags = 0, tags }) {
   const selBytes = selRaw !== undefined ? [0xf0, ...u32(selRaw)] : [sel];
@@ -205,6 +206,11 @@ const seeds = {
     call(1, { sel: 4, inSize: SZ(8), reqStruct: SZ(4104), tags: [V.sample()] }),    // out > 4096
     call(1, { sel: 5, inSize: SZ(6), reqStruct: SZ(16), tags: [V.sample()] }),
     call(1, { sel: 5, inSize: SZ(8), reqStruct: SZ(16), tags: [V.held(0)] }),
+    call(1, { sel: 4, inSize: SZ(8), reqStruct: SZ(16), tags: [V.sample()], flags: 64 }),  // async
+    call(1, { sel: 1, scalars: [V.sample()], reqOut: 2, flags: 64 }),                     // async
+    call(1, { sel: 4, inSize: SZ(8), reqStruct: SZ(16), tags: [V.sample()], flags: 128 }), // null in
+    call(1, { sel: 1, scalars: [V.sample()], reqOut: 2, flags: 128 }),                    // null in
+    call(1, { sel: 0, reqOut: 4, reqStruct: SZ(128), flags: 128 }),  // nothing to read: fine
     call(0, { sel: 6 }), call(0, { sel: 7, inSize: SZ(4), reqStruct: SZ(8) }),
     close(0), die(1)],
   'batch-faults': [open(0), open(1, RAW), retainBatch(0, 3, [V.sample()]), fault(false, 1, 2),
