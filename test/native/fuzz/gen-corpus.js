@@ -1,14 +1,17 @@
 #!/usr/bin/env node
-// Writes the seed corpus fuzz/corpus/*.bin for fuzz/core_fuzzer.cc (input format: the comment
-// at the top of that file). Run: node fuzz/gen-corpus.js  (rewrites fuzz/corpus/ from scratch).
+// Writes the seed corpus test/native/fuzz/corpus/NN-*.bin for core_fuzzer.cc (input format: the
+// comment at the top of that file). Run: node test/native/fuzz/gen-corpus.js (rewrites the NN-*.bin
+// seeds; other files in corpus/, e.g. minimised campaign inputs, are kept). Check that every seed
+// still parses: KB_FUZZ_SEEDCHECK=1 build/fuzz/core_fuzzer test/native/fuzz/corpus/*
 'use strict';
 const fs = require('fs');
 const path = require('path');
 
 // ---- encoders (mirror core_fuzzer.cc) ----
 const OP = {
-  open: 0, call: 1, close: 2, die: 3, advance: 4, load: 5, unload: 6, setInstances: 7,
-  retain: 8, release: 9, held: 10, getInfo: 11, repeat: 12, loadedKexts: 13, fault: 14,
+  fault: 0, call: 1, close: 2, die: 3, advance: 4, load: 5, unload: 6, setInstances: 7,
+  retain: 8, release: 9, held: 10, getInfo: 11, repeat: 12, loadedKexts: 13, open: 14,
+  batch: 15, terminate: 16, hooked: 17,
 };
 const u16 = (n) => [n & 0xff, (n >> 8) & 0xff];
 const u32 = (n) => [...u16(n & 0xffff), ...u16((n >>> 16) & 0xffff)];
@@ -32,10 +35,20 @@ const V = {
 const S = {
   zero: () => [0],
   small: (n) => [1, n],
-  pick: (i) => [2, i],  // {0,2,4,8,127,128,129,2047,2048,2049,4095,4096,4097,8192,65535,16}
+  pick: (i) => [2, i],  // kSizes[i % 32], see Z
   raw: (n) => [3, ...u16(n)],
 };
-const ADMIN = 0, USER = 1, RAW = 2;
+// Indexes of kSizes in core_fuzzer.cc, by value.
+const Z = {
+  0: 0, 2: 1, 4: 2, 8: 3, 127: 4, 128: 5, 129: 6, 2047: 7, 2048: 8, 2049: 9, 4095: 10, 4096: 11,
+  4097: 12, 8192: 13, 65535: 14, 16: 15, 12: 16, 20: 17, 24: 18, 1024: 19, 2044: 20, 2052: 21,
+  4088: 22, 4092: 23, 4104: 24, 64: 25, 256: 26, 512: 27, 1536: 28, 3000: 29, 6: 30, 1: 31,
+};
+const SZ = (n) => {
+  if (!(n in Z)) throw new Error(`size ${n} is not in kSizes`);
+  return S.pick(Z[n]);
+};
+const ADMIN = 0, USER = 1, RAW = 2, DETACHED = 4;  // DETACHED: a raw core the kernel does not know
 const open = (slot, flags = ADMIN) => [OP.open, slot, flags];
 const close = (slot) => [OP.close, slot];
 const die = (slot) => [OP.die, slot];
@@ -47,7 +60,9 @@ const loadedKexts = (slot) => [OP.loadedKexts, slot];
 // advance: step index into {0, 1, 59999, 60000, 60001, 120000, 30000, 1000}, or exact ms.
 const advance = (i) => [OP.advance, i & 7];
 const advanceMs = (ms) => [OP.advance, 0x80, ...u32(ms)];
-const repeat = (slot, isRelease, v, n) => [OP.repeat, slot, isRelease ? 1 : 0, ...v, ...u16(n)];
+// A count (repeat times, batch length - 1): below 16 as is, else with the top two bits set.
+const count = (n) => u16(n < 16 ? n : 0xc000 | n);
+const repeat = (slot, isRelease, v, n) => [OP.repeat, slot, isRelease ? 1 : 0, ...v, ...count(n)];
 // load: bundle index (com.fuzz.a..h), flags (1 v2.0, 2 autounload, 4 unloadUnsupported,
 // 8 IOService class, 16 live instance), dependency indexes into the loaded list (0xFF missing).
 const load = (id, flags, deps = []) => [OP.load, id, flags, deps.length, ...deps];
@@ -56,14 +71,37 @@ const unload = (v) => [OP.unload, ...v];
 // (index into {kOSReturnError, kOSKextReturnNotFound, ...InvalidArgument, ...Stopping}).
 const fault = (isRelease, code, times) => [OP.fault, isRelease ? 1 : 0, code, times];
 const setInstances = (v, extraClass, count) => [OP.setInstances, ...v, extraClass ? 1 : 0, count];
-// A generic call: selector (0..5 directly, or 0xF0 + u32), scalars, sizes, flags
+// A generic call: selector (0..7 directly, or 0xF0 + u32), scalars, sizes, flags
 // (1 null scalar-in when empty, 2 null zero-size outputs, 4 outOfLine (raw core),
-//  8 null scalar-out (raw), 16 null struct-out (raw)).
+//  8 null scalar-out (raw), 16 null struct-out (raw), 64 async (raw), 128 null scalar and struct
+//  inputs whatever their counts (raw)); tags: 1..4 values written into the struct input as
+//  uint32s, repeated (flag 32).
 function call(slot, { sel = 0, selRaw, scalars = [], inSize = S.zero(), fill = 0, reqOut = 0,
-  reqStruct = S.zero(), flags = 0 }) {
+  reqStruct = S.zero(), flags = 0, tags }) {
   const selBytes = selRaw !== undefined ? [0xf0, ...u32(selRaw)] : [sel];
+  const tagBytes = tags ? [tags.length - 1, ...tags.flat()] : [];
   return [OP.call, slot, ...selBytes, scalars.length, ...scalars.flat(), ...inSize, fill,
-    reqOut, ...reqStruct, flags];
+    reqOut, ...reqStruct, flags | (tags ? 32 : 0), ...tagBytes];
+}
+// A well-formed batch of n (1..512) tags made of 1..8 values, cycled (or in blocks); out:
+// 'exact' (8 bytes per tag), 'max' (4096) or 'plus1' (one entry more than needed).
+const OUT = { exact: 0, max: 1, plus1: 2 };
+function batch(slot, { release = false, n, vals, out = 'exact', blocks = false }) {
+  const flags = (release ? 1 : 0) | (OUT[out] << 1) | (blocks ? 8 : 0);
+  return [OP.batch, slot, flags, ...count(n - 1), vals.length - 1, ...vals.flat()];
+}
+const retainBatch = (slot, n, vals, o = {}) => batch(slot, { n, vals, ...o });
+const releaseBatch = (slot, n, vals, o = {}) => batch(slot, { release: true, n, vals, ...o });
+const terminate = (slot) => [OP.terminate, slot];
+// A mid-call hook on the next operation: at the at-th KPI call through a raw core's Probe
+// (1-based, nested calls counted), before or after forwarding it, run the action; arg picks
+// the other client (slot + 1 + arg % 3) or the scan length (odd: 120 s).
+const H = { closeSelf: 0, terminateSelf: 1, terminateService: 2, unloadSample: 3, autounload: 4,
+  closeOther: 5, destroyOther: 6, terminateThenClose: 7 };
+function hooked({ at = 1, after = false, action, arg = 0 }, op) {
+  const a = after ? 8 : 0;
+  const atBytes = at <= 8 ? [(at - 1) | a] : [0x80 | a, ...u16(at - 1)];
+  return [OP.hooked, ...atBytes, H[action], arg, ...op];
 }
 
 const IOKIT = 3;   // com.apple.kpi.iokit in the default world's loaded list
@@ -135,13 +173,118 @@ const seeds = {
     release(0, V.sample()), release(0, V.invalid()), release(0, V.sample()), held(0),
     fault(false, 0, 3), retain(0, V.sample()), retain(0, V.loaded(0)), fault(true, 3, 3),
     close(0)],
+
+  // ---- batches (selectors 4, 5): per-tag entries, the same ledger rule as the single calls ----
+  'batch-retain-release': [load(0, 0), open(0),
+    retainBatch(0, 6, [V.sample(), V.loaded(IOKIT), V.invalid(), V.next(3), V.loaded(9), V.sample()]),
+    held(0),
+    releaseBatch(0, 8, [V.sample(), V.loaded(9), V.invalid(), V.loaded(IOKIT), V.next(0)], { out: 'max' }),
+    held(0), releaseBatch(0, 3, [V.sample()], { out: 'plus1' }), close(0)],
+  'batch-over-cap': [open(0), retainBatch(0, 300, [V.sample()]), held(0), retain(0, V.sample()),
+    releaseBatch(0, 512, [V.sample()], { out: 'max' }), held(0),
+    retainBatch(0, 512, [V.sample(), V.loaded(IOKIT), V.loaded(0), V.loaded(4)], { blocks: true, out: 'max' }),
+    releaseBatch(0, 100, [V.loaded(IOKIT), V.sample()]), die(0)],
+  'batch-unprivileged-closed': [open(0, USER), retainBatch(0, 2, [V.sample()]),
+    releaseBatch(0, 1, [V.invalid()]), close(0), open(1), close(1), retainBatch(1, 1, [V.sample()]),
+    open(2, RAW), close(2), retainBatch(2, 4, [V.sample()]), releaseBatch(2, 1, [V.sample()]),
+    open(3), setInstances(V.sample(), false, 0), retainBatch(3, 2, [V.sample()]), close(3)],
+  'batch-bad-shapes': [open(0), open(1, RAW),
+    call(0, { sel: 4 }),                                                            // no struct
+    call(0, { sel: 4, inSize: SZ(2), reqStruct: SZ(8) }),                           // part of a tag
+    call(0, { sel: 4, inSize: SZ(4), reqStruct: SZ(4), tags: [V.sample()] }),       // out too small
+    call(0, { sel: 4, inSize: SZ(4), reqStruct: SZ(8), tags: [V.sample()] }),       // well formed
+    call(0, { sel: 5, inSize: SZ(4), reqStruct: SZ(4097), tags: [V.sample()] }),    // out of line
+    call(0, { sel: 4, inSize: SZ(2048), reqStruct: SZ(4096), tags: [V.sample(), V.invalid()] }), // 512
+    call(0, { sel: 4, inSize: SZ(2052), reqStruct: SZ(4096), tags: [V.sample()] }), // 513 tags
+    call(0, { sel: 5, inSize: SZ(2048), reqStruct: SZ(4092), tags: [V.sample()] }), // 4 bytes short
+    call(0, { sel: 5, inSize: SZ(2044), reqStruct: SZ(4088), tags: [V.sample()] }), // 511, exact
+    call(0, { sel: 4, inSize: SZ(12), reqStruct: SZ(24), scalars: [V.sample()], tags: [V.sample()] }),
+    call(0, { sel: 4, inSize: SZ(12), reqStruct: SZ(24), reqOut: 2, tags: [V.sample()] }),
+    call(0, { sel: 5, inSize: SZ(8), reqStruct: SZ(16), fill: 0x41 }),             // tag 0x41414141
+    call(1, { sel: 4, inSize: SZ(8), reqStruct: SZ(16), tags: [V.sample()], flags: 4 }),   // outOfLine
+    call(1, { sel: 4, inSize: SZ(8), reqStruct: SZ(16), tags: [V.sample()], flags: 16 }),  // null out
+    call(1, { sel: 4, inSize: SZ(8), reqStruct: SZ(4104), tags: [V.sample()] }),    // out > 4096
+    call(1, { sel: 5, inSize: SZ(6), reqStruct: SZ(16), tags: [V.sample()] }),
+    call(1, { sel: 5, inSize: SZ(8), reqStruct: SZ(16), tags: [V.held(0)] }),
+    call(1, { sel: 4, inSize: SZ(8), reqStruct: SZ(16), tags: [V.sample()], flags: 64 }),  // async
+    call(1, { sel: 1, scalars: [V.sample()], reqOut: 2, flags: 64 }),                     // async
+    call(1, { sel: 4, inSize: SZ(8), reqStruct: SZ(16), tags: [V.sample()], flags: 128 }), // null in
+    call(1, { sel: 1, scalars: [V.sample()], reqOut: 2, flags: 128 }),                    // null in
+    call(1, { sel: 0, reqOut: 4, reqStruct: SZ(128), flags: 128 }),  // nothing to read: fine
+    call(0, { sel: 6 }), call(0, { sel: 7, inSize: SZ(4), reqStruct: SZ(8) }),
+    close(0), die(1)],
+  'batch-faults': [open(0), open(1, RAW), retainBatch(0, 3, [V.sample()]), fault(false, 1, 2),
+    retainBatch(0, 4, [V.sample(), V.loaded(IOKIT)]), fault(true, 0, 3),
+    releaseBatch(0, 5, [V.sample(), V.invalid()]), held(0), retainBatch(1, 2, [V.sample()]),
+    fault(true, 3, 2), releaseBatch(1, 3, [V.sample()]), held(1), close(0), close(1)],
+
+  // ---- stop (termination) keeps the ledger until close ----
+  'terminate-keeps-ledger': [open(0), open(1, RAW), retain(0, V.sample()), retain(1, V.loaded(IOKIT)),
+    terminate(0), terminate(1), retain(0, V.sample()), held(0), getInfo(1), loadedKexts(0),
+    release(1, V.loaded(IOKIT)), close(0), close(1), loadedKexts(0)],
+  'terminate-with-release-fault': [open(0), open(1, RAW), retain(0, V.sample()),
+    retain(1, V.sample()), retain(1, V.sample()), fault(true, 1, 3), setInstances(V.sample(), false, 0),
+    release(0, V.sample()), release(1, V.sample()), close(1), held(1), close(1), close(0), close(1),
+    setInstances(V.sample(), false, 1), open(2), die(2)],
+
+  // ---- mid-call interleavings: the Probe runs the hook inside a raw core's KPI call ----
+  'midcall-close-retain': [open(0, RAW),
+    hooked({ action: 'closeSelf', after: true }, retain(0, V.sample())), held(0),
+    retain(0, V.sample()), open(1, RAW), hooked({ action: 'closeSelf' }, retain(1, V.sample())),
+    open(2), loadedKexts(2), close(0), close(1), close(2)],
+  'midcall-close-batch': [open(0, RAW), retain(0, V.sample()),
+    hooked({ at: 3, action: 'closeSelf' }, retainBatch(0, 6, [V.sample(), V.loaded(IOKIT)])),
+    open(1, RAW), retainBatch(1, 4, [V.sample()]),
+    hooked({ at: 2, after: true, action: 'closeSelf' }, releaseBatch(1, 4, [V.sample()])),
+    open(2, RAW), hooked({ at: 1, action: 'closeSelf' }, retainBatch(2, 3, [V.sample()])),
+    die(0), die(1), die(2)],
+  'midcall-terminate': [open(0, RAW), retain(0, V.sample()),
+    hooked({ action: 'terminateSelf', after: true }, retain(0, V.loaded(IOKIT))), held(0),
+    release(0, V.sample()), close(0), open(1, RAW), retain(1, V.sample()), retain(1, V.sample()),
+    hooked({ action: 'terminateSelf' }, release(1, V.sample())), held(1), close(1),
+    open(2, RAW), retainBatch(2, 4, [V.sample()]),
+    hooked({ at: 2, action: 'terminateThenClose' }, releaseBatch(2, 4, [V.sample()])), die(2)],
+  'midcall-service-unload': [open(0, RAW), open(1), retain(1, V.sample()), retain(0, V.sample()),
+    hooked({ action: 'terminateService', after: true }, retain(0, V.loaded(IOKIT))), open(2),
+    retain(1, V.sample()), held(1), setInstances(V.sample(), false, 1), open(2, RAW),
+    retain(2, V.sample()),
+    hooked({ action: 'unloadSample' }, retainBatch(2, 3, [V.sample(), V.loaded(IOKIT)])),
+    open(3), close(0), close(1), close(2), unload(V.sample()), open(3), open(3, RAW)],
+  'midcall-detached-unload': [open(0, RAW | DETACHED),
+    hooked({ action: 'unloadSample' }, retain(0, V.sample())), retain(0, V.sample()),
+    retain(0, V.loaded(IOKIT)), getInfo(0), open(1), close(0)],
+  'midcall-giveback-fault': [open(0, RAW), fault(true, 1, 1),
+    hooked({ action: 'closeSelf', after: true }, retain(0, V.sample())), open(1), loadedKexts(1),
+    close(1)],
+  'midcall-close-in-close': [open(0, RAW), retain(0, V.sample()), retain(0, V.loaded(IOKIT)),
+    retain(0, V.sample()), retain(0, V.loaded(0)), hooked({ at: 2, action: 'closeSelf' }, close(0)),
+    held(0), close(0), open(1, RAW), retainBatch(1, 5, [V.sample(), V.loaded(IOKIT)]),
+    fault(true, 0, 1), hooked({ after: true, action: 'closeSelf' }, close(1)), close(1), die(1)],
+  'midcall-release-fault-close': [open(0, RAW), retain(0, V.sample()), retain(0, V.sample()),
+    fault(true, 0, 1), hooked({ action: 'closeSelf' }, release(0, V.sample())), held(0), close(0),
+    open(1, RAW), retain(1, V.sample()), fault(true, 2, 1),
+    hooked({ action: 'closeSelf', after: true }, release(1, V.sample())), close(1), die(1)],
+  'midcall-other-clients': [open(0, RAW), open(1, RAW), open(2), retain(1, V.sample()),
+    retain(2, V.sample()), retain(0, V.sample()),
+    hooked({ action: 'closeOther', arg: 0 }, retain(0, V.loaded(IOKIT))),
+    hooked({ action: 'destroyOther', arg: 1, after: true }, release(0, V.sample())),
+    hooked({ action: 'autounload', arg: 1 }, release(0, V.loaded(IOKIT))), die(0)],
+  'midcall-autounload': [load(0, 2), open(0, RAW), retain(0, V.loaded(9)), release(0, V.loaded(9)),
+    retain(0, V.loaded(9)), hooked({ action: 'autounload', after: true }, release(0, V.loaded(9))),
+    retain(0, V.issued(9)), close(0)],
+  // A refused release in a transport's close: harmless here (faults are cleared first); with
+  // KB_FUZZ_STRICT=1 the reproducer of SimTransport never retrying it (README, "Findings").
+  'transport-close-release-fault': [open(0), retain(0, V.sample()), fault(true, 0, 1), close(0),
+    open(1), loadedKexts(1), die(0), die(1)],
+  'midcall-repeat-late': [open(0, RAW), repeat(0, false, V.sample(), 20),
+    hooked({ at: 200, action: 'closeSelf' }, repeat(0, false, V.sample(), 299)), held(0), close(0)],
 };
 // Kernel option variants (byte 0): autounload off; explicit unload off.
-const withOpts = { 'advance-autounload': [0, 1], 'deps-unload': [0, 2] };
+const withOpts = { 'advance-autounload': [0, 1], 'deps-unload': [0, 2], 'midcall-service-unload': [0, 2] };
 
 const dir = path.join(__dirname, 'corpus');
-fs.rmSync(dir, { recursive: true, force: true });
-fs.mkdirSync(dir);
+fs.mkdirSync(dir, { recursive: true });
+for (const f of fs.readdirSync(dir)) if (/^\d\d-.*\.bin$/.test(f)) fs.rmSync(path.join(dir, f));
 let n = 0, bytes = 0;
 for (const [name, ops] of Object.entries(seeds)) {
   for (const opts of withOpts[name] || [0]) {
