@@ -325,7 +325,7 @@ describe('the program', () => {
     expect(none.stderr).toContain('Usage: kextbridge');
   });
 
-  test.each(['list', 'decode', 'hold', 'doctor'])('%s --help: exit 0, with an example', async (verb) => {
+  test.each(['list', 'decode', 'hold', 'doctor', 'replay'])('%s --help: exit 0, with an example', async (verb) => {
     const r = await cli([verb, '--help']);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(r.stdout).toMatch(new RegExp(`^Usage: kextbridge ${verb} `));
@@ -335,8 +335,8 @@ describe('the program', () => {
   test('--help and --version', async () => {
     const help = await cli(['--help']);
     expect(help.code).toBe(0);
-    for (const verb of ['list', 'decode', 'hold', 'doctor']) expect(help.stdout).toContain(`  ${verb} `);
-    for (const absent of ['explain', 'wait', 'watch', 'load', 'replay']) expect(help.stdout).not.toMatch(new RegExp(`^  ${absent} `, 'm'));
+    for (const verb of ['list', 'decode', 'hold', 'doctor', 'replay']) expect(help.stdout).toContain(`  ${verb} `);
+    for (const absent of ['explain', 'wait', 'watch', 'load']) expect(help.stdout).not.toMatch(new RegExp(`^  ${absent} `, 'm'));
     const v = await cli(['--version']);
     expect(v).toMatchObject({ code: 0, stdout: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version + '\n' });
   });
