@@ -13,10 +13,25 @@ import type { EnvironmentContext, JestEnvironmentConfig } from '@jest/environmen
 import type { Circus } from '@jest/types';
 import NodeEnvironment from 'jest-environment-node';
 import { OBSERVERS, OpenObserver } from '../observe';
+import { SAMPLE_KEXT } from '../protocol.gen';
+import { formatWindow, LogWindow } from './kernel-log';
 import { KextbridgeEnvironmentOptions, LeakChecker, testName } from './leak';
+import { PanicJournal } from './panic';
+
+const onMac = process.platform === 'darwin';
+
+function problem(message: string): Error {
+  const err = new Error(message);
+  err.stack = message; // the message is the whole story; a stack into the environment would only add noise
+  return err;
+}
 
 class KextbridgeEnvironment extends NodeEnvironment {
   private readonly leak: LeakChecker | null;
+  private readonly log: LogWindow | null;
+  private readonly journal: PanicJournal | null;
+  private previousPanic: string | null = null;
+  private testStartedAt = 0;
 
   constructor(config: JestEnvironmentConfig, context: EnvironmentContext) {
     super(config, context);
@@ -24,6 +39,10 @@ class KextbridgeEnvironment extends NodeEnvironment {
     const pragma = context.docblockPragmas?.['kextbridge-leak-check'];
     const off = o.leakCheck === false || pragma === 'off' || (Array.isArray(pragma) && pragma.includes('off'));
     this.leak = off ? null : new LeakChecker(typeof o.leakCheck === 'object' ? o.leakCheck : {});
+    const logOn = typeof o.log === 'object' || (o.log ?? onMac);
+    this.log = logOn ? new LogWindow({ ...(typeof o.log === 'object' ? o.log : {}), defaultSender: SAMPLE_KEXT.executable }) : null;
+    const panicOn = typeof o.panic === 'object' || (o.panic ?? onMac);
+    this.journal = panicOn ? new PanicJournal(context.testPath, config.projectConfig.rootDir, typeof o.panic === 'object' ? o.panic : {}) : null;
   }
 
   override async setup(): Promise<void> {
@@ -31,18 +50,40 @@ class KextbridgeEnvironment extends NodeEnvironment {
     const observers: OpenObserver[] = [];
     if (this.leak) observers.push(this.leak);
     (this.global as unknown as Record<symbol, unknown>)[OBSERVERS] = observers;
+    this.previousPanic = this.journal?.checkPrevious() ?? null;
+    if (this.previousPanic) process.stderr.write(this.previousPanic + '\n');
+    this.log?.start();
+  }
+
+  override async teardown(): Promise<void> {
+    this.log?.stop();
+    this.journal?.finished();
+    await super.teardown();
   }
 
   async handleTestEvent(event: Circus.Event): Promise<void> {
     if (event.name === 'test_start') {
-      await this.leak?.before(testName(event.test));
+      this.testStartedAt = Date.now();
+      const name = testName(event.test);
+      this.journal?.started(name);
+      this.log?.forgetBefore(this.testStartedAt);
+      await this.leak?.before(name);
+    } else if (event.name === 'test_skip' || event.name === 'test_todo') {
+      this.leak?.cancel();
+      this.journal?.finished();
     } else if (event.name === 'test_done') {
+      const name = testName(event.test);
       const report = await this.leak?.after().catch((e: Error) => `kextbridge leak check: could not read the kernel after the test: ${e.message}`);
-      if (report) {
-        const err = new Error(report);
-        err.stack = report; // the message is the whole story; a stack into the environment would only add noise
-        event.test.errors.push(err);
+      if (report) event.test.errors.push(problem(report));
+      if (this.previousPanic) {
+        // Once, on the first test of the file: the run that panicked never reported anything.
+        event.test.errors.push(problem(this.previousPanic));
+        this.previousPanic = null;
       }
+      // The kernel's lines for a failure only: nothing is kept or printed for a passing test.
+      if (this.log && event.test.errors.length > 0)
+        event.test.errors.push(problem(formatWindow(name, await this.log.window(this.testStartedAt, Date.now()), this.log.argv)));
+      this.journal?.finished();
     }
   }
 }

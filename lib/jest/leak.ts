@@ -9,6 +9,8 @@ import type { KextBridge } from '../kextbridge';
 import type { Held, LoadedKext } from '../results';
 import type { SimKernel } from '../sim';
 import type { OpenObserver } from '../observe';
+import type { LogOptions } from './kernel-log';
+import type { PanicOptions } from './panic';
 
 export interface LeakCheckOptions {
   /** The kexts checked. Default: every kext but __kernel__ and com.apple.kpi.* (on a Mac, every com.apple.* too: the system moves their counts). */
@@ -19,6 +21,10 @@ export interface LeakCheckOptions {
 export interface KextbridgeEnvironmentOptions {
   /** Default on (every non-kernel kext); false turns it off. */
   leakCheck?: boolean | LeakCheckOptions;
+  /** The kernel log window, attached to failures. Default: on macOS only; an object (e.g. { command }) turns it on anywhere. */
+  log?: boolean | LogOptions;
+  /** The panic journal. Default: on macOS only; an object (e.g. { reportsDir }) turns it on anywhere. */
+  panic?: boolean | PanicOptions;
 }
 
 /** "describe name test name", as jest prints a test's full name. */
@@ -86,6 +92,11 @@ export class LeakChecker implements OpenObserver {
       c.inTest = false;
       this.ledgers.set(c.id, await proto(c.kb).held.call(c.kb));
     }
+  }
+
+  /** A test that was skipped after test_start: nothing to compare. */
+  cancel(): void {
+    this.current = null;
   }
 
   /** The leak report for the test that just ran, or null (nothing leaked, or skipped). */
