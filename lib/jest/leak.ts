@@ -161,12 +161,14 @@ export class LeakChecker implements OpenObserver {
       if (to !== from) {
         let why: string;
         if (to < from) why = 'released below where the test started';
-        else if (holders.length > 0) why = holders.map((h) => `held by connection #${h.c.id}${h.n > 1 ? ` (${h.n} retains)` : ''}, opened in ${quote(h.c.openedIn)}`).join('; ');
         else {
+          // Each part of the growth that something explains, and what is left over.
+          const parts = holders.map((h) => `held by connection #${h.c.id}${h.n > 1 ? ` (${h.n} retains)` : ''}, opened in ${quote(h.c.openedIn)}`);
           const deps = after.filter((d) => !beforeByTag.has(d.loadTag) && d.dependencies.includes(k.loadTag));
-          why = deps.length
-            ? `depended on by ${deps.map((d) => `${d.bundleId} (tag ${d.loadTag})`).join(', ')}, loaded during the test`
-            : 'in no ledger of a connection this test file opened: a KPI retain by a kext, or another process';
+          if (deps.length) parts.push(`depended on by ${deps.map((d) => `${d.bundleId} (tag ${d.loadTag})`).join(', ')}, loaded during the test`);
+          const rest = to - from - holders.reduce((n, h) => n + h.n, 0) - deps.length;
+          if (rest > 0) parts.push(`${parts.length ? `${rest} more ` : ''}in no ledger of a connection this test file opened: a KPI retain by a kext, or another process`);
+          why = parts.join('; ');
         }
         out.push(`${name}: refs ${from} → ${to} (${why})`);
       }
