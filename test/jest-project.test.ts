@@ -23,13 +23,13 @@ interface Report {
   testResults: { name: string; assertionResults: { title: string; status: string; failureMessages: string[] }[] }[];
 }
 
-function runJest(env: Record<string, string>): Promise<{ code: number | null; report: Report; stderr: string }> {
-  const out = path.join(proj, `report-${Object.keys(env).join('-') || 'plain'}.json`);
+function runJest(env: Record<string, string>, config = 'jest.config.js'): Promise<{ code: number | null; report: Report; stderr: string }> {
+  const out = path.join(proj, `report-${Object.keys(env).join('-') || 'plain'}-${config}.json`);
   return new Promise((resolve) => {
     const child = execFile(
       process.execPath,
-      [path.join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), '--rootDir', proj, '--config', path.join(proj, 'jest.config.js'), '--json', `--outputFile=${out}`, '--ci', '--runInBand'],
-      { cwd: proj, env: { ...process.env, ...env, NODE_OPTIONS: '' }, timeout: 60_000 },
+      [path.join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), '--rootDir', proj, '--config', path.join(proj, config), '--json', `--outputFile=${out}`, '--ci', '--runInBand'],
+      { cwd: proj, env: { ...process.env, KB_ROOT: ROOT, ...env, NODE_OPTIONS: '' }, timeout: 120_000 },
       (_err, _stdout, stderr) => resolve({ code: child.exitCode, report: JSON.parse(fs.readFileSync(out, 'utf8')), stderr }),
     );
   });
@@ -77,3 +77,12 @@ test('the matcher types resolve through the package (exports and typesVersions),
     expect({ moduleResolution, diags }).toEqual({ moduleResolution, diags: [] });
   }
 });
+
+test("the README's example passes under ts-jest with type checking, with no declarations of the user's", async () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const example = fs.readFileSync(path.join(proj, 'ts', 'readme.test.ts'), 'utf8').split('\n').slice(1).join('\n');
+  expect(readme).toContain(example.trim()); // the fixture is the README's text
+  const { code, report, stderr } = await runJest({}, 'jest.ts.config.js');
+  expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+  expect(report.numPassedTests).toBe(2);
+}, 150_000);

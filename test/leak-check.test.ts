@@ -88,3 +88,19 @@ test('sim: a KPI retain, a dependent loaded during the test, a release below the
   expect(await c.after()).toContain('com.example.lib (tag 9): refs 0 → 1 (depended on by com.example.user2 (tag 11), loaded during the test)');
   await kb.close();
 });
+
+test('sim: a machine first seen during a test (its connection opened in beforeEach) starts from before that open', async () => {
+  const kernel = createSimKernel();
+  const c = new LeakChecker();
+  await c.before('hooks'); // nothing known yet
+  const kb = await open({ backend: 'sim', kernel }); // beforeEach
+  c.opened(kb);
+  await kb.retain();
+  await kb.close(); // afterEach
+  expect(await c.after()).toBeNull();
+  await c.before('hooks, leaking');
+  const leaky = await open({ backend: 'sim', kernel: createSimKernel() });
+  c.opened(leaky);
+  expect(await c.after()).toMatch(/instances of org_kextbridge_SampleUserClient 0 → 1 \(not closed: connection #2, opened in "hooks, leaking"\)/);
+  await leaky.close();
+});

@@ -6,6 +6,7 @@
 // It reads through the methods of the connection's class, never the instance's own, so a
 // recorded connection (lib/record.ts) does not record the check's reads.
 import type { KextBridge } from '../kextbridge';
+import { SAMPLE_KEXT } from '../protocol.gen';
 import type { Held, LoadedKext } from '../results';
 import type { SimKernel } from '../sim';
 import type { OpenObserver } from '../observe';
@@ -44,7 +45,7 @@ interface Tracked {
 type MachineKey = SimKernel | 'iokit';
 
 const isKernelComponent = (id: string) => id === '__kernel__' || id.startsWith('com.apple.kpi.');
-const SAMPLE_USER_CLIENT_BUNDLE = 'org.kextbridge.sample';
+const SAMPLE_USER_CLIENT_BUNDLE = SAMPLE_KEXT.bundleId;
 
 function proto(kb: KextBridge) {
   return Object.getPrototypeOf(kb) as KextBridge;
@@ -63,8 +64,9 @@ export class LeakChecker implements OpenObserver {
     const t: Tracked = { id: this.conns.length + 1, kb, openedIn: this.current ?? '(outside any test)', inTest: this.current !== null };
     this.conns.push(t);
     const m = machineOf(kb);
-    // A machine first seen during a test: its state as this connection found it.
-    if (this.current !== null && !this.baseline.has(m)) this.baseline.set(m, m === 'iokit' ? proto(kb).sync.loadedKexts.call(kb) : m.loadedKexts());
+    // A machine first seen during a test: its state before this connection, which is the
+    // state now less the one user client the open made (it holds nothing yet).
+    if (this.current !== null && !this.baseline.has(m)) this.baseline.set(m, withoutOneClient(m === 'iokit' ? proto(kb).sync.loadedKexts.call(kb) : m.loadedKexts()));
     if (this.current !== null) this.ledgers.set(t.id, []);
   }
 
@@ -187,6 +189,14 @@ export class LeakChecker implements OpenObserver {
     }
     return out;
   }
+}
+
+function withoutOneClient(table: LoadedKext[]): LoadedKext[] {
+  return table.map((k) =>
+    k.bundleId !== SAMPLE_KEXT.bundleId
+      ? k
+      : { ...k, classes: k.classes.map((c) => (c.name === SAMPLE_KEXT.userClientClass ? { ...c, instances: Math.max(0, c.instances - 1) } : c)) },
+  );
 }
 
 function machineOf(kb: KextBridge): MachineKey {
