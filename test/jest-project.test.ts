@@ -80,7 +80,7 @@ test('the matcher types resolve through the package (exports and typesVersions),
 
 test("the README's example passes under ts-jest with type checking, with no declarations of the user's", async () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const example = fs.readFileSync(path.join(proj, 'ts', 'readme.test.ts'), 'utf8').split('\n').slice(1).join('\n');
+  const example = fs.readFileSync(path.join(proj, 'ts', 'readme.fixture.ts'), 'utf8').split('\n').slice(1).join('\n');
   expect(readme).toContain(example.trim()); // the fixture is the README's text
   const { code, report, stderr } = await runJest({}, 'jest.ts.config.js');
   expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
