@@ -104,3 +104,18 @@ test('sim: a machine first seen during a test (its connection opened in beforeEa
   expect(await c.after()).toMatch(/instances of org_kextbridge_SampleUserClient 0 → 1 \(not closed: connection #2, opened in "hooks, leaking"\)/);
   await leaky.close();
 });
+
+test('sim: a kernel that panicked is not read (and the check does not throw)', async () => {
+  const kernel = createSimKernel();
+  const tag = kernel.loadKext({ bundleId: 'com.example.doomed' });
+  const c = new LeakChecker();
+  const kb = await open({ backend: 'sim', kernel });
+  c.opened(kb);
+  await c.before('panics');
+  for (let i = 0; i < 3 && !kernel.panicked; i++) kernel.kpi.releaseKextWithLoadTag(tag);
+  expect(kernel.panicked).not.toBeNull();
+  await expect(c.after()).resolves.toBeNull();
+  await expect(c.before('after the panic')).resolves.toBeUndefined();
+  await expect(c.after()).resolves.toBeNull();
+  await kb.close().catch(() => undefined);
+});

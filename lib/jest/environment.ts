@@ -32,6 +32,7 @@ class KextbridgeEnvironment extends NodeEnvironment {
   private readonly journal: PanicJournal | null;
   private previousPanic: string | null = null;
   private testStartedAt = 0;
+  private leakProblem: string | null = null;
 
   constructor(config: JestEnvironmentConfig, context: EnvironmentContext) {
     super(config, context);
@@ -67,7 +68,11 @@ class KextbridgeEnvironment extends NodeEnvironment {
       const name = testName(event.test);
       this.journal?.started(name);
       this.log?.forgetBefore(this.testStartedAt);
-      await this.leak?.before(name);
+      this.leakProblem = null;
+      await this.leak?.before(name).catch((e: Error) => {
+        this.leakProblem = `kextbridge leak check: could not read the kernel before the test: ${e.message}`;
+        this.leak?.cancel();
+      });
     } else if (event.name === 'test_skip' || event.name === 'test_todo') {
       this.leak?.cancel();
       this.journal?.finished();
@@ -75,6 +80,7 @@ class KextbridgeEnvironment extends NodeEnvironment {
       const name = testName(event.test);
       const report = await this.leak?.after().catch((e: Error) => `kextbridge leak check: could not read the kernel after the test: ${e.message}`);
       if (report) event.test.errors.push(problem(report));
+      if (this.leakProblem) event.test.errors.push(problem(this.leakProblem));
       if (this.previousPanic) {
         // Once, on the first test of the file: the run that panicked never reported anything.
         event.test.errors.push(problem(this.previousPanic));

@@ -92,7 +92,7 @@ export class LeakChecker implements OpenObserver {
     for (const c of this.conns) {
       if (c.kb.closed) continue;
       c.inTest = false;
-      this.ledgers.set(c.id, await proto(c.kb).held.call(c.kb));
+      this.ledgers.set(c.id, await heldOf(c.kb));
     }
   }
 
@@ -144,7 +144,7 @@ export class LeakChecker implements OpenObserver {
     for (const c of this.conns) {
       if (c.kb.closed || machineOf(c.kb) !== m) continue;
       const was = new Map((this.ledgers.get(c.id) ?? []).map((h) => [h.loadTag, h.count]));
-      for (const h of await proto(c.kb).held.call(c.kb)) {
+      for (const h of await heldOf(c.kb)) {
         const n = h.count - (was.get(h.loadTag) ?? 0);
         if (n > 0) grew.set(h.loadTag, [...(grew.get(h.loadTag) ?? []), { c, n }]);
       }
@@ -188,6 +188,15 @@ export class LeakChecker implements OpenObserver {
       }
     }
     return out;
+  }
+}
+
+/** A connection's ledger; a connection that cannot answer (its kernel panicked, it is closing) holds nothing it can show. */
+async function heldOf(kb: KextBridge): Promise<Held[]> {
+  try {
+    return await proto(kb).held.call(kb);
+  } catch {
+    return [];
   }
 }
 
