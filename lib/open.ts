@@ -5,6 +5,8 @@ import { KextBridgeError } from './errors';
 import { Backend, KextBridge } from './kextbridge';
 import { binding, isOpenFailure, NativeConnection, OpenFailure } from './native';
 import { PROTOCOL_VERSION, SELECTORS } from './protocol.gen';
+import { notifyOpened } from './observe';
+import { recordFileFromEnv, startRecording } from './record';
 import { defaultSimKernel, SimKernel } from './sim';
 import { checkBoolean, checkOneOf, checkOptions } from './validate';
 
@@ -17,11 +19,17 @@ export interface OpenOptions {
   kernel?: SimKernel;
   /** sim only: open as an administrator (default true), like running as root. */
   privileged?: boolean;
+  /**
+   * Append every call of this connection, its result and loaded-kext snapshots at open and
+   * close to this JSONL file (docs/recording.md). KEXTBRIDGE_RECORD=dir does it for every
+   * connection: one file per jest test file. false: never record this connection.
+   */
+  record?: string | false;
 }
 
 /** Opens a connection to the sample kext's user client, real or simulated. */
 export async function open(options?: OpenOptions): Promise<KextBridge> {
-  const o = checkOptions('options', options, ['backend', 'kernel', 'privileged']);
+  const o = checkOptions('options', options, ['backend', 'kernel', 'privileged', 'record']);
   const backend = o.backend === undefined ? 'auto' : checkOneOf('options.backend', o.backend, ['auto', 'sim', 'iokit'] as const);
   if (o.kernel !== undefined && !(o.kernel instanceof SimKernel))
     throw new TypeError('options.kernel must be a SimKernel from createSimKernel()');
@@ -30,14 +38,24 @@ export async function open(options?: OpenOptions): Promise<KextBridge> {
   if (backend === 'iokit' && simOnly)
     throw new TypeError('options.kernel and options.privileged apply to the sim backend only');
 
+  if (o.record !== undefined && o.record !== false && (typeof o.record !== 'string' || o.record.length === 0)) throw new TypeError('options.record must be a file path (a non-empty string), or false (never, whatever KEXTBRIDGE_RECORD says)');
   const native = binding();
   const choice = chooseBackend(backend, native.iokitAvailable, () => native.openIOKit(), simOnly);
-  if (choice.backend === 'iokit') return connect(choice.conn, 'iokit', choice.reason, undefined);
+  if (choice.backend === 'iokit') return opened(await connect(choice.conn, 'iokit', choice.reason, undefined), o.record as string | false | undefined);
   const kernel = (o.kernel as SimKernel | undefined) ?? defaultSimKernel();
   const conn = native.openSim(kernel._native, privileged);
   if (isOpenFailure(conn)) throw new KextBridgeError('open', conn.kr, kernel.panicked?.message ?? conn.why);
   const kb = await connect(conn, 'sim', choice.reason, kernel);
   if (choice.fellBack) warnSimFallback(choice.reason, choice.why);
+  return opened(kb, o.record as string | false | undefined);
+}
+
+/** Recording (options.record or KEXTBRIDGE_RECORD) and the test kit's observers. */
+function opened(kb: KextBridge, record: string | false | undefined): KextBridge {
+  // Observers first: the leak check reads its baseline through the methods before recording wraps them.
+  notifyOpened(kb);
+  const file = record === false ? undefined : (record ?? recordFileFromEnv());
+  if (file !== undefined) startRecording(kb, file);
   return kb;
 }
 

@@ -43,7 +43,7 @@ function chownTree(target, owner) {
 }
 
 // Everything this run writes inside the checkout.
-const OUTPUTS = ['dist', 'mac-test-report.json', 'mac-test-jest.json'];
+const OUTPUTS = ['dist', 'mac-test-report.json', 'mac-test-jest.json', 'mac-recordings'];
 
 function giveBack(owner) {
   if (!owner) return;
@@ -88,7 +88,9 @@ function main() {
   const run = spawnSync('npx', ['jest', 'test/contract.test.ts', 'test/mac.test.ts', '--runInBand', '--json', `--outputFile=${jestJson}`], {
     cwd: root,
     stdio: 'inherit',
-    env: { ...process.env, KEXTBRIDGE_TEST_IOKIT: '1' },
+    // Every connection's calls, one JSONL per test file (docs/recording.md): the first Mac run
+    // anyone makes becomes a regression test of the sim (kextbridge replay mac-recordings/…).
+    env: { ...process.env, KEXTBRIDGE_TEST_IOKIT: '1', KEXTBRIDGE_RECORD: path.join(root, 'mac-recordings') },
   });
 
   const report = {
@@ -105,7 +107,7 @@ function main() {
   fs.writeFileSync(out, JSON.stringify(report, null, 2));
   fs.rmSync(jestJson, { force: true });
   giveBack(owner);
-  console.log(`\ntest:mac: report written to ${out}${owner ? ` (owned by uid ${owner.uid}, as dist/)` : ''}`);
+  console.log(`\ntest:mac: report written to ${out}${owner ? ` (owned by uid ${owner.uid}, as dist/)` : ''}; recordings in ${path.join(root, 'mac-recordings')}`);
   process.exit(run.status ?? 1);
 }
 

@@ -130,6 +130,16 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     });
 
   program
+    .command('replay')
+    .description('run a recording (open({ record }) or KEXTBRIDGE_RECORD) again on a fresh simulated kernel and list every divergence')
+    .argument('<file.jsonl>', 'a recording (docs/recording.md)')
+    .option('--json', 'one JSON document on stdout')
+    .addHelpText('after', EXAMPLE(['kextbridge replay recordings/test__driver.test.ts.jsonl', 'kextbridge replay mac-run.jsonl --json']))
+    .action(async (file: string, opts, cmd: Command) => {
+      exitCode = await (await import('./replay')).replay(file, globals(cmd), io);
+    });
+
+  program
     .command('doctor')
     .description('can kextbridge work here? SIP, boot policy, root, the sample kext, the addon')
     .option('--json', 'one JSON document on stdout')
