@@ -30,7 +30,7 @@ describe('npm pack', () => {
       expect(files).toContain(need);
     const forbidden = files.filter((f) =>
       /^(test|build|bench|examples|scripts|fuzz|sanitize|coverage|\.ci|\.github|docs\/api|dist\/(examples|bench|test))\//.test(f) ||
-      /^lib\/|\.test\.|fixtures|corpus|stress\.cc|_test\.cc|\.tsbuildinfo$|\.o$|\.a$|\.dSYM\/|\.kext\/|mac-test-report|^jest\.config|^tsconfig|^typedoc/.test(f));
+      /^lib\/|(^|\/)build\/|\.DS_Store$|~$|\.test\.|fixtures|corpus|stress\.cc|_test\.cc|\.tsbuildinfo$|\.o$|\.a$|\.dSYM\/|\.kext\/|mac-test-report|^jest\.config|^tsconfig|^typedoc/.test(f));
     expect(forbidden).toEqual([]);
   });
 
