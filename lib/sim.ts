@@ -20,6 +20,11 @@ function osReturn(code: number): OSReturnResult {
   return { ok: d.value === 0, name: d.name, code: d.value, message: d.message };
 }
 
+/**
+ * A simulated machine: a model of the libkern kext registry (load tags, retain counts,
+ * autounload, the kext lock) with the sample kext loaded. Make one with
+ * {@link createSimKernel}, or use the process's own through {@link defaultSimKernel}.
+ */
 export class SimKernel {
   /** @internal the addon's kernel object; open() hands it to the native sim transport. */
   readonly _native: NativeSimKernel;
@@ -29,7 +34,9 @@ export class SimKernel {
    * release past the kernel's baseline records the panic a Mac would have.
    */
   readonly kpi = {
+    /** OSKextRetainKextWithLoadTag, straight to the kernel model. */
     retainKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRetain(checkLoadTag(loadTag))),
+    /** OSKextReleaseKextWithLoadTag, straight to the kernel model: an over-release records a panic. */
     releaseKextWithLoadTag: (loadTag: number): OSReturnResult => osReturn(this._native.kpiRelease(checkLoadTag(loadTag))),
   };
 
@@ -116,6 +123,7 @@ export class SimKernel {
     return this._native.panicRecord();
   }
 
+  /** The loaded-kext table, as `KextBridge.loadedKexts()` reads it (retainCount is OSBundleRetainCount). */
   loadedKexts(): LoadedKext[] {
     return this._native.loadedKexts();
   }
@@ -132,6 +140,7 @@ export class SimKernel {
     return n < 0 ? null : n;
   }
 
+  /** The sample kext's load tag on this machine. */
   get sampleLoadTag(): number {
     return this._native.sampleLoadTag();
   }
