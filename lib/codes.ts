@@ -2,13 +2,16 @@
 // protocol/kextbridge.json); this file only indexes and decodes them.
 import { CODES } from './protocol.gen';
 
+/** The name of every code in {@link CODES}: what result `name` fields and `codeValue()` take. */
 export type CodeName = (typeof CODES)[number]['name'];
 
+/** What {@link describeReturn} says about a return code. */
 export interface ReturnDescription {
   /** The code as an unsigned 32-bit number (what `0xDC008006` means). */
   value: number;
   /** The same bits read as a signed int32 (what C's kern_return_t holds). */
   signed: number;
+  /** The value as `0x` and 8 upper-case hex digits. */
   hex: string;
   /**
    * The first name the tables give this value, or `UNKNOWN_0x…`. For 0 that is
@@ -18,13 +21,19 @@ export interface ReturnDescription {
   name: string;
   /** Other names for the same value (0 is kOSReturnSuccess, kIOReturnSuccess and KERN_SUCCESS). */
   aliases: string[];
+  /** Whether the tables know the value (false: `name` is `UNKNOWN_0x…`). */
   known: boolean;
+  /** The code's message, or a description of its system/subsystem when unknown. */
   message: string;
   /** err_get_system / err_get_sub / err_get_code of <mach/error.h>. */
   system: number;
+  /** err_get_sub: the subsystem within the system. */
   subsystem: number;
+  /** err_get_code: the code within the subsystem. */
   code: number;
+  /** The system's name: 'kern', 'ipc', 'mach_ipc', 'libkern', 'iokit', or a number. */
   systemName: string;
+  /** The subsystem's name, e.g. 'kext' for libkern's 2, or a number. */
   subsystemName: string;
 }
 
@@ -48,6 +57,7 @@ export function codeValue(name: CodeName): number {
   return c.value;
 }
 
+/** Whether `name` is a code name the tables know (narrows it to {@link CodeName}). */
 export function isCodeName(name: string): name is CodeName {
   return byName.has(name);
 }

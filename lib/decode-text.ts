@@ -2,13 +2,16 @@
 import { CODES } from './protocol.gen';
 import { codeValue, describeReturn, isCodeName, ReturnDescription } from './codes';
 
+/** How a code appeared in the text: a hex or decimal number, a code name, a known message, or a KMErrorDomain error. */
 export type TextCodeKind = 'hex' | 'decimal' | 'name' | 'message' | 'KMErrorDomain';
 
+/** One code {@link decodeText} found in a text. */
 export interface TextCode {
   /** The text that was recognised, exactly as it appears. */
   match: string;
   /** Its offset in the input (UTF-16 code units, as String.prototype.indexOf counts). */
   index: number;
+  /** How it appeared. */
   kind: TextCodeKind;
   /** The decoded OSReturn / IOReturn / Mach code; absent for KMErrorDomain. */
   code?: ReturnDescription;

@@ -5,11 +5,13 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import type { KextBridge, LoadedKext } from './index';
 
+/** One line of the {@link doctor} checklist. */
 export interface Check {
   /** Stable identifier: 'platform', 'addon', 'backend', 'root', 'sip', 'bootPolicy', 'sampleKext', 'service', 'clientOpens', 'privileged', 'kextInfoVisible', 'kmutil'. */
   id: string;
   /** false only for a real problem; checks that do not apply here, or could not be read, are ok and `skipped`. */
   ok: boolean;
+  /** What was found, in one sentence. */
   detail: string;
   /** What to do when !ok; null otherwise. */
   fix: string | null;
@@ -17,26 +19,35 @@ export interface Check {
   skipped?: boolean;
 }
 
+/** What a command run by {@link DoctorOptions.run} answered. */
 export interface RunResult {
+  /** The exit status, or null when it was killed or never started. */
   status: number | null;
+  /** Its standard output. */
   stdout: string;
+  /** Its standard error. */
   stderr: string;
   /** Set when the command could not be started (ENOENT, timeout). */
   error?: Error;
 }
 
+/** What {@link doctor} checks and how; every seam defaults to the real machine (tests replace them). */
 export interface DoctorOptions {
   /** The backend to check (default 'auto', as open() chooses). Ignored when `open` is given. */
   backend?: 'auto' | 'sim' | 'iokit';
   /** How to connect (default: open({ backend })). */
   open?: () => Promise<KextBridge>;
+  /** The platform to check for (default process.platform). */
   platform?: NodeJS.Platform;
+  /** The architecture (default process.arch). */
   arch?: string;
+  /** The Node version, without the v (default process.versions.node). */
   nodeVersion?: string;
   /** Effective user id (default process.getuid()). */
   uid?: number;
   /** Runs a command without a shell (default: spawnSync, 10 s timeout, no stdin). */
   run?: (command: string, args: string[]) => RunResult;
+  /** Whether a file exists (default fs.existsSync). */
   exists?: (path: string) => boolean;
   /** Throws when the native addon cannot be loaded (default: builds a throwaway sim kernel). */
   loadAddon?: () => void;

@@ -9,9 +9,11 @@ export class KextBridgeError extends Error {
   readonly code: number;
   /** Its name, e.g. 'MACH_SEND_INVALID_DEST', or 'UNKNOWN_0x…'. */
   readonly codeName: string;
+  /** The code as `0x` and 8 upper-case hex digits. */
   readonly hex: string;
   /** What was being done: 'open', 'retain', 'loadedKexts', 'sim.loadKext', … */
   readonly operation: string;
+  /** Everything {@link describeReturn} says about the code. */
   readonly description: ReturnDescription;
 
   /** `site`: a stack captured where the caller made the call, before any thread hop. */

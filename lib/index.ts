@@ -1,3 +1,8 @@
+/**
+ * kextbridge: drive macOS kext retain/release from Node with typed OSReturn answers, on the
+ * real kext or the simulated kernel. Start with {@link open}.
+ * @module kextbridge
+ */
 export { open } from './open';
 export type { OpenOptions } from './open';
 export { KextBridge } from './kextbridge';

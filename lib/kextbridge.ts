@@ -19,6 +19,7 @@ import type { LifecycleOptions, LoadResult, UnloadResult } from './lifecycle/res
 import { checkWaitOptions } from './workflow/wait';
 import { checkTarget } from './workflow/target';
 
+/** Which kernel a connection talks to: the simulated one, or the real kext through IOKit (macOS). */
 export type Backend = 'sim' | 'iokit';
 
 /** One user-client call: what goes in, and how many outputs to expect. */
@@ -34,12 +35,19 @@ const shape = (s: (typeof SELECTORS)[keyof typeof SELECTORS], scalars: number[] 
 
 /** The same operations as KextBridge, run on the calling thread (after anything queued). */
 export interface SyncApi {
+  /** As {@link KextBridge.info}, on the calling thread. */
   info(): Info;
+  /** As {@link KextBridge.retain}, on the calling thread. */
   retain(loadTag?: number): RetainResult;
+  /** As {@link KextBridge.release}, on the calling thread. */
   release(loadTag?: number): ReleaseResult;
+  /** As {@link KextBridge.retainMany}, on the calling thread. */
   retainMany(loadTags: readonly number[] | Uint32Array): RetainResult[];
+  /** As {@link KextBridge.releaseMany}, on the calling thread. */
   releaseMany(loadTags: readonly number[] | Uint32Array): ReleaseResult[];
+  /** As {@link KextBridge.held}, on the calling thread. */
   held(): Held[];
+  /** As {@link KextBridge.loadedKexts}, on the calling thread. */
   loadedKexts(): LoadedKext[];
 }
 
@@ -52,7 +60,12 @@ function own(self: unknown, op: string): KextBridge {
   throw new TypeError(`KextBridge.${op}() must be called on a connection from open(), got ${self === undefined ? 'undefined' : self === null ? 'null' : typeof self === 'object' ? 'another object' : typeof self} as this (methods are not bound: call kb.${op}(…), or pass kb.${op}.bind(kb))`);
 }
 
+/**
+ * One connection to the sample kext's user client, real (iokit) or simulated (sim). Get one
+ * from {@link open}. Calls on a connection run in order on its own worker thread.
+ */
 export class KextBridge {
+  /** Which kernel this connection talks to. */
   readonly backend: Backend;
   /**
    * Why open() chose this backend: 'explicitly requested', or what 'auto' found, e.g. 'no
@@ -61,6 +74,7 @@ export class KextBridge {
   readonly backendReason: string;
   /** The simulated machine this connection runs on; undefined on the iokit backend. */
   readonly sim: SimKernel | undefined;
+  /** The same calls, synchronous: they run on the calling thread after anything already queued. */
   readonly sync: SyncApi;
   /** @internal the addon connection; lifetime tests queue work on it below the library. */
   private readonly conn: NativeConnection;
@@ -125,6 +139,7 @@ export class KextBridge {
     return this.reportedMany('retain', decodeMany('retain', tags, await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags)), site));
   }
 
+  /** Many releases in one trip to the worker thread; one typed result per tag, in order. */
   async releaseMany(loadTags: readonly number[] | Uint32Array, options?: CallOptions): Promise<ReleaseResult[]> {
     own(this, 'releaseMany');
     const tags = checkLoadTags(loadTags);
@@ -261,6 +276,11 @@ export class KextBridge {
     return this.conn._userClientCalls;
   }
 
+  /**
+   * True once close() was called, not once it finished: from then on every call fails
+   * with a KextBridgeError (MACH_SEND_INVALID_DEST). Await close() to know calls in flight
+   * were answered and what this connection held was released.
+   */
   get closed(): boolean {
     own(this, 'closed');
     return this.conn.closing;

@@ -12,6 +12,7 @@ import { checkBoolean, checkOneOf, checkOptions } from './validate';
 
 const sel = SELECTORS;
 
+/** How {@link open} chooses and opens a backend. */
 export interface OpenOptions {
   /** 'auto' (default): iokit where the sample kext answers, else the simulator. */
   backend?: 'auto' | Backend;

@@ -1,7 +1,9 @@
 // Generated from protocol/kextbridge.json by scripts/gen-protocol.js. Do not edit.
 
+/** The user-client protocol version the addon and the sample kext speak (getInfo reports the kext's). */
 export const PROTOCOL_VERSION = 2;
 
+/** Protocol limits: scalars per call (MIG), getInfo string size, ledger capacity per client, tags per batch call. */
 export const LIMITS = {
   maxScalars: 16,
   infoStringSize: 64,
@@ -9,6 +11,7 @@ export const LIMITS = {
   batchMaxTags: 512,
 } as const;
 
+/** The sample kext's identity: bundle id, version, executable, IOKit class names and the KPI libraries it links. */
 export const SAMPLE_KEXT = {
   bundleId: 'org.kextbridge.sample',
   version: '0.1.0',
@@ -18,6 +21,7 @@ export const SAMPLE_KEXT = {
   libraries: ['com.apple.kpi.bsd', 'com.apple.kpi.iokit', 'com.apple.kpi.libkern', 'com.apple.kpi.mach'],
 } as const;
 
+/** The user-client selector table: each selector's number, shapes, output positions and the codes it may answer. */
 export const SELECTORS = {
   getInfo: {
     selector: 0,
@@ -106,6 +110,7 @@ export const BATCH_RESULT = { kr: 0, osReturn: 1, heldAfter: 2, stride: 3 } as c
 /** The refusals any selector may answer (a bad shape, a closed user client). */
 export const UNIVERSAL_REFUSALS = ['kIOReturnBadArgument', 'kIOReturnNotOpen'] as const;
 
+/** Every return code the stack knows: name, value (unsigned 32-bit) and message (docs/kernel-facts.md has the sources). */
 export const CODES = [
   { name: 'kOSReturnSuccess', value: 0x00000000, message: 'success' },
   { name: 'kOSReturnError', value: 0xDC000001, message: 'unspecified libkern error' },

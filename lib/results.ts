@@ -6,12 +6,19 @@ type Sel = typeof SELECTORS;
 type KernelNames<S extends keyof Sel> = Sel[S]['kernelCodes'][number];
 type UserClientNames<S extends keyof Sel> = Sel[S]['userClientCodes'][number];
 
+/** The kernel KPI ran and succeeded. */
 export interface KernelSuccess {
+  /** Always true: the call succeeded. */
   ok: true;
+  /** The kernel answered (the OSReturn in scalar output 0). */
   layer: 'kernel';
+  /** The code's name. */
   name: 'kOSReturnSuccess';
+  /** The code's value: 0. */
   code: 0;
+  /** The code's message, from protocol/kextbridge.json. */
   message: string;
+  /** The load tag the call was for. */
   loadTag: number;
   /** How many retains this connection holds on the tag after the call. */
   held: number;
@@ -19,22 +26,35 @@ export interface KernelSuccess {
 
 /** The kernel KPI ran and answered this (scalar output 0 of the user-client call). */
 export interface KernelFailure<N extends string> {
+  /** Always false: the kernel refused. */
   ok: false;
+  /** The kernel answered (the OSReturn in scalar output 0). */
   layer: 'kernel';
+  /** The OSReturn's name: one of the codes this method's KPI can return. */
   name: N;
+  /** The OSReturn's value, unsigned 32-bit. */
   code: number;
+  /** The code's message, from protocol/kextbridge.json. */
   message: string;
+  /** The load tag the call was for. */
   loadTag: number;
+  /** How many retains this connection holds on the tag after the call (unchanged by a failure). */
   held: number;
 }
 
 /** The user client refused before reaching the kernel (the externalMethod IOReturn). */
 export interface UserClientRefusal<N extends string> {
+  /** Always false: the user client refused. */
   ok: false;
+  /** The sample kext's user client answered, not the kernel. */
   layer: 'userclient';
+  /** The IOReturn's name: one of the refusals this method's selector can answer. */
   name: N;
+  /** The IOReturn's value, unsigned 32-bit. */
   code: number;
+  /** The code's message, from protocol/kextbridge.json. */
   message: string;
+  /** The load tag the call was for. */
   loadTag: number;
 }
 
@@ -43,14 +63,20 @@ type ResultOf<S extends 'retain' | 'release'> =
   | KernelFailure<Exclude<KernelNames<S>, 'kOSReturnSuccess'>>
   | UserClientRefusal<UserClientNames<S>>;
 
+/** What `retain()` answers: success, a kernel failure or a user-client refusal, each code typed. */
 export type RetainResult = ResultOf<'retain'>;
+/** What `release()` answers: success, a kernel failure or a user-client refusal, each code typed. */
 export type ReleaseResult = ResultOf<'release'>;
 
+/** What `info()` answers: the sample kext's identity and this connection's rights and limits. */
 export interface Info {
   /** The sample kext's own load tag (OSKextGetCurrentLoadTag). */
   loadTag: number;
+  /** The sample kext's bundle identifier. */
   identifier: string;
+  /** The sample kext's version (CFBundleVersion). */
   version: string;
+  /** The user-client protocol version the kext speaks. */
   protocolVersion: number;
   /** Whether this connection may retain and release (administrator). */
   privileged: boolean;
@@ -60,20 +86,37 @@ export interface Info {
   backendReason: string;
 }
 
+/** One entry of `held()`: a load tag and how many retains this connection holds on it. */
 export interface Held {
+  /** The load tag. */
   loadTag: number;
+  /** Retains this connection holds on it (at least 1). */
   count: number;
 }
 
+/** One row of the loaded-kext table (`loadedKexts()`), from the kernel's OSBundle* keys. */
 export interface LoadedKext {
+  /** CFBundleIdentifier. */
   bundleId: string;
+  /** OSBundleLoadTag. */
   loadTag: number;
   /** OSBundleRetainCount: outside references (retains and dependents), 0 when idle. */
   retainCount: number;
+  /** OSBundleStarted: the kext's start routine ran. */
   started: boolean;
+  /** CFBundleVersion. */
   version: string;
+  /** OSBundleUUID. */
   uuid: string;
   /** Load tags of direct dependencies, descending. */
   dependencies: number[];
-  classes: { name: string; superclass: string; instances: number }[];
+  /** OSBundleClasses: the IOKit classes the kext defines. */
+  classes: {
+    /** The class name. */
+    name: string;
+    /** Its superclass's name. */
+    superclass: string;
+    /** Live instances of the class. */
+    instances: number;
+  }[];
 }

@@ -2,6 +2,7 @@
 // what its calls answer and what a panic records. Both sim.ts and the native surface use
 // them, so they live below both.
 
+/** How `createSimKernel()` sets up a new simulated machine. */
 export interface SimKernelOptions {
   /** Global autounload (default true): released kexts unload 60 s of virtual time later. */
   autounload?: boolean;
@@ -9,36 +10,58 @@ export interface SimKernelOptions {
   unloadEnabled?: boolean;
 }
 
+/** A kext for `SimKernel.loadKext()`: its identity, dependencies, classes and flags. */
 export interface KextSpec {
+  /** CFBundleIdentifier; loading a bundle id that is already loaded answers with its tag. */
   bundleId: string;
+  /** CFBundleVersion (default '1.0.0'). */
   version?: string;
+  /** OSBundleUUID (default: derived from the bundle id and the load tag). */
   uuid?: string;
   /** Bundle ids of loaded kexts this one links against; each holds a reference. */
   dependencies?: string[];
   /** Classes and their live instances; a subclass of IOService turns autounload on. */
-  classes?: { name: string; superclass?: string; instances?: number }[];
+  classes?: {
+    /** The class name. */
+    name: string;
+    /** Its superclass's name. */
+    superclass?: string;
+    /** Live instances at load (default 0); a kext with live instances does not autounload. */
+    instances?: number;
+  }[];
   /** Autounload flag at load (xnu also sets it on the first retain). Default false. */
   autounload?: boolean;
   /** Never unloads (some kext-collection layouts). */
   unloadUnsupported?: boolean;
+  /** OSBundleStarted (default true). */
   started?: boolean;
 }
 
 /** An OSReturn as a typed answer. */
 export interface OSReturnResult {
+  /** True for kOSReturnSuccess. */
   ok: boolean;
+  /** The code's name. */
   name: string;
+  /** The code's value, unsigned 32-bit. */
   code: number;
+  /** The code's message, from protocol/kextbridge.json. */
   message: string;
 }
 
 /** The call that would have panicked the Mac (an over-release below the kernel's baseline). */
 export interface PanicRecord {
+  /** The kernel function that dropped the count (e.g. OSKextReleaseKextWithLoadTag). */
   call: string;
+  /** The kext's load tag. */
   loadTag: number;
+  /** The kext's bundle identifier. */
   bundleId: string;
+  /** The kext's raw OSObject retain count after the call (as `rawRetainCount`), below the baseline of 2. */
   retainCountAfter: number;
+  /** When, in the kernel's virtual milliseconds. */
   timeMs: number;
+  /** A panic string in the style of the Mac's. */
   message: string;
 }
 

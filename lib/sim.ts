@@ -25,6 +25,11 @@ function osReturn(code: number): OSReturnResult {
   return { ok: d.value === 0, name: d.name, code: d.value, message: d.message };
 }
 
+/**
+ * A simulated machine: a model of the libkern kext registry (load tags, retain counts,
+ * autounload, the kext lock) with the sample kext loaded. Make one with
+ * {@link createSimKernel}, or use the process's own through {@link defaultSimKernel}.
+ */
 export class SimKernel {
   /** @internal the addon's kernel object; open() hands it to the native sim transport. */
   readonly _native: NativeSimKernel;
@@ -34,6 +39,7 @@ export class SimKernel {
    * release past the kernel's baseline records the panic a Mac would have.
    */
   readonly kpi = {
+    /** OSKextRetainKextWithLoadTag, straight to the kernel model. */
     retainKextWithLoadTag: (loadTag: number): OSReturnResult => this.kpiCall('retainKextWithLoadTag', checkLoadTag(loadTag), (t) => this._native.kpiRetain(t)),
     /** Throws KextBridgeError when this very call panics the machine (and on every call after). */
     releaseKextWithLoadTag: (loadTag: number): OSReturnResult => this.kpiCall('releaseKextWithLoadTag', checkLoadTag(loadTag), (t) => this._native.kpiRelease(t)),
@@ -159,6 +165,7 @@ export class SimKernel {
     return this._native.panicRecord();
   }
 
+  /** The loaded-kext table, as `KextBridge.loadedKexts()` reads it (retainCount is OSBundleRetainCount). */
   loadedKexts(): LoadedKext[] {
     return this._native.loadedKexts();
   }
@@ -175,6 +182,7 @@ export class SimKernel {
     return n < 0 ? null : n;
   }
 
+  /** The sample kext's load tag on this machine. */
   get sampleLoadTag(): number {
     return this._native.sampleLoadTag();
   }

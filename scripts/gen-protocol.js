@@ -193,8 +193,10 @@ function typescript() {
   const arr = (a) => `[${a.map(q).join(', ')}]`;
   return `// ${banner}
 
+/** The user-client protocol version the addon and the sample kext speak (getInfo reports the kext's). */
 export const PROTOCOL_VERSION = ${spec.protocolVersion};
 
+/** Protocol limits: scalars per call (MIG), getInfo string size, ledger capacity per client, tags per batch call. */
 export const LIMITS = {
   maxScalars: ${spec.limits.maxScalars},
   infoStringSize: ${spec.limits.infoStringSize},
@@ -202,10 +204,12 @@ export const LIMITS = {
   batchMaxTags: ${spec.limits.batchMaxTags},
 } as const;
 
+/** The sample kext's identity: bundle id, version, executable, IOKit class names and the KPI libraries it links. */
 export const SAMPLE_KEXT = {
 ${Object.entries(spec.sampleKext).map(([k, v]) => `  ${k}: ${Array.isArray(v) ? arr(v) : q(v)},`).join('\n')}
 } as const;
 
+/** The user-client selector table: each selector's number, shapes, output positions and the codes it may answer. */
 export const SELECTORS = {
 ${spec.selectors.map((s) => `  ${s.name}: {
     selector: ${s.selector},
@@ -237,6 +241,7 @@ export const BATCH_RESULT = { ${spec.batchResult.map((f, i) => `${f}: ${i}`).joi
 /** The refusals any selector may answer (a bad shape, a closed user client). */
 export const UNIVERSAL_REFUSALS = ${arr(spec.universalRefusals)} as const;
 
+/** Every return code the stack knows: name, value (unsigned 32-bit) and message (docs/kernel-facts.md has the sources). */
 export const CODES = [
 ${spec.codes.map((c) => `  { name: ${q(c.name)}, value: ${c.value}, message: ${q(c.message)} },`).join('\n')}
 ] as const;

@@ -40,7 +40,7 @@ test('connections opened without a kernel share the process default machine', as
 });
 
 // On a Mac where the sample kext is not loaded (skipped elsewhere).
-(binding().iokitAvailable && !kextAnswers() ? test : test.skip)("'iokit' without the kext says it is not loaded and how to load it", async () => {
+(binding().iokitAvailable && !kextAnswers() ? test : test.skip)("'iokit' without the kext says it is not loaded and how to load it — needs a Mac where the sample kext is not loaded", async () => {
   const err = (await open({ backend: 'iokit' }).catch((e: unknown) => e)) as KextBridgeError;
   expect(err).toMatchObject({ operation: 'open', codeName: 'kIOReturnNotFound', code: 0xe00002f0 });
   expect(err.message).toMatch(/not loaded/);

@@ -1,4 +1,8 @@
 #!/usr/bin/env node
+/**
+ * `kextbridge/cli`: the `kextbridge` command as a function ({@link main}), for running it in-process.
+ * @module kextbridge/cli
+ */
 // kextbridge: the command line. This file only parses; each verb's module (and the addon)
 // is loaded when that verb runs, so `kextbridge decode` starts as fast as node itself.
 import { Command, CommanderError, Option } from 'commander';
