@@ -9,7 +9,9 @@
 // alternating rounds (floor and subject measured back to back in each round), so a burst
 // of noise on a 2-core machine moves both sides of a ratio rather than one.
 // Progress goes to stderr; stdout carries only the tables and (with --json) the JSON line.
+import { spawnSync } from 'child_process';
 import * as os from 'os';
+import * as path from 'path';
 
 import type { Bench as BenchType, Task } from 'tinybench';
 
@@ -279,6 +281,25 @@ async function main(): Promise<void> {
   const MB = 1024 * 1024;
   const mb = (n: number): number => Math.round((n / MB) * 100) / 100;
 
+  // ---- the CLI's start: `kextbridge list --json` on the sim against `node -e 0` ----
+  // Median wall time of alternating runs; the CLI loads only what its verb needs.
+  progress('CLI start: kextbridge list --json vs node -e 0');
+  const cliMain = path.join(__dirname, '..', 'lib', 'cli', 'main.js');
+  const wall = (args: string[]): number => {
+    const t = process.hrtime.bigint();
+    const r = spawnSync(process.execPath, args, { stdio: 'ignore', env: { ...process.env, NO_COLOR: '1' } });
+    if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}`);
+    return Number(process.hrtime.bigint() - t);
+  };
+  const nodeRuns: number[] = [];
+  const cliRuns: number[] = [];
+  for (let i = 0; i < (QUICK ? 5 : 15); i++) {
+    nodeRuns.push(wall(['-e', '0']));
+    cliRuns.push(wall([cliMain, '--backend', 'sim', 'list', '--json']));
+  }
+  const median = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1];
+  const cliStartVsNode = median(cliRuns) / median(nodeRuns);
+
   // ---- results ----
   const per = (m: Measured): number => Math.round(m.nsPerOp * 10) / 10;
   const callVsAsyncWorker = asyncCall.nsPerOp / worker.nsPerOp;
@@ -295,6 +316,7 @@ async function main(): Promise<void> {
     { key: 'batchSpeedup', what: `batched (x${BATCH}) / single awaited, per tag`, value: batchSpeedup, unit: 'x', op: '>=', target: 20 },
     { key: 'loadedKextsGrowth10kOver1k', what: 'loadedKexts() 10,000 / 1,000 kexts', value: loadedKextsGrowth10kOver1k, unit: 'x', op: '<=', target: 12 },
     { key: 'rssGrowthMB', what: `RSS growth over ${(2 * RSS_CALLS).toLocaleString('en-US')} calls`, value: rssGrowthMB, unit: 'MB', op: '<', target: 5 },
+    { key: 'cliStartVsNode', what: `kextbridge list --json (sim) / node -e 0, wall (${(median(cliRuns) / 1e6).toFixed(0)} vs ${(median(nodeRuns) / 1e6).toFixed(0)} ms)`, value: cliStartVsNode, unit: 'x', op: '<=', target: 2 },
   ];
 
   const measurements = [noop, syncCall, syncBatch, worker, asyncCall, asyncBatch, asyncBatchSame, ...tableAsync, ...tableSync];

@@ -53,7 +53,7 @@ export interface DoctorOptions {
   loadAddon?: () => void;
 }
 
-const MIN_NODE = [18, 17];
+const MIN_NODE = [20, 0]; // package.json engines: what CI tests
 const KMUTIL = '/usr/bin/kmutil';
 
 function defaultRun(command: string, args: string[]): RunResult {

@@ -51,8 +51,6 @@ describe('npm pack', () => {
 });
 
 describe('exports: one CommonJS build behind require and import', () => {
-  // `./jest` (matchers and a per-test sim kernel, docs/design.md) is not built yet: when it is,
-  // add it to "exports" with the same import/require/types shape and to the lists below.
   const node = (code: string) =>
     execFileSync(process.execPath, ['--input-type=module', '-e', code], { cwd: root, encoding: 'utf8' }).trim();
 
@@ -61,9 +59,11 @@ describe('exports: one CommonJS build behind require and import', () => {
       import { createRequire } from 'node:module';
       import * as esm from 'kextbridge';
       import * as esmCli from 'kextbridge/cli';
+      import * as esmJest from 'kextbridge/jest';
       const require = createRequire(import.meta.url);
       const cjs = require('kextbridge');
       const cjsCli = require('kextbridge/cli');
+      const cjsJest = require('kextbridge/jest');
       const k = esm.defaultSimKernel();
       console.log(JSON.stringify({
         sameKernel: k === cjs.defaultSimKernel(),
@@ -73,6 +73,8 @@ describe('exports: one CommonJS build behind require and import', () => {
         esmNames: Object.keys(esm).sort(),
         cjsNames: Object.keys(cjs).filter((n) => n !== '__esModule').sort(),
         cliNames: [Object.keys(esmCli).sort(), Object.keys(cjsCli).filter((n) => n !== '__esModule').sort()],
+        sameJest: esmJest.matchers === cjsJest.matchers && typeof esmJest.kextRef === 'function',
+        jestNames: [Object.keys(esmJest).sort(), Object.keys(cjsJest).filter((n) => n !== '__esModule').sort()],
       }));
     `);
     const r = JSON.parse(out);
@@ -80,6 +82,8 @@ describe('exports: one CommonJS build behind require and import', () => {
     // esm/index.mjs lists the names by hand: a new export in lib/index.ts must be added there.
     expect(r.esmNames).toEqual(r.cjsNames);
     expect(r.cliNames[0]).toEqual(r.cliNames[1]);
+    expect(r.sameJest).toBe(true);
+    expect(r.jestNames[0]).toEqual(r.jestNames[1]);
   });
 
   test('a retain through the ESM entry is seen through the CJS entry (one sim kernel, one addon)', () => {
