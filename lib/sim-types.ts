@@ -70,19 +70,50 @@ interface EventBase {
   seq: number;
   /** Virtual milliseconds since boot. */
   at: number;
+  /** The load tag of the kext the event is about. */
   loadTag: number;
+  /** The bundle id of the kext the event is about. */
   bundleId: string;
 }
 
 /** What happened to the simulated machine, in order (SimKernel.events()). */
 export type KernelEvent =
-  | (EventBase & { type: 'loaded' })
-  | (EventBase & { type: 'unloaded'; cause: 'explicit' | 'autounload' })
+  | (EventBase & {
+      /** The kext was loaded. */
+      type: 'loaded';
+    })
+  | (EventBase & {
+      /** The kext was unloaded. */
+      type: 'unloaded';
+      /** Whether an explicit unload request or the autounload scan unloaded it. */
+      cause: 'explicit' | 'autounload';
+    })
   /** OSBundleRetainCount before and after (retains and dependents; 0 when idle). */
-  | (EventBase & { type: 'retainCount'; from: number; to: number })
+  | (EventBase & {
+      /** The kext's OSBundleRetainCount changed. */
+      type: 'retainCount';
+      /** OSBundleRetainCount before the change. */
+      from: number;
+      /** OSBundleRetainCount after the change. */
+      to: number;
+    })
   /** Live instances of one of the kext's classes (OSMetaClassTrackingCount). */
-  | (EventBase & { type: 'instances'; className: string; from: number; to: number })
-  | (EventBase & { type: 'panic'; message: string });
+  | (EventBase & {
+      /** The live instance count of one of the kext's classes changed. */
+      type: 'instances';
+      /** The class whose instance count changed. */
+      className: string;
+      /** Live instances before the change. */
+      from: number;
+      /** Live instances after the change. */
+      to: number;
+    })
+  | (EventBase & {
+      /** The simulated kernel panicked (in this kext). */
+      type: 'panic';
+      /** The panic string. */
+      message: string;
+    });
 
 /** A read of the kernel's event ring. */
 export interface KernelEvents {
@@ -90,6 +121,7 @@ export interface KernelEvents {
   cursor: number;
   /** Events that fell out of the ring before this reader asked (the ring keeps the last 4096). */
   dropped: number;
+  /** The events read, oldest first. */
   events: KernelEvent[];
 }
 

@@ -13,22 +13,73 @@ import { findTarget, Target } from './target';
  */
 export type Blocker =
   /** Outside retains (OSBundleRetainCount less the dependents), and how many this connection holds. */
-  | { kind: 'retained'; count: number; heldByThisConnection: number }
+  | {
+      /** Outside retains block the unload. */
+      kind: 'retained';
+      /** OSBundleRetainCount less the number of dependents. */
+      count: number;
+      /** How many of those retains this connection holds. */
+      heldByThisConnection: number;
+    }
   /** Loaded kexts that link against it: each holds a reference. */
-  | { kind: 'dependents'; kexts: { bundleId: string; loadTag: number }[] }
+  | {
+      /** Loaded dependents block the unload. */
+      kind: 'dependents';
+      /** The loaded kexts that link against it. */
+      kexts: {
+        /** The dependent's bundle id. */
+        bundleId: string;
+        /** The dependent's load tag. */
+        loadTag: number;
+      }[];
+    }
   /** Classes with live instances (OSMetaClassTrackingCount). */
-  | { kind: 'instances'; classes: { name: string; count: number }[] }
+  | {
+      /** Live instances of its classes block the unload. */
+      kind: 'instances';
+      /** The classes that have live instances. */
+      classes: {
+        /** The class name. */
+        name: string;
+        /** Its live instances (OSMetaClassTrackingCount). */
+        count: number;
+      }[];
+    }
   /** Open user clients on its services (sim: the open connections; Mac: not read yet). */
-  | { kind: 'userClients'; clients: { pid: number; process: string }[] }
-  | { kind: 'pendingRequests'; count: number }
+  | {
+      /** Open user clients block the unload. */
+      kind: 'userClients';
+      /** The processes with a user client open. */
+      clients: {
+        /** The client process's id. */
+        pid: number;
+        /** The client process's short name ('unknown' when not this process). */
+        process: string;
+      }[];
+    }
+  | {
+      /** Resource requests in flight block the unload (never reported yet: issue 13). */
+      kind: 'pendingRequests';
+      /** How many requests are pending. */
+      count: number;
+    }
   /** Refused whatever its state: a kernel component, marked not unloadable, or unloading off. */
-  | { kind: 'notUnloadable'; reason: 'kernelComponent' | 'unloadUnsupported' | 'unloadDisabled' };
+  | {
+      /** The kext cannot be unloaded at all. */
+      kind: 'notUnloadable';
+      /** Why: a kernel component, marked not unloadable, or unloading disabled on the machine. */
+      reason: 'kernelComponent' | 'unloadUnsupported' | 'unloadDisabled';
+    };
 
+/** What explain() answers: a kext's state and why an explicit unload would (not) succeed. */
 export interface Explanation {
   /** The kext's bundle id; for a target that is not loaded, the id asked for (or null for a tag). */
   bundleId: string | null;
+  /** The kext's load tag; for a target that is not loaded, the tag asked for (or null for a bundle id). */
   loadTag: number | null;
+  /** Whether a kext answering to the target is loaded. */
   loaded: boolean;
+  /** OSBundleStarted: the kext's start routine ran (false when not loaded). */
   started: boolean;
   /** True exactly when blockers is empty (and the kext is loaded): an explicit unload then succeeds. */
   unloadable: boolean;
@@ -36,7 +87,13 @@ export interface Explanation {
    * The per-kext autounload flag (null where it cannot be read: the Mac's loaded-kext table
    * does not carry it), and on the sim the virtual ms until the armed scan runs.
    */
-  autounload: { enabled: boolean | null; nextScanInMs?: number };
+  autounload: {
+    /** Whether the autounload scan may unload this kext (null on a Mac). */
+    enabled: boolean | null;
+    /** Sim only: virtual ms until the armed autounload scan runs. */
+    nextScanInMs?: number;
+  };
+  /** Everything that would make an explicit unload refuse; empty when it would succeed. */
   blockers: Blocker[];
 }
 

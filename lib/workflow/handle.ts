@@ -7,16 +7,34 @@ import type { ReleaseResult, RetainResult, LoadedKext } from '../results';
 import type { Explanation } from './explain';
 import type { WaitOptions, WaitResult } from './wait';
 
-export type Staleness = { stale: 'unloaded' } | { stale: 'reloaded'; currentLoadTag: number };
+/** Why a handle is stale: its kext was unloaded, or unloaded and loaded again under a new tag. */
+export type Staleness =
+  | {
+      /** The bundle id is no longer loaded. */
+      stale: 'unloaded';
+    }
+  | {
+      /** The bundle id was loaded again under a new load tag. */
+      stale: 'reloaded';
+      /** The load tag it is loaded under now. */
+      currentLoadTag: number;
+    };
 
 /** What a stale handle's retain/release answers (nothing reached the kernel). */
 export type StaleResult = {
+  /** Always false: the call did not happen. */
   ok: false;
+  /** The layer the answer is attributed to: the kernel (as a call on a gone tag would be). */
   layer: 'kernel';
+  /** The OSReturn name: the tag is not found. */
   name: 'kOSKextReturnNotFound';
+  /** kOSKextReturnNotFound's value. */
   code: number;
+  /** What happened, including whether the kext was unloaded or reloaded. */
   message: string;
+  /** The handle's (gone) load tag. */
   loadTag: number;
+  /** Retains this connection still holds on that tag. */
   held: number;
 } & Staleness;
 
@@ -31,9 +49,13 @@ export interface HandleHost {
   heldCount(loadTag: number): Promise<number>;
 }
 
+/** One loaded kext, pinned by its load tag (from kb.kext(target)); once its kext is gone it answers as stale. */
 export class KextHandle {
+  /** The kext's bundle id. */
   readonly bundleId: string;
+  /** The kext's load tag, which this handle is pinned to. */
   readonly loadTag: number;
+  /** The kext's UUID, as the loaded-kext table gave it. */
   readonly uuid: string;
   readonly #host: HandleHost;
 
@@ -50,14 +72,17 @@ export class KextHandle {
     return stalenessIn(await this.#host.loadedKexts(), this);
   }
 
+  /** Retains the kext through this connection, or answers a StaleResult when its kext is gone. */
   async retain(options?: CallOptions): Promise<RetainResult | StaleResult> {
     return this.act((o) => this.#host.retain(this.loadTag, o), options);
   }
 
+  /** Releases one of this connection's retains on the kext, or answers a StaleResult when its kext is gone. */
   async release(options?: CallOptions): Promise<ReleaseResult | StaleResult> {
     return this.act((o) => this.#host.release(this.loadTag, o), options);
   }
 
+  /** Why this kext will not unload (or that it is no longer loaded), as kb.explain(loadTag). */
   explain(): Promise<Explanation> {
     return this.#host.explain(this.loadTag);
   }
@@ -67,12 +92,21 @@ export class KextHandle {
     return this.#host.waitForUnload(this.loadTag, options);
   }
 
+  /** Until this kext is loaded under this tag with OSBundleRetainCount `n`. */
   waitForRetainCount(n: number, options?: WaitOptions): Promise<WaitResult> {
     return this.#host.waitForRetainCount(this.loadTag, n, options);
   }
 
+  /** The handle as plain data: bundle id, load tag and UUID. */
   toJSON() {
-    return { bundleId: this.bundleId, loadTag: this.loadTag, uuid: this.uuid };
+    return {
+      /** The kext's bundle id. */
+      bundleId: this.bundleId,
+      /** The kext's load tag. */
+      loadTag: this.loadTag,
+      /** The kext's UUID. */
+      uuid: this.uuid,
+    };
   }
 
   private async act<R extends RetainResult | ReleaseResult>(call: (o?: CallOptions) => Promise<R>, options?: CallOptions): Promise<R | StaleResult> {

@@ -11,21 +11,78 @@ interface Base {
   /** Virtual ms since boot on the sim; Date.now() on a Mac. */
   at: number;
 }
-type Kext = { loadTag: number; bundleId: string };
+type Kext = {
+  /** The load tag of the kext the event is about. */
+  loadTag: number;
+  /** The bundle id of the kext the event is about. */
+  bundleId: string;
+};
 
+/** One event from watch(): a change to a loaded kext, one of this connection's calls, or a count of events dropped. */
 export type WatchEvent =
-  | (Base & Kext & { type: 'loaded' })
+  | (Base & Kext & {
+      /** The kext was loaded. */
+      type: 'loaded';
+    })
   /** cause 'unknown' on a Mac: a table diff cannot tell kmutil unload from autounload. */
-  | (Base & Kext & { type: 'unloaded'; cause: 'explicit' | 'autounload' | 'unknown' })
-  | (Base & Kext & { type: 'retainCount'; from: number; to: number })
-  | (Base & Kext & { type: 'instances'; className: string; from: number; to: number })
-  | (Base & Kext & { type: 'panic'; message: string })
+  | (Base & Kext & {
+      /** The kext was unloaded. */
+      type: 'unloaded';
+      /** What unloaded it: an explicit unload, the autounload scan, or 'unknown' on a Mac. */
+      cause: 'explicit' | 'autounload' | 'unknown';
+    })
+  | (Base & Kext & {
+      /** The kext's OSBundleRetainCount changed. */
+      type: 'retainCount';
+      /** OSBundleRetainCount before the change. */
+      from: number;
+      /** OSBundleRetainCount after the change. */
+      to: number;
+    })
+  | (Base & Kext & {
+      /** The live instance count (OSMetaClassTrackingCount) of one of the kext's classes changed. */
+      type: 'instances';
+      /** The class whose instance count changed. */
+      className: string;
+      /** Live instances before the change. */
+      from: number;
+      /** Live instances after the change. */
+      to: number;
+    })
+  | (Base & Kext & {
+      /** The simulated kernel panicked (in this kext). */
+      type: 'panic';
+      /** The panic string. */
+      message: string;
+    })
   /** One of this connection's own retains or releases (a batch gives one per tag), with its answer. */
-  | (Base & { type: 'call'; op: 'retain' | 'release'; loadTag: number; bundleId: string | null; ok: boolean; name: string; held?: number })
+  | (Base & {
+      /** A retain or release made on this connection. */
+      type: 'call';
+      /** Which call it was. */
+      op: 'retain' | 'release';
+      /** The load tag the call was made on. */
+      loadTag: number;
+      /** The bundle id of that load tag, or null when no loaded kext was known under it. */
+      bundleId: string | null;
+      /** Whether the call succeeded. */
+      ok: boolean;
+      /** The call's result name (an OSReturn or ledger name, e.g. kOSReturnSuccess). */
+      name: string;
+      /** Retains this connection holds on the tag after the call, when the answer says. */
+      held?: number;
+    })
   /** Events lost because the consumer fell behind (kernel ring or this queue): how many. */
-  | (Base & { type: 'dropped'; count: number });
+  | (Base & {
+      /** Some events were lost because the consumer fell behind. */
+      type: 'dropped';
+      /** How many events were lost. */
+      count: number;
+    });
 
+/** Options for watch(). */
 export interface WatchOptions {
+  /** When it aborts, the watch ends (the iterator returns). */
   signal?: AbortSignal;
   /** Only events about these kexts (calls included); dropped events always come. */
   bundleIds?: string[];
