@@ -199,6 +199,7 @@ export class KextBridge {
     return this.wf.waitForUnload(target, options);
   }
 
+  /** Until a kext answering to the target is loaded. Virtual time on the sim; polling on a Mac. */
   waitForLoad(target: number | string, options?: WaitOptions): Promise<WaitResult> {
     return this.wf.waitForLoad(target, options);
   }

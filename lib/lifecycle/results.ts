@@ -1,25 +1,37 @@
 // What kb.loadBundle() and kb.unloadKext() answer, on the sim and on a Mac.
 import type { Blocker } from '../workflow/explain';
 
+/** Options for kb.loadBundle() and kb.unloadKext(). */
 export interface LifecycleOptions {
   /** Milliseconds for the whole operation (virtual on the sim, real on a Mac); default 90,000. */
   timeout?: number;
+  /** When it aborts, the operation ends with a LifecycleFailure named 'Aborted'. */
   signal?: AbortSignal;
 }
 
+/** A load that happened (or found the same version loaded already). */
 export interface LoadSuccess {
+  /** Always true: the kext is loaded. */
   ok: true;
+  /** The loaded kext's bundle id. */
   bundleId: string;
+  /** The loaded kext's version (CFBundleVersion). */
   version: string;
+  /** The loaded kext's load tag. */
   loadTag: number;
   /** The same version was loaded already (the kernel answers success with its tag). */
   alreadyLoaded: boolean;
+  /** OSBundleStarted: the kext's start routine ran. */
   started: boolean;
 }
 
+/** An unload that happened. */
 export interface UnloadSuccess {
+  /** Always true: the kext is no longer loaded. */
   ok: true;
+  /** The unloaded kext's bundle id. */
   bundleId: string;
+  /** The load tag it had. */
   loadTag: number;
   /** Unload requests made (more than 1 when it was busy and retried). */
   attempts: number;
@@ -33,14 +45,19 @@ export interface UnloadSuccess {
  * printed no code we know), 'Timeout', 'Aborted'.
  */
 export interface LifecycleFailure {
+  /** Always false: the load or unload did not happen. */
   ok: false;
+  /** The OSReturn name, or one of the names above when there was no code. */
   name: string;
   /** That OSReturn's value (unsigned 32-bit), or null when there is none. */
   code: number | null;
+  /** What went wrong, as one line. */
   message: string;
   /** What to do about it, as one sentence. */
   nextStep: string;
+  /** The kext's bundle id, or null when it is not known. */
   bundleId: string | null;
+  /** The kext's load tag, or null when it is not (or not yet) loaded. */
   loadTag: number | null;
   /** kmutil's NSError code (KMErrorDomain Code=N), when it printed one. No source says what the numbers mean. */
   kmErrorDomainCode?: number;
@@ -50,10 +67,13 @@ export interface LifecycleFailure {
   stderr?: string;
   /** Unload: why the kext stayed (from explain()). */
   blockers?: Blocker[];
+  /** Unload: the unload requests made before it gave up. */
   attempts?: number;
 }
 
+/** What kb.loadBundle() answers. */
 export type LoadResult = LoadSuccess | LifecycleFailure;
+/** What kb.unloadKext() answers. */
 export type UnloadResult = UnloadSuccess | LifecycleFailure;
 
 /** Bounded back-off between unload attempts while the kext is merely busy. */

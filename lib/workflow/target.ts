@@ -2,6 +2,7 @@
 import type { LoadedKext } from '../results';
 import { checkCString, checkLoadTag } from '../validate';
 
+/** A kext named by its load tag (a number) or its bundle id (a string). */
 export type Target = number | string;
 
 /** KMOD_MAX_NAME − 1, as for spec.bundleId. */

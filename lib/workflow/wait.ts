@@ -7,17 +7,28 @@ import type { SimKernel } from '../sim';
 import { checkNonNegativeInteger, checkOptions } from '../validate';
 import { Explanation, summarize } from './explain';
 
+/** Options for the waits (waitForUnload, waitForLoad, waitForRetainCount). */
 export interface WaitOptions {
   /** Milliseconds (virtual on the sim, real on a Mac); default 90,000: autounload is ≥ 60 s after the last release. */
   timeout?: number;
+  /** When it aborts, the wait ends with `{ ok: false, reason: 'aborted' }`. */
   signal?: AbortSignal;
 }
 
+/** What a wait answers: the condition held, or it timed out or was aborted (never success on timeout). */
 export type WaitResult =
-  | { ok: true; waitedMs: number }
   | {
+      /** The condition held. */
+      ok: true;
+      /** How long it waited, in ms (virtual on the sim, real on a Mac). */
+      waitedMs: number;
+    }
+  | {
+      /** The condition did not hold before the wait gave up. */
       ok: false;
+      /** Why it gave up: the timeout passed, or the signal aborted. */
       reason: 'timeout' | 'aborted';
+      /** How long it waited, in ms (virtual on the sim, real on a Mac). */
       waitedMs: number;
       /** The target's state when the wait gave up. */
       explanation: Explanation;

@@ -67,7 +67,7 @@ export type WatchEvent =
       bundleId: string | null;
       /** Whether the call succeeded. */
       ok: boolean;
-      /** The call's result name (an OSReturn or ledger name, e.g. kOSReturnSuccess). */
+      /** The call's result name (the OSReturn or IOReturn name, e.g. kOSReturnSuccess). */
       name: string;
       /** Retains this connection holds on the tag after the call, when the answer says. */
       held?: number;
