@@ -3,38 +3,25 @@
 // bundles of test/helpers/bundles.ts. Golden files for the verbs' JSON in test/fixtures/cli.
 import { execFile } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import * as ts from 'typescript';
 import { Bundles, makeBundles } from './helpers/bundles';
+import { LibTree, makeLibTree } from './helpers/lib-tree';
 
-const ROOT = path.join(__dirname, '..');
 const GOLDEN = path.join(__dirname, 'fixtures', 'cli');
 let tree: string;
 let CLI: string;
 let b: Bundles;
 
 // As test/cli.test.ts: lib/ transpiled into a private tree that links the addon build.
+let libTree: LibTree;
 beforeAll(() => {
   b = makeBundles();
-  tree = fs.mkdtempSync(path.join(os.tmpdir(), 'kextbridge-cli-lc-'));
-  for (const f of ['binding.gyp', 'package.json', 'build', 'prebuilds', 'node_modules'])
-    if (fs.existsSync(path.join(ROOT, f))) fs.symlinkSync(path.join(ROOT, f), path.join(tree, f));
-  const walk = (dir: string): string[] =>
-    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
-  for (const file of walk(path.join(ROOT, 'lib')).filter((f) => f.endsWith('.ts'))) {
-    const out = path.join(tree, path.relative(ROOT, file)).replace(/\.ts$/, '.js');
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    const { outputText } = ts.transpileModule(fs.readFileSync(file, 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-      fileName: file,
-    });
-    fs.writeFileSync(out, outputText);
-  }
+  libTree = makeLibTree('kextbridge-cli-lc-');
+  tree = libTree.dir;
   CLI = path.join(tree, 'lib', 'cli', 'main.js');
 }, 60_000);
 afterAll(() => {
-  fs.rmSync(tree, { recursive: true, force: true });
+  libTree.cleanup();
   b.cleanup();
 });
 

@@ -3,11 +3,10 @@
 // are in test/fixtures/cli; UPDATE_GOLDEN=1 rewrites them.
 import { execFile, spawn } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import * as ts from 'typescript';
 import { main } from '../lib/cli/main';
 import type { Io } from '../lib/cli/common';
+import { LibTree, makeLibTree } from './helpers/lib-tree';
 
 const ROOT = path.join(__dirname, '..');
 const GOLDEN = path.join(__dirname, 'fixtures', 'cli');
@@ -15,30 +14,15 @@ const KMUTIL_FIXTURES = path.join(__dirname, 'fixtures', 'kmutil');
 let tree: string;
 let CLI: string;
 
-/**
- * The CLI needs compiled JavaScript. lib/ is transpiled (types are checked by tsc and ts-jest
- * anyway) into a private temporary tree that links the addon build, package.json and
- * node_modules, so this never races another test that rebuilds dist/.
- */
+/** The CLI needs compiled JavaScript: lib/ transpiled into a private tree (helpers/lib-tree). */
+let libTree: LibTree;
 beforeAll(() => {
-  tree = fs.mkdtempSync(path.join(os.tmpdir(), 'kextbridge-cli-'));
-  for (const f of ['binding.gyp', 'package.json', 'build', 'prebuilds', 'node_modules'])
-    if (fs.existsSync(path.join(ROOT, f))) fs.symlinkSync(path.join(ROOT, f), path.join(tree, f));
-  const walk = (dir: string): string[] =>
-    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
-  for (const file of walk(path.join(ROOT, 'lib')).filter((f) => f.endsWith('.ts'))) {
-    const out = path.join(tree, path.relative(ROOT, file)).replace(/\.ts$/, '.js');
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    const { outputText } = ts.transpileModule(fs.readFileSync(file, 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-      fileName: file,
-    });
-    fs.writeFileSync(out, outputText);
-  }
+  libTree = makeLibTree('kextbridge-cli-');
+  tree = libTree.dir;
   CLI = path.join(tree, 'lib', 'cli', 'main.js');
 }, 60_000);
 
-afterAll(() => fs.rmSync(tree, { recursive: true, force: true }));
+afterAll(() => libTree.cleanup());
 
 interface Run {
   code: number | null;

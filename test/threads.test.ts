@@ -2,32 +2,17 @@
 // thread is a KextBridgeError from open(), never an abort: shown in a fresh process, whose
 // pool has no thread yet.
 import { execFileSync } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import * as ts from 'typescript';
+import { LibTree, makeLibTree } from './helpers/lib-tree';
 
-const ROOT = path.join(__dirname, '..');
 let tree: string;
 
+let libTree: LibTree;
 beforeAll(() => {
-  tree = fs.mkdtempSync(path.join(os.tmpdir(), 'kextbridge-threads-'));
-  for (const f of ['binding.gyp', 'package.json', 'build', 'prebuilds', 'node_modules'])
-    if (fs.existsSync(path.join(ROOT, f))) fs.symlinkSync(path.join(ROOT, f), path.join(tree, f));
-  // The library's sources, every folder of them, as plain CommonJS.
-  for (const name of fs.readdirSync(path.join(ROOT, 'lib'), { recursive: true }) as string[]) {
-    if (!name.endsWith('.ts')) continue;
-    const file = path.join(ROOT, 'lib', name);
-    const { outputText } = ts.transpileModule(fs.readFileSync(file, 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-      fileName: file,
-    });
-    const out = path.join(tree, 'lib', name.replace(/\.ts$/, '.js'));
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, outputText);
-  }
+  libTree = makeLibTree('kextbridge-threads-');
+  tree = libTree.dir;
 }, 60_000);
-afterAll(() => fs.rmSync(tree, { recursive: true, force: true }));
+afterAll(() => libTree.cleanup());
 
 test('a refused thread start makes open() reject with a KextBridgeError; the next open works', () => {
   const script = `
