@@ -121,3 +121,16 @@ export function clip(s: string): string {
 }
 
 export const label = (r: Resolved) => (r.bundleId ? `${r.bundleId} (tag ${r.loadTag})` : `tag ${r.loadTag}`);
+
+/**
+ * A --timeout: `90s`, `1500ms`, `2m`, or a bare number of seconds, at most setTimeout's
+ * 2^31 − 1 ms. 0 only where the verb gives it a meaning (wait: look once).
+ */
+export function parseDuration(s: string, { allowZero = false } = {}): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m)?$/.exec(s);
+  if (!m) throw usage(`--timeout ${JSON.stringify(clip(s))} is not a duration (90s, 1500ms, 2m, or seconds)`);
+  const ms = Math.round(Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? 's'] as number));
+  if (ms > 0x7fffffff) throw usage(`--timeout ${clip(s)} is too long (at most 2147483647ms, about 24.8 days)`);
+  if (ms === 0 && !allowZero) throw usage(`--timeout must be more than 0, got ${clip(s)}`);
+  return ms;
+}

@@ -5,7 +5,8 @@ import { spawn } from 'child_process';
 import * as os from 'os';
 import type { KextBridge, LoadedKext } from '../index';
 import { CliError, clip, errorDocument, EXIT, Globals, Io, printJson, usage } from './common';
-import { connectForLifecycle, failureError, parseDuration } from './lifecycle-common';
+import { parseDuration } from './common';
+import { connectForLifecycle, failureError } from './lifecycle-common';
 
 /** At most this many cycles: a leak hunt of 10,000 loads is already hours on a Mac. */
 export const MAX_CYCLES = 10_000;
@@ -89,7 +90,7 @@ function parseCount(s: string): number {
 
 export async function cycle(bundlePath: string, command: string[] | undefined, opts: CycleOptions, globals: Globals, io: Io): Promise<number> {
   const n = parseCount(opts.count);
-  const timeout = parseDuration('--timeout', opts.timeout);
+  const timeout = parseDuration(opts.timeout);
   const say = (s: string) => io.stderr.write(`kextbridge cycle: ${s}\n`);
   const kb = await connectForLifecycle(globals, io);
   const cycles: CycleRecord[] = [];

@@ -3,18 +3,6 @@
 import type { KextBridge, LifecycleFailure } from '../index';
 import { CliError, clip, connect, EXIT, Globals, Io, usage } from './common';
 
-/** setTimeout's limit, as for the library's waits. */
-const MAX_MS = 0x7fffffff;
-
-/** `60s`, `500ms`, `2m`, or a bare number of seconds. */
-export function parseDuration(name: string, s: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s);
-  if (!m) throw usage(`${name} ${JSON.stringify(clip(s))} is not a duration (e.g. 60s, 500ms, 2m)`);
-  const ms = Math.round(Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000));
-  if (ms <= 0 || ms > MAX_MS) throw usage(`${name} must be more than 0 and at most ${MAX_MS} ms, got ${clip(s)}`);
-  return ms;
-}
-
 /**
  * Opens the connection the verb loads through. On a Mac these verbs must read the real
  * loaded-kext table: 'auto' falling back to the simulator there (no sample kext) would load

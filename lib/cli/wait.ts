@@ -1,6 +1,6 @@
 // kextbridge wait: until a kext is unloaded, loaded, or at a retain count; exit 75 on timeout.
 import type { KextBridge, WaitResult } from '../index';
-import { CliError, clip, connect, errorDocument, EXIT, Globals, Io, printJson, usage } from './common';
+import { CliError, clip, connect, errorDocument, EXIT, Globals, Io, parseDuration, printJson, usage } from './common';
 
 export type Condition = { unloaded: true } | { loaded: true } | { refs: number };
 
@@ -9,15 +9,6 @@ export interface WaitCliOptions {
   loaded?: boolean;
   refs?: string;
   timeout: string;
-}
-
-/** 90s, 1500ms, 2m, or a bare number of seconds; at most setTimeout's 2^31 − 1 ms. */
-export function parseDuration(s: string): number {
-  const m = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m)?$/.exec(s);
-  if (!m) throw usage(`--timeout ${JSON.stringify(clip(s))} is not a duration (90s, 1500ms, 2m, or seconds)`);
-  const ms = Math.round(Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? 's'] as number));
-  if (ms > 0x7fffffff) throw usage(`--timeout ${clip(s)} is too long (at most 2147483647ms, about 24.8 days)`);
-  return ms;
 }
 
 export function parseCondition(o: WaitCliOptions): Condition {
@@ -33,7 +24,7 @@ const describe = (c: Condition) => ('refs' in c ? `retain count ${c.refs}` : 'un
 
 export async function wait(target: number | string, opts: WaitCliOptions, globals: Globals, io: Io): Promise<number> {
   const condition = parseCondition(opts);
-  const timeout = parseDuration(opts.timeout);
+  const timeout = parseDuration(opts.timeout, { allowZero: true });
   const kb: KextBridge = await connect(globals, io);
   const ac = new AbortController();
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
