@@ -1220,7 +1220,7 @@ bool isRetainRelease(uint32_t sel) {
 
 // The refusals made before a handler runs (design §2.1, §2.2, §2.4; kernel-facts §5.3).
 // Returns true when the call reaches its handler, else sets *kr.
-bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr) {
+bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr, const uint8_t *inBytes) {
   if (!c.raw) {
     if (c.closed) return *kr = kb::RC_MACH_SEND_INVALID_DEST, false;
     if (s.scalars.size() > kb::kMaxScalars) return *kr = kb::RC_MIG_ARRAY_TOO_LARGE, false;
@@ -1269,8 +1269,11 @@ bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr) {
       s.scalars[0] > 0xFFFFFFFFull)
     return false;
   if (s.selector == kb::kSelectorFetchResource && s.scalars[1] > 0xFFFFFFFFull) return false;
-  // A generic call's structure is one byte repeated: either empty (0) or not NUL-terminated.
-  if (s.selector == kb::kSelectorLoadKextWithIdentifier) return false;
+  // A bundle id: not empty and NUL-terminated within the bytes passed (kIOReturnBadArgument).
+  if (s.selector == kb::kSelectorLoadKextWithIdentifier &&
+      (!inBytes || (c.raw && s.nullIns) || inBytes[0] == 0 ||
+       !memchr(inBytes, 0, s.inStructSize)))
+    return false;
   *kr = kb::RC_kIOReturnSuccess;
   return true;
 }
@@ -1495,7 +1498,7 @@ void doCallSpec(World &w, int slot, const CallSpec &s) {
 
   // The model: refusals before the handler, then (retain/release) the per-tag run.
   uint32_t want = 0;
-  const bool reached = reachesHandler(c, s, &want);
+  const bool reached = reachesHandler(c, s, &want, b.inStruct);
   const bool perTag = reached && isRetainRelease(s.selector);
   const bool retain = s.selector == kb::kSelectorRetain || s.selector == kb::kSelectorRetainBatch;
   uint32_t single = 0;
@@ -1649,6 +1652,16 @@ void doCallSpec(World &w, int slot, const CallSpec &s) {
       }
       std::sort(seen.begin(), seen.end());
       CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end(), "held lists a tag twice");
+      break;
+    }
+    case kb::kSelectorLoadKextWithIdentifier: {
+      // A loaded kext's id: success; anything else is unknown (no fuzz bundle is installed;
+      // the sample's is, but only its unloaded id would load it, which no generic call spells).
+      bool loaded = false;
+      for (uint32_t t : w.loadedTags) loaded |= strcmp(w.kexts[t].bundleId, (const char *)b.inStruct) == 0;
+      const uint32_t wantOsr = loaded ? kb::RC_kOSReturnSuccess : kb::RC_kOSKextReturnDeferred;
+      CHECK(b.out[0] == wantOsr, "loadKextWithIdentifier: kernel 0x%08llX, expected 0x%08X",
+            (unsigned long long)b.out[0], wantOsr);
       break;
     }
     case kb::kSelectorFetchResource:
@@ -2251,8 +2264,11 @@ uint32_t callClient(World &w, int slot, uint32_t sel, bool async, const uint64_t
     a.async = async;
     a.asyncReference = async ? ref : nullptr;
     a.asyncReferenceCount = async ? kb::kAsyncRefWords : 0;
+    // Counted before the call: a success reply hands the reference over, and the core may
+    // release it (the kernel refused the request) before the reply is out.
+    if (async) c.rawCore->refs++;
     uint32_t kr = c.rawCore->core.externalMethod(sel, a);
-    if (kr == kb::RC_kIOReturnSuccess && async) c.rawCore->refs++;
+    if (kr != kb::RC_kIOReturnSuccess && async) c.rawCore->refs--;  // MIG gives it back
     *outStructSize = kr == kb::RC_kIOReturnSuccess ? a.structureOutputSize : 0;
     return kr;
   }
