@@ -17,6 +17,7 @@
 #include "open_limit.h"
 #include "protocol.gen.h"
 #include "protocol_names.gen.h"
+#include "user_client_info.h"
 
 // KextManager.h sits in the SDK's IOKit.framework (kext/ subdirectory); the Linux
 // type-check tree has no copy. The one function used is declared here as well, as IOKitUser's
@@ -294,6 +295,38 @@ class IOKitTransport final : public Transport {
     std::sort(out.begin(), out.end(),
               [](const KextInfo &a, const KextInfo &b) { return a.loadTag < b.loadTag; });
     return RC_kIOReturnSuccess;
+  }
+
+  // Every child of each sample service in the service plane that carries IOUserClientCreator
+  // (kernel-facts §4.6): the user clients open on it, whoever opened them. A value that is not
+  // a string of the kernel's "pid N, name" form is skipped (ParseUserClientCreator). No
+  // service registered: success and an empty list, as nothing can be open on it.
+  uint32_t userClients(std::vector<UserClientInfo> &out) override {
+    out.clear();
+    CFMutableDictionaryRef matching = IOServiceMatching(KB_SERVICE_CLASS_NAME);
+    if (!matching) return RC_kIOReturnNoMemory;
+    io_iterator_t services = IO_OBJECT_NULL;  // the call consumes the matching dictionary
+    kern_return_t kr = IOServiceGetMatchingServices(MACH_PORT_NULL, matching, &services);
+    if (kr != KERN_SUCCESS) return (uint32_t)kr;
+    for (io_service_t service; (service = IOIteratorNext(services)) != IO_OBJECT_NULL;) {
+      io_iterator_t children = IO_OBJECT_NULL;
+      kr = IORegistryEntryGetChildIterator(service, kIOServicePlane, &children);
+      IOObjectRelease(service);
+      if (kr != KERN_SUCCESS) break;
+      for (io_registry_entry_t child; (child = IOIteratorNext(children)) != IO_OBJECT_NULL;) {
+        CFHolder creator(IORegistryEntryCreateCFProperty(child, CFSTR("IOUserClientCreator"),
+                                                         kCFAllocatorDefault, 0));
+        IOObjectRelease(child);
+        std::string text;
+        UserClientInfo client;
+        if (stringOf(creator.get(), &text) && ParseUserClientCreator(text, &client))
+          out.push_back(client);
+      }
+      IOObjectRelease(children);
+    }
+    IOObjectRelease(services);
+    if (kr != KERN_SUCCESS) out.clear();
+    return (uint32_t)kr;
   }
 
   // IOServiceClose releases the connection's port name itself, so it is never released

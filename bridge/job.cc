@@ -76,6 +76,9 @@ void Execute(Transport &transport, Job &job) {
     case Job::Kind::LoadedKexts:
       job.kr = transport.loadedKexts(job.kexts);
       break;
+    case Job::Kind::UserClients:
+      job.kr = transport.userClients(job.clients);
+      break;
     case Job::Kind::Close:
       job.kr = transport.close();
       job.unreleased = transport.unreleasedAtClose();

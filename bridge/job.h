@@ -14,7 +14,7 @@
 namespace kb {
 
 struct Job {
-  enum class Kind { Call, Batch, LoadedKexts, Close };
+  enum class Kind { Call, Batch, LoadedKexts, UserClients, Close };
   explicit Job(Kind k) : kind(k) {}
   virtual ~Job() = default;
   Job(const Job &) = delete;
@@ -38,6 +38,7 @@ struct Job {
   // the kernel's answer.
   std::vector<double> batch;
   std::vector<KextInfo> kexts;
+  std::vector<UserClientInfo> clients;  // UserClients
   uint32_t unreleased = 0;  // Close: retains the user client could not release
 };
 

@@ -1,6 +1,10 @@
 #include "sim_transport.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 namespace kb {
@@ -120,6 +124,52 @@ uint32_t SimTransport::loadedKexts(std::vector<KextInfo> &out) {
   if (kernel_->panicked()) return RC_MIG_SERVER_DIED;
   out = ToKextInfo(kernel_->loadedKexts());
   return RC_kOSReturnSuccess;
+}
+
+uint32_t SimTransport::userClients(std::vector<UserClientInfo> &out) {
+  out.clear();
+  if (kernel_->panicked()) return RC_MIG_SERVER_DIED;
+  out = SimUserClients(*kernel_);
+  return RC_kIOReturnSuccess;
+}
+
+std::string ProcessShortName(int32_t pid) {
+  const size_t kMaxComLen = 16;  // MAXCOMLEN: the kernel keeps at most this many bytes
+  std::string name;
+#if defined(__linux__)
+  // The executable's file name, as exec records p_comm on a Mac; /proc/PID/comm (already
+  // shortened, and renamable by the process) only when the link cannot be read.
+  const std::string dir = "/proc/" + std::to_string(pid);
+  char path[4096];
+  ssize_t n = readlink((dir + "/exe").c_str(), path, sizeof path - 1);
+  if (n > 0) {
+    path[n] = '\0';
+    std::string full(path);
+    const std::string deleted = " (deleted)";
+    if (full.size() > deleted.size() && full.compare(full.size() - deleted.size(), deleted.size(), deleted) == 0)
+      full.resize(full.size() - deleted.size());
+    size_t slash = full.rfind('/');
+    name = slash == std::string::npos ? full : full.substr(slash + 1);
+  } else {
+    std::ifstream comm(dir + "/comm");
+    std::getline(comm, name);
+  }
+#elif defined(__APPLE__)
+  if (pid == (int32_t)getpid()) name = getprogname();
+#endif
+  if (name.size() > kMaxComLen) name.resize(kMaxComLen);
+  return name.empty() ? "unknown" : name;
+}
+
+std::vector<UserClientInfo> SimUserClients(const sim::SimKernel &kernel) {
+  std::vector<UserClientInfo> out;
+  for (int32_t pid : kernel.userClientPids()) {
+    UserClientInfo c;
+    c.pid = pid;
+    c.process = ProcessShortName(pid);
+    out.push_back(c);
+  }
+  return out;
 }
 
 uint32_t SimTransport::close() {

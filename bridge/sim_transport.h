@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "sim_kernel.h"
 #include "transport.h"
@@ -14,6 +16,15 @@ namespace kb {
 
 // The simulated kernel's table rows in the transport's shape.
 std::vector<KextInfo> ToKextInfo(const std::vector<sim::KextRecord> &records);
+
+// The kernel's open user clients of the sample kext, pid and process name, as the Mac's
+// IOUserClientCreator would show them (kernel-facts §4.6): what SimTransport::userClients and
+// the SimKernel wrapper's explain() both report.
+std::vector<UserClientInfo> SimUserClients(const sim::SimKernel &kernel);
+
+// The short name a Mac would record for pid: the executable's file name cut to 16 bytes
+// (p_comm, MAXCOMLEN), or "unknown" when this machine cannot tell.
+std::string ProcessShortName(int32_t pid);
 
 // The async reference stand-in: word 0 is this transport's "wake port" (its address), word
 // kIOAsyncCalloutRefconIndex (2) the caller's refcon. The core completes it through this
@@ -36,6 +47,7 @@ class SimTransport : public Transport, public sim::UserClientHandle, public Asyn
                            uint64_t *output, uint32_t *outputCnt, void *outStruct,
                            size_t *outStructCnt) override;
   uint32_t loadedKexts(std::vector<KextInfo> &out) override;
+  uint32_t userClients(std::vector<UserClientInfo> &out) override;
   uint32_t close() override;
   uint32_t unreleasedAtClose() const override { return unreleased_; }
   // IOUserClient::stop when the service goes: later calls reach a stopped user client

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "kext_info.h"
+#include "protocol.gen.h"
+#include "user_client_info.h"
 
 namespace kb {
 
@@ -62,6 +64,14 @@ class Transport {
 
   // KextManagerCopyLoadedKextInfo for every loaded kext, ordered by load tag.
   virtual uint32_t loadedKexts(std::vector<KextInfo> &out) = 0;
+
+  // The user clients open on the sample kext's service(s), in registry order: on a Mac the
+  // IOUserClientCreator of each child in the service plane (kernel-facts §4.6), on the sim
+  // the kernel's open connections. Needs no open connection. No service: success, empty.
+  virtual uint32_t userClients(std::vector<UserClientInfo> &out) {
+    out.clear();
+    return RC_kIOReturnUnsupported;
+  }
 
   // IOServiceClose. The first close succeeds; afterwards every call, and a second close,
   // answers MACH_SEND_INVALID_DEST. The user client cancels its pending requests in the

@@ -21,7 +21,7 @@ export { doctor } from './doctor';
 export type { Check, DoctorOptions, RunResult } from './doctor';
 export { KextHandle } from './workflow/handle';
 export type { StaleResult, Staleness } from './workflow/handle';
-export type { Blocker, Explanation } from './workflow/explain';
+export type { Blocker, Explanation, UserClient } from './workflow/explain';
 export type { Target } from './workflow/target';
 export type { WaitOptions, WaitResult } from './workflow/wait';
 export type { WatchEvent, WatchOptions } from './workflow/watch';

@@ -10,7 +10,7 @@ import { OUT, SELECTORS } from './protocol.gen';
 import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 import { SimKernel } from './sim';
 import { checkLoadTag, checkLoadTags } from './validate';
-import type { Explanation } from './workflow/explain';
+import type { Explanation, UserClient } from './workflow/explain';
 import type { KextHandle } from './workflow/handle';
 import type { WaitOptions, WaitResult } from './workflow/wait';
 import type { WatchEvent, WatchOptions } from './workflow/watch';
@@ -160,6 +160,13 @@ export class KextBridge {
     const o = checkCallOptions(options);
     const site = callSite(this.loadedKexts);
     return decodeKexts(await abortable('loadedKexts', o, site, () => this.conn.loadedKexts()), site);
+  }
+
+  /** @internal explain(): the user clients open on the sample kext's service, from the transport. */
+  async _userClients(): Promise<UserClient[]> {
+    const r = await this.conn.userClients();
+    if (r.kr !== 0) throw new KextBridgeError('userClients', r.kr);
+    return r.clients;
   }
 
   /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */

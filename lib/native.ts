@@ -14,6 +14,11 @@ export interface NativeManyResult {
   /** Per tag: [kr, scalar0, scalar1]. */
   results: Float64Array;
 }
+/** A user client open on the sample kext's service: its creator's pid and short process name. */
+export interface NativeUserClient {
+  pid: number;
+  process: string;
+}
 /** The loaded-kext table crosses the boundary already in its public shape. */
 export type NativeKext = LoadedKext;
 export interface NativeConnection {
@@ -25,6 +30,8 @@ export interface NativeConnection {
   callManySync(selector: number, loadTags: Uint32Array): NativeManyResult;
   loadedKexts(): Promise<{ kr: number; kexts: NativeKext[] }>;
   loadedKextsSync(): { kr: number; kexts: NativeKext[] };
+  /** The transport's user clients on the sample kext's service (IOUserClientCreator on a Mac). */
+  userClients(): Promise<{ kr: number; clients: NativeUserClient[] }>;
   /** unreleased: retains the user client could not release at close (the kernel refused them). */
   close(): Promise<{ kr: number; unreleased?: number }>;
   /**
@@ -57,7 +64,8 @@ export interface NativeSimKernel {
   eventsSince(cursor: number): KernelEvents;
   nextDueMs(): number | null;
   kextFlags(loadTag: number): SimKextFlags | null;
-  userClientPids(): number[];
+  /** The kernel's open user clients of the sample kext, as SimTransport::userClients reports them. */
+  userClients(): NativeUserClient[];
   unloadEnabled(): { unload: boolean; autounload: boolean };
 }
 /** Why a connection did not open; `why` says what to do. */

@@ -2,7 +2,7 @@
 // controls a real Mac does not have (load your own kexts, advance the clock, read a panic).
 import { codeValue, describeReturn, isCodeName, CodeName } from './codes';
 import { KextBridgeError } from './errors';
-import { binding, NativeSimKernel } from './native';
+import { binding, NativeSimKernel, NativeUserClient } from './native';
 import { LoadedKext } from './results';
 import { KernelEvents, KextSpec, OSReturnResult, PanicRecord, SimKernelOptions, SimKextFlags } from './sim-types';
 import { explainFrom, Explanation } from './workflow/explain';
@@ -242,7 +242,7 @@ export class SimKernel {
    */
   explain(target: number | string): Explanation {
     const t = checkTarget(target);
-    return explainFrom({ kexts: this.loadedKexts(), held: [], sim: simFacts(this) }, t);
+    return explainFrom({ kexts: this.loadedKexts(), held: [], userClients: this._userClients(), sim: simFacts(this) }, t);
   }
 
   /** @internal explain(): the per-kext flags the loaded-kext table does not carry, or null. */
@@ -250,9 +250,9 @@ export class SimKernel {
     return this._native.kextFlags(checkLoadTag(loadTag));
   }
 
-  /** @internal explain(): the pid of each open user client of the sample kext. */
-  _userClientPids(): number[] {
-    return this._native.userClientPids();
+  /** @internal explain(): each open user client of the sample kext (pid, process name). */
+  _userClients(): NativeUserClient[] {
+    return this._native.userClients();
   }
 
   /** @internal explain(): whether unloading (explicit or auto) and the autounload scan are on. */

@@ -20,6 +20,7 @@ Napi::Function Connection::Define(Napi::Env env) {
                       InstanceMethod<&Connection::CallBatchSync>("callManySync"),
                       InstanceMethod<&Connection::LoadedKexts>("loadedKexts"),
                       InstanceMethod<&Connection::LoadedKextsSync>("loadedKextsSync"),
+                      InstanceMethod<&Connection::UserClients>("userClients"),
                       InstanceMethod<&Connection::Close>("close"),
                       InstanceAccessor<&Connection::Closing>("closing"),
                       InstanceAccessor<&Connection::UserClientCalls>("_userClientCalls"),
@@ -201,6 +202,12 @@ Napi::Value Connection::LoadedKextsSync(const Napi::CallbackInfo &info) {
   nativeCalls_++;
   Job job(Job::Kind::LoadedKexts);
   return RunSync(info.Env(), job);
+}
+
+// The user clients open on the sample kext's service (explain's userClients blocker).
+Napi::Value Connection::UserClients(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
+  return Enqueue(info.Env(), std::unique_ptr<PendingJob>(new PendingJob(Job::Kind::UserClients)));
 }
 
 // Waits for everything queued, then closes. A second close answers MACH_SEND_INVALID_DEST.

@@ -48,6 +48,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
   Napi::Value CallBatchSync(const Napi::CallbackInfo &info);
   Napi::Value LoadedKexts(const Napi::CallbackInfo &info);
   Napi::Value LoadedKextsSync(const Napi::CallbackInfo &info);
+  // JS: userClients() → Promise<{kr, clients: [{pid, process}]}>
+  Napi::Value UserClients(const Napi::CallbackInfo &info);
   Napi::Value Close(const Napi::CallbackInfo &info);
   Napi::Value Closing(const Napi::CallbackInfo &info);  // close() accepted (queued or done)
   // Test seam: user-client calls (IOConnectCallMethod) this connection has made.

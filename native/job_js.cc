@@ -84,6 +84,9 @@ Napi::Value JobResult(Napi::Env env, const Job &job) {
     case Job::Kind::LoadedKexts:
       r.Set("kexts", KextsToJs(env, job.kexts));
       break;
+    case Job::Kind::UserClients:
+      r.Set("clients", UserClientsToJs(env, job.clients));
+      break;
     case Job::Kind::Close:
       r.Set("unreleased", Napi::Number::New(env, job.unreleased));
       break;

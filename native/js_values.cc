@@ -105,4 +105,15 @@ Napi::Array KextsToJs(Napi::Env env, const std::vector<KextInfo> &kexts) {
   return list;
 }
 
+Napi::Array UserClientsToJs(Napi::Env env, const std::vector<UserClientInfo> &clients) {
+  Napi::Array list = Napi::Array::New(env, clients.size());
+  for (size_t i = 0; i < clients.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("pid", Napi::Number::New(env, clients[i].pid));
+    o.Set("process", clients[i].process);
+    list.Set((uint32_t)i, o);
+  }
+  return list;
+}
+
 } // namespace kb

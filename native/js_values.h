@@ -30,6 +30,9 @@ Napi::Value FromUint64(Napi::Env env, uint64_t v);
 
 Napi::Array KextsToJs(Napi::Env env, const std::vector<KextInfo> &kexts);
 
+// [{ pid, process }], in the given order.
+Napi::Array UserClientsToJs(Napi::Env env, const std::vector<UserClientInfo> &clients);
+
 } // namespace kb
 
 #endif

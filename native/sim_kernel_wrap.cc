@@ -112,7 +112,7 @@ Napi::Function SimKernelWrap::Define(Napi::Env env) {
        InstanceMethod<&SimKernelWrap::EventsSince>("eventsSince"),
        InstanceMethod<&SimKernelWrap::NextDueMs>("nextDueMs"),
        InstanceMethod<&SimKernelWrap::KextFlags>("kextFlags"),
-       InstanceMethod<&SimKernelWrap::UserClientPids>("userClientPids"),
+       InstanceMethod<&SimKernelWrap::UserClients>("userClients"),
        InstanceMethod<&SimKernelWrap::UnloadEnabled>("unloadEnabled")});
 }
 
@@ -334,12 +334,8 @@ Napi::Value SimKernelWrap::KextFlags(const Napi::CallbackInfo &info) {
   return r;
 }
 
-Napi::Value SimKernelWrap::UserClientPids(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  std::vector<int32_t> pids = kernel_->userClientPids();
-  Napi::Array list = Napi::Array::New(env, pids.size());
-  for (size_t i = 0; i < pids.size(); i++) list.Set((uint32_t)i, Napi::Number::New(env, pids[i]));
-  return list;
+Napi::Value SimKernelWrap::UserClients(const Napi::CallbackInfo &info) {
+  return UserClientsToJs(info.Env(), SimUserClients(*kernel_));
 }
 
 // Whether unloading is allowed at all, and whether the autounload scan ever runs.

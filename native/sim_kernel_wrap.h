@@ -42,7 +42,7 @@ class SimKernelWrap : public Napi::ObjectWrap<SimKernelWrap> {
   Napi::Value EventsSince(const Napi::CallbackInfo &info);
   Napi::Value NextDueMs(const Napi::CallbackInfo &info);
   Napi::Value KextFlags(const Napi::CallbackInfo &info);
-  Napi::Value UserClientPids(const Napi::CallbackInfo &info);
+  Napi::Value UserClients(const Napi::CallbackInfo &info);
   Napi::Value UnloadEnabled(const Napi::CallbackInfo &info);
 
   std::shared_ptr<sim::SimKernel> kernel_;

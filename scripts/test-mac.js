@@ -85,7 +85,7 @@ function main() {
   }
 
   const jestJson = path.join(root, 'mac-test-jest.json');
-  const run = spawnSync('npx', ['jest', 'test/contract.test.ts', 'test/mac.test.ts', '--runInBand', '--json', `--outputFile=${jestJson}`], {
+  const run = spawnSync('npx', ['jest', '--config', 'jest.mac.config.js', 'test/contract.test.ts', 'test/mac.test.ts', '--runInBand', '--json', `--outputFile=${jestJson}`], {
     cwd: root,
     stdio: 'inherit',
     // Every connection's calls, one JSONL per test file (docs/recording.md): the first Mac run

@@ -58,6 +58,13 @@ std::string deriveUuid(const std::string &bundleId, uint32_t tag) {
   return buf;
 }
 
+// The sample's user-client class name as a string, built once: every open and close reports
+// its instance count.
+const std::string &userClientClassName() {
+  static const std::string name(KB_USER_CLIENT_CLASS_NAME);
+  return name;
+}
+
 }  // namespace
 
 struct SimKernel::Kext {
@@ -82,6 +89,11 @@ struct SimKernel::Kext {
     return false;
   }
   ClassSpec *findClass(const std::string &name) {
+    for (ClassSpec &c : classes)
+      if (c.name == name) return &c;
+    return nullptr;
+  }
+  ClassSpec *findClass(const char *name) {  // a literal: no temporary string per lookup
     for (ClassSpec &c : classes)
       if (c.name == name) return &c;
     return nullptr;
@@ -137,6 +149,59 @@ KextSpec SimKernel::sampleKextSpec() {
 }
 
 SimKernel::~SimKernel() = default;
+
+// ---- reset ----
+
+namespace {
+// A kernel as the constructor leaves it, built once and never changed, handed to no one: what
+// reset() copies from. The constructor's world does not depend on Options (only options_ does).
+const SimKernel &pristineKernel() {
+  static const SimKernel *pristine = new SimKernel();
+  return *pristine;
+}
+}  // namespace
+
+bool SimKernel::reset(const Options &options) {
+  const SimKernel &p = pristineKernel();
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (!clients_.empty() || !clientPids_.empty() || openLimit_.processes() != 0) return false;
+
+  // ==== Every member is reset here; a new member must be added here (and compared in
+  // ==== reset_is_indistinguishable_from_new, test/native/sim_kernel_test.cc, whose size
+  // ==== check fails until it is). Copies reuse the existing storage where they can.
+  options_ = options;
+  kexts_.resize(p.kexts_.size());  // drops the kexts loaded since; keeps the default ones' objects
+  for (size_t i = 0; i < kexts_.size(); i++) {
+    if (!kexts_[i]) kexts_[i].reset(new Kext());
+    *kexts_[i] = *p.kexts_[i];  // strings and vectors assigned in place
+  }
+  byId_ = p.byId_;
+  nextLoadTag_ = p.nextLoadTag_;
+  sampleTag_ = p.sampleTag_;
+  nowMs_ = p.nowMs_;
+  armed_ = p.armed_;
+  deadlineMs_ = p.deadlineMs_;
+  panicked_ = p.panicked_.load();
+  panic_ = p.panic_;
+  clients_.clear();     // empty already (checked above)
+  clientPids_.clear();  // empty already
+  // The boot events, copied into the first slots; later slots keep their storage (emit).
+  if (ring_.size() < p.ring_.size()) ring_.resize(p.ring_.size());
+  std::copy(p.ring_.begin(), p.ring_.end(), ring_.begin());
+  nextSeq_ = p.nextSeq_;
+  // openLimit_: no client is open, so its table counts nothing (checked above); it has no
+  // other state. openLimitLock_: a plain mutex, not held between calls.
+  callDelay_ = p.callDelay_.load();
+  for (int i = 0; i < 2; i++) {
+    faultCode_[i] = p.faultCode_[i];
+    faultTimes_[i] = p.faultTimes_[i];
+  }
+  // kernelmanagerd (installed_, requests_, postedLoads_, the load pickup, the request tag
+  // counter, the delays and the resource controls): back to boot, in one place.
+  resetKernelmanagerd();
+  // mu_: the lock itself, held right now.
+  return true;
+}
 
 // ---- lookups ----
 
@@ -254,11 +319,7 @@ uint32_t SimKernel::loadLocked(const KextSpec &spec, uint32_t *tagOut) {
   byId_[raw->bundleId] = raw->tag;
   if (raw->bundleId == KB_SAMPLE_BUNDLE_ID) sampleTag_ = raw->tag;  // reloaded by id
   if (tagOut) *tagOut = raw->tag;
-  Event e;
-  e.type = EventType::Loaded;
-  e.loadTag = raw->tag;
-  e.bundleId = raw->bundleId;
-  emit(std::move(e));
+  emit(EventType::Loaded, *raw);
   return RC_kOSReturnSuccess;
 }
 
@@ -407,12 +468,7 @@ void SimKernel::removeLocked(uint32_t loadTag, UnloadCause cause) {
   Kext *k = find(loadTag);
   if (!k) return;
   k->removed = true;
-  Event e;
-  e.type = EventType::Unloaded;
-  e.loadTag = k->tag;
-  e.bundleId = k->bundleId;
-  e.cause = cause;
-  emit(std::move(e));
+  emit(EventType::Unloaded, *k).cause = cause;
   for (uint32_t depTag : k->deps) {
     Kext *lib = find(depTag);
     if (!lib) continue;  // only reachable after someone released a library's own references
@@ -436,44 +492,63 @@ void SimKernel::recordPanic(const char *call, const Kext &k) {
                    k.bundleId + " to retain count " + std::to_string(k.count) +
                    ", below the kernel's baseline of " + std::to_string(kBaseline) +
                    " (use-after-free)";
-  Event e;
-  e.type = EventType::Panic;
-  e.loadTag = k.tag;
-  e.bundleId = k.bundleId;
-  e.message = panic_.message;
-  emit(std::move(e));
+  emit(EventType::Panic, k).message = panic_.message;
 }
 
 // ---- events ----
 
-void SimKernel::emit(Event e) {
+// The event for seq lives in ring_[seq % kEventRing]. A slot is overwritten in place, every
+// field set, so its strings keep their storage: once the ring has filled (or on a reset
+// kernel, whose ring keeps its slots) an event costs no allocation. Slots past the events
+// the stream holds (after a reset) are never read: eventsSince reads [oldest, nextSeq_).
+Event &SimKernel::nextSlot(EventType type) {
+  const size_t i = (size_t)(nextSeq_ % kEventRing);
+  if (i == ring_.size()) ring_.emplace_back();  // still filling: slots are taken in order
+  Event &e = ring_[i];
   e.seq = nextSeq_++;
   e.timeMs = nowMs_;
-  if (ring_.size() < kEventRing) ring_.push_back(std::move(e));
-  else ring_[e.seq % kEventRing] = std::move(e);
+  e.type = type;
+  e.loadTag = 0;
+  e.bundleId.clear();
+  e.cause = UnloadCause::Explicit;
+  e.from = e.to = 0;
+  e.className.clear();
+  e.message.clear();
+  e.requestTag = 0;
+  e.resourceName.clear();
+  e.code = 0;
+  e.length = 0;
+  return e;
+}
+
+Event &SimKernel::emit(EventType type, const Kext &k) {
+  Event &e = nextSlot(type);
+  e.loadTag = k.tag;
+  e.bundleId = k.bundleId;
+  return e;
+}
+
+// kernelmanagerd's events, built whole (they are rare): stamped with the slot's seq and time.
+void SimKernel::emit(Event e) {
+  Event &slot = nextSlot(e.type);
+  e.seq = slot.seq;
+  e.timeMs = slot.timeMs;
+  slot = std::move(e);
 }
 
 // OSBundleRetainCount before and after: the count less the kernel's own references.
 void SimKernel::emitRetainCount(const Kext &k, int64_t fromCount) {
-  Event e;
-  e.type = EventType::RetainCount;
-  e.loadTag = k.tag;
-  e.bundleId = k.bundleId;
+  Event &e = emit(EventType::RetainCount, k);
   e.from = fromCount - kBaseline;
   e.to = k.count - kBaseline;
-  emit(std::move(e));
 }
 
 void SimKernel::emitInstances(const Kext &k, const std::string &cls, uint32_t from, uint32_t to) {
   if (from == to) return;
-  Event e;
-  e.type = EventType::Instances;
-  e.loadTag = k.tag;
-  e.bundleId = k.bundleId;
+  Event &e = emit(EventType::Instances, k);
   e.className = cls;
   e.from = from;
   e.to = to;
-  emit(std::move(e));
 }
 
 uint64_t SimKernel::eventsSince(uint64_t cursor, std::vector<Event> &out, uint64_t *dropped) const {
@@ -620,7 +695,7 @@ uint32_t SimKernel::openUserClient(UserClientHandle *handle, int32_t pid) {
     client = &k->classes.back();
   }
   client->instances++;
-  emitInstances(*k, KB_USER_CLIENT_CLASS_NAME, client->instances - 1, client->instances);
+  emitInstances(*k, userClientClassName(), client->instances - 1, client->instances);
   if (handle) clients_.push_back(handle);
   clientPids_.push_back(pid);
   return RC_kIOReturnSuccess;
@@ -638,7 +713,7 @@ void SimKernel::closeUserClient(UserClientHandle *handle, int32_t pid) {
   ClassSpec *client = k->findClass(KB_USER_CLIENT_CLASS_NAME);
   if (client && client->instances > 0) {
     client->instances--;
-    emitInstances(*k, KB_USER_CLIENT_CLASS_NAME, client->instances + 1, client->instances);
+    emitInstances(*k, userClientClassName(), client->instances + 1, client->instances);
   }
 }
 

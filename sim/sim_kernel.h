@@ -162,6 +162,14 @@ class SimKernel {
   explicit SimKernel(const Options &options);
   ~SimKernel();  // defined in sim_kernel.cpp, where Kext is a complete type
 
+  // Back to exactly the state `SimKernel(options)` starts in (the default world, clock 0, the
+  // boot events, no faults, no delay, no panic), keeping the containers' capacity: what the
+  // fuzzer does per input instead of building a new kernel. Only with no user client open
+  // (nothing may hold on to the old machine): otherwise false, and nothing changes. Every
+  // member is reset in one place, SimKernel::reset in sim_kernel.cpp; test/native/
+  // sim_kernel_test.cc checks a reset kernel against a new one.
+  bool reset(const Options &options);
+
   // ---- the KPIs, exactly as OSKextLib.cpp behaves (OSReturn, unsigned) ----
   uint32_t retainKextWithLoadTag(uint32_t loadTag);
   uint32_t releaseKextWithLoadTag(uint32_t loadTag);
@@ -298,7 +306,9 @@ class SimKernel {
   void compactLocked();                   // sweeps marked kexts out of kexts_ and byId_
   void recordPanic(const char *call, const Kext &k);
   void terminateSampleServiceLocked();    // IOService termination of the sample's service
-  void emit(Event e);                     // appends to the ring (under mu_)
+  Event &emit(EventType type, const Kext &k);  // the next event's slot, filled for k (under mu_)
+  void emit(Event e);                         // a whole event (kernelmanagerd's), stamped
+  Event &nextSlot(EventType type);            // the next slot, every field cleared
   void emitRetainCount(const Kext &k, int64_t fromCount);
   void emitInstances(const Kext &k, const std::string &cls, uint32_t from, uint32_t to);
 

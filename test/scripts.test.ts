@@ -178,6 +178,30 @@ describe('scripts/test-mac.js gives its outputs back to the sudo user', () => {
 // reboot texts are only the fragments the review named ("Requesting user approval", "reboot
 // is required"), wrapped in made-up context. What a given macOS release prints exactly is
 // open question 4 in docs/mac.md.
+describe('jest.mac.config.js (the config scripts/test-mac.js runs) on Linux', () => {
+  const jest = (args: string[]) => {
+    const r = spawnSync(process.execPath, [require.resolve('jest/bin/jest'), '--config', 'jest.mac.config.js', '--runInBand', '--ci', ...args], {
+      cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, KEXTBRIDGE_TEST_IOKIT: '', KEXTBRIDGE_RECORD: '' },
+    });
+    return { status: r.status, out: r.stdout + r.stderr };
+  };
+
+  test('the on-Mac suite loads, type-checks and is pending with its reason: exit 0', () => {
+    const r = jest(['test/mac.test.ts']);
+    expect(r.out).toMatch(/Tests: +6 skipped, 6 total/);
+    expect(r.out).toContain('explain lists this process\'s user clients from the IORegistry (IOUserClientCreator "pid N, name") — needs the test Mac: sudo node scripts/test-mac.js');
+    expect(r.status).toBe(0);
+  }, 120_000);
+
+  test('it brings the kit: the matchers without an import, and the leak check fails the leaking test by name', () => {
+    const r = jest(['--testMatch', '**/test/fixtures/mac-kit/*.fixture.ts', '--testPathIgnorePatterns', '/node_modules/']);
+    expect(r.out).toContain('✕ leaks one retain on purpose');
+    expect(r.out).toContain('✓ balanced, on a kernel of its own');
+    expect(r.out).toMatch(/kextbridge leak check: "leaks one retain on purpose" left the kernel changed:[\s\S]*org\.kextbridge\.sample \(tag 8\): refs 0 → 1 \(held by connection #1, opened in "leaks one retain on purpose"\)/);
+    expect(r.status).toBe(1);
+  }, 120_000);
+});
+
 describe('kext-sample/scripts load.sh and unload.sh on a fake Mac', () => {
   const SERVICE = 'org_kextbridge_SampleService';
   const CLIENT = 'org_kextbridge_SampleUserClient';

@@ -6,6 +6,14 @@ import type { Held, LoadedKext } from '../results';
 import type { SimKextFlags } from '../sim-types';
 import { findTarget, Target } from './target';
 
+/** A user client open on a service: on a Mac from its IOUserClientCreator ("pid 123, node"). */
+export interface UserClient {
+  /** The client process's id. */
+  pid: number;
+  /** Its short name (the executable's, at most 16 bytes; 'unknown' when the kernel had none). */
+  process: string;
+}
+
 /**
  * One reason an explicit unload (kmutil unload) would answer kOSKextReturnInUse (or refuse
  * otherwise). `pendingRequests` is part of the contract but never reported yet: resource
@@ -45,17 +53,12 @@ export type Blocker =
         count: number;
       }[];
     }
-  /** Open user clients on its services (sim: the open connections; Mac: not read yet). */
+  /** Open user clients on its services (sim: the open connections; Mac: IOUserClientCreator in the IORegistry). */
   | {
       /** Open user clients block the unload. */
       kind: 'userClients';
       /** The processes with a user client open. */
-      clients: {
-        /** The client process's id. */
-        pid: number;
-        /** The client process's short name ('unknown' when not this process). */
-        process: string;
-      }[];
+      clients: UserClient[];
     }
   | {
       /** Resource requests in flight block the unload (never reported yet: issue 13). */
@@ -100,7 +103,6 @@ export interface Explanation {
 /** What the simulated kernel knows beyond the loaded-kext table. */
 export interface SimFacts {
   flags(loadTag: number): SimKextFlags | null;
-  userClientPids: number[];
   unloadEnabled: boolean;
   autounloadEnabled: boolean;
   nextDueMs: number | null;
@@ -111,6 +113,8 @@ export interface SimFacts {
 export interface Facts {
   kexts: readonly LoadedKext[];
   held: readonly Held[];
+  /** The user clients open on the sample kext's service, from the transport (both backends). */
+  userClients: readonly UserClient[];
   /** Absent on the iokit backend. */
   sim?: SimFacts;
 }
@@ -143,14 +147,13 @@ export function explainFrom(facts: Facts, target: Target): Explanation {
   const classes = k.classes
     .filter((c) => c.instances > 0)
     // An explicit unload terminates the sample's service first (kmutil unload does), so its
-    // instance never blocks one; on the sim the user-client instances are reported with
-    // their processes instead.
-    .filter((c) => !(isSample && (c.name === SAMPLE_KEXT.serviceClass || (sim && c.name === SAMPLE_KEXT.userClientClass))))
+    // instance never blocks one; the user-client instances are reported with their
+    // processes instead (the userClients blocker).
+    .filter((c) => !(isSample && (c.name === SAMPLE_KEXT.serviceClass || c.name === SAMPLE_KEXT.userClientClass)))
     .map((c) => ({ name: c.name, count: c.instances }));
   if (classes.length > 0) blockers.push({ kind: 'instances', classes });
 
-  if (sim && isSample && sim.userClientPids.length > 0)
-    blockers.push({ kind: 'userClients', clients: sim.userClientPids.map((pid) => ({ pid, process: pid === process.pid ? processName() : 'unknown' })) });
+  if (isSample && facts.userClients.length > 0) blockers.push({ kind: 'userClients', clients: facts.userClients.map((c) => ({ pid: c.pid, process: c.process })) });
 
   const flags = sim?.flags(k.loadTag) ?? null;
   const kernelComponent = flags ? flags.kernelComponent : isKernelComponentByName(k.bundleId);
@@ -161,11 +164,6 @@ export function explainFrom(facts: Facts, target: Target): Explanation {
   const autounload: Explanation['autounload'] = { enabled: flags ? flags.autounload && sim!.autounloadEnabled && !kernelComponent : null };
   if (sim && sim.nextDueMs !== null) autounload.nextScanInMs = sim.nextDueMs - sim.now;
   return { bundleId: k.bundleId, loadTag: k.loadTag, loaded: true, started: k.started, unloadable: blockers.length === 0, autounload, blockers };
-}
-
-/** The short name, as the Mac's IOUserClientCreator shows it ("pid 123, node"), not a path. */
-function processName(): string {
-  return process.title.split(/[\\/]/).pop() || 'node';
 }
 
 /** One line a human can read: why it is (not) unloadable. */

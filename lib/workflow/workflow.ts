@@ -5,7 +5,7 @@ import type { CallOptions } from '../abortable';
 import type { Held, LoadedKext, ReleaseResult, RetainResult } from '../results';
 import type { SimKernel } from '../sim';
 import { checkUint32 } from '../validate';
-import { explainFrom, Explanation, Facts, SimFacts } from './explain';
+import { explainFrom, Explanation, Facts, SimFacts, UserClient } from './explain';
 import { KextHandle } from './handle';
 import { checkTarget, findTarget, Target } from './target';
 import { checkWaitOptions, hasRetainCount, isLoaded, isUnloaded, WaitOptions, WaitResult, waitPolling, waitVirtual, WaitSource } from './wait';
@@ -19,6 +19,8 @@ export interface WorkflowHost {
   held(options?: CallOptions): Promise<Held[]>;
   retain(loadTag: number, options?: CallOptions): Promise<RetainResult>;
   release(loadTag: number, options?: CallOptions): Promise<ReleaseResult>;
+  /** The transport's user clients on the sample kext's service (both backends). */
+  _userClients(): Promise<UserClient[]>;
 }
 
 /** The simulated kernel's facts beyond the loaded-kext table, read now. */
@@ -26,7 +28,6 @@ export function simFacts(kernel: SimKernel): SimFacts {
   const enabled = kernel._unloadEnabled();
   return {
     flags: (tag) => kernel._kextFlags(tag),
-    userClientPids: kernel._userClientPids(),
     unloadEnabled: enabled.unload,
     autounloadEnabled: enabled.autounload,
     nextDueMs: kernel.nextDueMs,
@@ -112,7 +113,8 @@ export class Workflow {
     // includes what they did.
     const held = await this.host.held();
     const kexts = await this.host.loadedKexts();
-    return { kexts, held, sim: this.host.sim ? simFacts(this.host.sim) : undefined };
+    const userClients = await this.host._userClients();
+    return { kexts, held, userClients, sim: this.host.sim ? simFacts(this.host.sim) : undefined };
   }
 
   private async explainChecked(t: Target): Promise<Explanation> {

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "open_limit.h"
 #include "protocol.gen.h"
 #include "sim_kernel.h"
 #include "sim_transport.h"
@@ -946,6 +947,206 @@ TEST(flags_and_user_client_pids) {
   o.unloadEnabled = false;
   SimKernel off(o);
   CHECK(!off.unloadEnabled());
+}
+
+// ---- reset(): a reset kernel is indistinguishable from a new one ----
+
+void sameEvents(SimKernel &a, SimKernel &b) {
+  // The event stream from boot (every field), and its cursor.
+  CHECK_EQ(a.eventCursor(), b.eventCursor());
+  std::vector<Event> ea, eb;
+  uint64_t dropA = 9, dropB = 9;
+  CHECK_EQ(a.eventsSince(0, ea, &dropA), b.eventsSince(0, eb, &dropB));
+  CHECK_EQ(dropA, dropB);
+  CHECK_EQ(ea.size(), eb.size());
+  for (size_t i = 0; i < ea.size() && i < eb.size(); i++) {
+    CHECK_EQ(ea[i].seq, eb[i].seq);
+    CHECK_EQ(ea[i].timeMs, eb[i].timeMs);
+    CHECK_EQ((int)ea[i].type, (int)eb[i].type);
+    CHECK_EQ(ea[i].loadTag, eb[i].loadTag);
+    CHECK_STR(ea[i].bundleId, eb[i].bundleId);
+    CHECK_EQ((int)ea[i].cause, (int)eb[i].cause);
+    CHECK_EQ(ea[i].from, eb[i].from);
+    CHECK_EQ(ea[i].to, eb[i].to);
+    CHECK_STR(ea[i].className, eb[i].className);
+    CHECK_STR(ea[i].message, eb[i].message);
+  }
+}
+
+// Everything a caller can observe of a kernel, compared between a and b (a new kernel):
+// the table, per-tag counts and flags, the clock and the scan, the event stream from 0, the
+// clients, panic state, the options, and what happens next (the next tag and its UUID, a KPI
+// call that a leftover fault would refuse, a delay left over, the per-process open cap, the
+// autounload scan).
+// A resource callback that does nothing (reset tests only compare what the kernel records).
+void noteCallback(uint32_t, int32_t, const void *, uint32_t, void *) {}
+
+void checkSameAsNew(SimKernel &a, SimKernel &b) {
+  std::vector<KextRow> ta = a.loadedKexts(), tb = b.loadedKexts();
+  CHECK_EQ(ta.size(), tb.size());
+  for (size_t i = 0; i < ta.size() && i < tb.size(); i++) {
+    CHECK_STR(ta[i].bundleId, tb[i].bundleId);
+    CHECK_STR(ta[i].version, tb[i].version);
+    CHECK_STR(ta[i].uuid, tb[i].uuid);
+    CHECK_EQ(ta[i].loadTag, tb[i].loadTag);
+    CHECK_EQ(ta[i].retainCount, tb[i].retainCount);
+    CHECK_EQ(ta[i].started, tb[i].started);
+    CHECK(ta[i].dependencies == tb[i].dependencies);
+    CHECK_EQ(ta[i].classes.size(), tb[i].classes.size());
+    for (size_t c = 0; c < ta[i].classes.size() && c < tb[i].classes.size(); c++) {
+      CHECK_STR(ta[i].classes[c].name, tb[i].classes[c].name);
+      CHECK_STR(ta[i].classes[c].superclass, tb[i].classes[c].superclass);
+      CHECK_EQ(ta[i].classes[c].instances, tb[i].classes[c].instances);
+    }
+  }
+  for (uint32_t tag = 0; tag < 40; tag++) {
+    CHECK_EQ(a.retainCount(tag), b.retainCount(tag));
+    KextFlags fa, fb;
+    bool ha = a.kextFlags(tag, &fa), hb = b.kextFlags(tag, &fb);
+    CHECK_EQ(ha, hb);
+    if (ha && hb) {
+      CHECK_EQ(fa.autounload, fb.autounload);
+      CHECK_EQ(fa.unloadUnsupported, fb.unloadUnsupported);
+      CHECK_EQ(fa.kernelComponent, fb.kernelComponent);
+    }
+  }
+  for (const char *id : {"com.example.lib", "com.example.dep", "com.example.gone", KB_SAMPLE_BUNDLE_ID})
+    CHECK_EQ(a.lookupLoadTag(id), b.lookupLoadTag(id));
+  CHECK_EQ(a.sampleLoadTag(), b.sampleLoadTag());
+  CHECK_EQ(a.now(), b.now());
+  CHECK_EQ(a.autounloadArmed(), b.autounloadArmed());
+  uint64_t da = 1, db = 2;
+  CHECK_EQ(a.nextDueMs(&da), b.nextDueMs(&db));
+  CHECK_EQ(a.unloadEnabled(), b.unloadEnabled());
+  CHECK_EQ(a.autounloadGloballyEnabled(), b.autounloadGloballyEnabled());
+  CHECK(a.userClientPids() == b.userClientPids());
+  CHECK_EQ(a.panicked(), b.panicked());
+  PanicRecord pa = a.panicRecord(), pb = b.panicRecord();
+  CHECK_STR(pa.call, pb.call);
+  CHECK_STR(pa.message, pb.message);
+  CHECK_EQ(pa.loadTag, pb.loadTag);
+  CHECK_EQ(pa.timeMs, pb.timeMs);
+  sameEvents(a, b);
+  // kernelmanagerd as at boot: the same bundles installed, nothing pending or posted.
+  CHECK_EQ(a.installed("com.example.installed"), b.installed("com.example.installed"));
+  CHECK_EQ(a.installed(KB_SAMPLE_BUNDLE_ID), b.installed(KB_SAMPLE_BUNDLE_ID));
+  CHECK_EQ(a.pendingRequests().size(), b.pendingRequests().size());
+  // What happens next is the same too.
+  CHECK_EQ(a.takeCallDelay(), b.takeCallDelay());  // no delay left over
+  CHECK_EQ(a.retainKextWithLoadTag(kSample), b.retainKextWithLoadTag(kSample));  // no fault left
+  CHECK_EQ(a.releaseKextWithLoadTag(kSample), b.releaseKextWithLoadTag(kSample));
+  uint32_t na = 0, nb = 1;
+  CHECK_EQ(a.loadKext(spec("com.example.next"), &na), b.loadKext(spec("com.example.next"), &nb));
+  CHECK_EQ(na, nb);  // the tag counter
+  std::vector<KextRow> va = a.loadedKexts(), vb = b.loadedKexts();
+  const KextRow *xa = infoFor(va, na), *xb = infoFor(vb, nb);
+  CHECK(xa && xb && xa->uuid == xb->uuid);
+  for (uint32_t i = 0; i <= OpenLimit::kPerProcess; i++)  // the per-process cap starts empty
+    CHECK_EQ(a.openUserClient(nullptr, 77), b.openUserClient(nullptr, 77));
+  for (uint32_t i = 0; i < OpenLimit::kPerProcess; i++) {
+    a.closeUserClient(nullptr, 77);
+    b.closeUserClient(nullptr, 77);
+  }
+  a.advance(SimKernel::kConsiderUnloadDelayMs);  // the scan armed by the release above
+  b.advance(SimKernel::kConsiderUnloadDelayMs);
+  CHECK_EQ(a.retainCount(kSample), b.retainCount(kSample));
+  CHECK_EQ(a.lookupLoadTag(KB_SAMPLE_BUNDLE_ID), b.lookupLoadTag(KB_SAMPLE_BUNDLE_ID));
+  sameEvents(a, b);  // the events since, written into a reset ring's reused slots
+  // The request tag counter, the delays and the resource controls: a request asked of both
+  // gets the same tag and the same answer at the same virtual time.
+  uint32_t ra = 1, rb = 2;
+  CHECK_EQ(a.installKext(spec("com.example.res"), {{"x", {9}}}), OK);
+  CHECK_EQ(b.installKext(spec("com.example.res"), {{"x", {9}}}), OK);
+  CHECK_EQ(a.requestResource(a.sampleLoadTag(), "com.example.res", "x", noteCallback, nullptr, &ra),
+           b.requestResource(b.sampleLoadTag(), "com.example.res", "x", noteCallback, nullptr, &rb));
+  CHECK_EQ(ra, rb);
+  uint64_t dueA = 0, dueB = 1;
+  CHECK_EQ(a.nextDueMs(&dueA), b.nextDueMs(&dueB));
+  CHECK_EQ(dueA, dueB);
+  a.advance(dueA - a.now());
+  b.advance(dueB - b.now());
+  sameEvents(a, b);
+  CHECK_EQ(a.loadKextWithIdentifier("com.example.unknown"), b.loadKextWithIdentifier("com.example.unknown"));
+}
+
+// Drives every part of a kernel's state away from the default world.
+void dirty(SimKernel &k) {
+  uint32_t lib = load(k, spec("com.example.lib"));
+  KextSpec d = spec("com.example.dep", {"com.example.lib"});
+  d.classes = {{"com_example_Thing", "OSObject", 3}};
+  d.uuid = "11111111-2222-3333-4444-555555555555";
+  uint32_t dep = load(k, d);
+  uint32_t gone = load(k, spec("com.example.gone"));
+  CHECK_EQ(k.unloadKext(gone), k.unloadEnabled() ? OK : RC_kOSKextReturnDisabled);  // issued (and gone)
+  CHECK_EQ(k.retainKextWithLoadTag(lib), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(lib), OK);  // arms the scan
+  k.advance(1234);
+  CHECK_EQ(k.setInstances(dep, "com_example_Thing", 1), OK);
+  CHECK_EQ(k.openUserClient(nullptr, 5), RC_kIOReturnSuccess);
+  k.closeUserClient(nullptr, 5);
+  for (int i = 0; i < 2100; i++) {  // past the event ring: it wraps
+    CHECK_EQ(k.retainKextWithLoadTag(kSample), OK);
+    CHECK_EQ(k.releaseKextWithLoadTag(kSample), OK);
+  }
+  CHECK_EQ(k.setInstances(kSample, KB_SERVICE_CLASS_NAME, 0), OK);  // the service terminated
+  k.injectFault(Kpi::Retain, RC_kOSKextReturnNoMemory, 5);  // left over at the reset
+  k.injectFault(Kpi::Release, RC_kOSReturnError, 2);
+  k.delayCalls(7, 3);
+  // kernelmanagerd: an installed bundle with a resource, a posted load, a pending and a
+  // withheld request, changed delays and a fault left over.
+  CHECK_EQ(k.installKext(spec("com.example.installed"), {{"r", {1, 2, 3}}}), OK);
+  CHECK_EQ(k.loadKextWithIdentifier("com.example.unknown"), RC_kOSKextReturnDeferred);
+  uint32_t rt = 0;
+  CHECK_EQ(k.requestResource(dep, "com.example.installed", "r", noteCallback, nullptr, &rt), OK);
+  k.setResourceDelay(999);
+  k.setLoadReplyDelay(777);
+  k.withholdResources(true);
+  k.failResources(RC_kOSReturnError, 4);
+  // Over-release: the machine panics.
+  CHECK_EQ(k.releaseKextWithLoadTag(dep), RC_kOSReturnError);  // the injected fault first
+  for (int i = 0; i < 4; i++) k.releaseKextWithLoadTag(kMach);  // a fault, then below its baseline
+  CHECK(k.panicked());
+}
+
+TEST(reset_is_indistinguishable_from_new, "reset(): a used kernel (kexts, clock, scan, events past the ring, faults, delay, panic) is a new one again") {
+  for (int opts = 0; opts < 4; opts++) {
+    SimKernel::Options o;
+    o.autounloadEnabled = !(opts & 1);
+    o.unloadEnabled = !(opts & 2);
+    SimKernel a;
+    dirty(a);
+    CHECK(a.reset(o));
+    SimKernel b(o);
+    checkSameAsNew(a, b);
+    // And again: a kernel reset twice (the fuzzer's loop) is still a new one.
+    SimKernel c(o);
+    dirty(a);
+    CHECK(a.reset(o));
+    checkSameAsNew(a, c);
+  }
+#if defined(__GLIBCXX__) && defined(__x86_64__) && defined(__linux__)
+  // A tripwire for new members: when SimKernel grows, reset() must reset the new member and
+  // checkSameAsNew above must observe it; then update this number (libstdc++, x86-64 Linux).
+  if (sizeof(SimKernel) != 1112)
+    fprintf(stderr, "  sizeof(SimKernel) is %zu: a member was added or removed. Reset it in "
+            "SimKernel::reset (sim/sim_kernel.cpp), compare it in checkSameAsNew, then update "
+            "the size here.\n", sizeof(SimKernel));
+  CHECK_EQ(sizeof(SimKernel), 1112u);
+#endif
+}
+
+TEST(reset_refused_with_a_client_open, "reset(): refused, changing nothing, while a user client is open") {
+  SimKernel k;
+  uint32_t x = load(k, spec("com.example.x"));
+  CHECK_EQ(k.openUserClient(nullptr, 3), RC_kIOReturnSuccess);
+  CHECK(!k.reset(SimKernel::Options()));
+  CHECK(loaded(k, x));
+  CHECK(k.userClientPids() == std::vector<int32_t>({3}));
+  k.closeUserClient(nullptr, 3);
+  CHECK(k.reset(SimKernel::Options()));
+  CHECK(!loaded(k, x));
+  SimKernel fresh;
+  checkSameAsNew(k, fresh);
 }
 
 }  // namespace
