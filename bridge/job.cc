@@ -25,6 +25,9 @@ void runCall(Transport &t, Job &job) {
                         &outStruct);
   job.out.resize(outCount);
   job.structOut.resize(outStruct);
+  if ((job.selector == kSelectorRetain || job.selector == kSelectorRelease) && job.in.size() == 1 &&
+      job.in[0] <= 0xFFFFFFFFull && selectorMayRefuse(job.selector, job.kr))
+    job.refusedHeld = HeldAfterRefusal(t, (uint32_t)job.in[0], &job.userClientCalls);
 }
 
 // Each chunk is one user-client call: tags in as little-endian uint32s, one entry per tag out.
@@ -46,15 +49,21 @@ void runBatch(Transport &t, Job &job) {
     for (size_t i = 0; i < count; i++) {
       double *r = &job.batch[(start + i) * BatchResult::fieldCount];
       if (i >= answered) {
+        // Never reached the user client's ledger or the kernel: the held count is unknown
+        // here (NaN), not 0 (the lib reports these tags as not run).
         r[BatchResult::kr] = kr == RC_kIOReturnSuccess ? RC_kIOReturnNotOpen : kr;
+        r[BatchResult::heldAfter] = NAN;
         continue;
       }
       const uint8_t *e = out + i * kBatchEntrySize;
       const uint32_t code = loadU32(e + BatchEntry::code * 4);
       // The entry holds either the kernel's OSReturn or the user client's refusal of this
-      // one tag; the protocol's refusal table tells them apart.
+      // one tag; the protocol's refusal table tells them apart. A refusal's entry still
+      // carries the ledger's real count on the tag (a batch answer is a success, so MIG
+      // keeps it): a refused retain of a held tag reports what is held, never 0.
       if (selectorMayRefuse(job.selector, code)) {
         r[BatchResult::kr] = code;
+        r[BatchResult::heldAfter] = loadU32(e + BatchEntry::heldAfter * 4);
         continue;
       }
       r[BatchResult::osReturn] = code;
@@ -64,6 +73,18 @@ void runBatch(Transport &t, Job &job) {
 }
 
 }  // namespace
+
+double HeldAfterRefusal(Transport &t, uint32_t loadTag, uint32_t *calls) {
+  uint8_t out[kLedgerCapacity * kHeldEntrySize];
+  uint32_t outCount = 0;
+  size_t outStruct = sizeof out;
+  (*calls)++;
+  if (t.callMethod(kSelectorHeld, nullptr, 0, nullptr, 0, nullptr, &outCount, out, &outStruct) != RC_kIOReturnSuccess)
+    return NAN;
+  for (size_t off = 0; off + kHeldEntrySize <= outStruct; off += kHeldEntrySize)
+    if (loadU32(out + off + 4 * HeldEntry::loadTag) == loadTag) return loadU32(out + off + 4 * HeldEntry::count);
+  return 0;  // the ledger has no entry for the tag
+}
 
 void Execute(Transport &transport, Job &job) {
   switch (job.kind) {

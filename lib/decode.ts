@@ -44,15 +44,28 @@ export function checkTransport(op: string, r: NativeCallResult, outScalars: numb
 
 export function counted(op: Counted, loadTag: number, r: NativeCallResult): RetainResult | ReleaseResult {
   const o = OUT[op];
+  // A refusal has no outputs (MIG drops them): its held count is the one the addon asked the
+  // user client for right after, in the same turn on the connection's queue.
+  if (r.kr !== 0) return decode(op, loadTag, r.kr, 0, r.held ?? NaN);
   return decode(op, loadTag, r.kr, Number(r.scalars[o.osReturn] ?? 0), Number(r.scalars[o.heldAfter] ?? 0));
 }
 
-/** A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. */
+let successMessage: string | undefined;
+
+/**
+ * A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. For a
+ * refusal `held` is the ledger's count on the tag when the user client said it, NaN when not
+ * (then the result has no `held`).
+ */
 export function decode(op: Counted, loadTag: number, kr: number, osReturn: number, held: number): RetainResult | ReleaseResult {
   if (kr !== 0) {
     const d = describeCached(kr);
-    return { ok: false, layer: 'userclient', name: d.name, code: d.value, message: d.message, loadTag } as RetainResult | ReleaseResult;
+    const r = { ok: false, layer: 'userclient', name: d.name, code: d.value, message: d.message, loadTag } as RetainResult | ReleaseResult;
+    if (!Number.isNaN(held)) r.held = held;
+    return r;
   }
+  // The common answer, without the code table (kOSReturnSuccess is in both KPIs' kernelCodes).
+  if (osReturn === 0) return { ok: true, layer: 'kernel', name: 'kOSReturnSuccess', code: 0, message: (successMessage ??= describeReturn(0).message), loadTag, held };
   const d = describeCached(osReturn);
   if (!(sel[op].kernelCodes as readonly string[]).includes(d.name))
     throw new KextBridgeError(op, d.value, `the kernel answered ${d.name}, which ${op} cannot produce: ${d.message}`);

@@ -33,6 +33,11 @@ const shape = (s: (typeof SELECTORS)[keyof typeof SELECTORS], scalars: number[] 
   outStruct: s.structOutputSize,
 });
 
+/** Where bindSync's output array carries the answer: retain and release share the layout. */
+const SYNC_OS_RETURN = OUT.retain.osReturn;
+const SYNC_HELD_AFTER = OUT.retain.heldAfter;
+if (OUT.release.osReturn !== SYNC_OS_RETURN || OUT.release.heldAfter !== SYNC_HELD_AFTER) throw new Error('kextbridge: retain and release outputs differ');
+
 /** The same operations as KextBridge, run on the calling thread (after anything queued). */
 export interface SyncApi {
   /** As {@link KextBridge.info}, on the calling thread. */
@@ -80,8 +85,6 @@ export class KextBridge {
   private readonly conn: NativeConnection;
   private readonly ownLoadTag: number;
   private closing: Promise<void> | undefined;
-  /** Output scalars of the sync retain/release fast path (osReturn, heldAfter). */
-  private readonly scalarsOut = new Float64Array(SELECTORS.retain.scalarOutputs);
   /** kext(), explain(), the waits and watch() (lib/workflow/). */
   private readonly wf: Workflow = new Workflow(this);
 
@@ -94,10 +97,20 @@ export class KextBridge {
     this.backendReason = backendReason;
     this.sim = sim;
     this.ownLoadTag = ownLoadTag;
+    // The sync retain/release fast path: native functions bound to this connection, writing
+    // [osReturn, heldAfter] into one buffer made once (README "Performance").
+    const fast = conn.bindSync();
+    const out = fast.out;
     this.sync = {
       info: () => decodeInfo(this.callSync('getInfo', shape(sel.getInfo)), this.backendReason),
-      retain: (...a: [number?]) => this.countedSync('retain', this.tagOf(a[0], a.length)),
-      release: (...a: [number?]) => this.countedSync('release', this.tagOf(a[0], a.length)),
+      retain: (loadTag?: number) => {
+        const tag = loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
+        return this.countedSync('retain', fast.retain(tag), tag, out);
+      },
+      release: (loadTag?: number) => {
+        const tag = loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
+        return this.countedSync('release', fast.release(tag), tag, out);
+      },
       retainMany: (tags) => this.manySync('retain', checkLoadTags(tags)),
       releaseMany: (tags) => this.manySync('release', checkLoadTags(tags)),
       held: () => decodeHeld(this.callSync('held', shape(sel.held))),
@@ -311,10 +324,9 @@ export class KextBridge {
     return checkTransport(op, this.conn.callSync(c.selector, c.scalars, null, c.outScalars, c.outStruct), c.outScalars);
   }
 
-  private countedSync<S extends Counted>(op: S, loadTag: number): ResultFor<S> {
-    const kr = this.conn.callScalarSync(sel[op].selector, loadTag, this.scalarsOut);
+  private countedSync<S extends Counted>(op: S, kr: number, loadTag: number, out: Float64Array): ResultFor<S> {
     if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(op, kr);
-    return this.reported(op, decode(op, loadTag, kr, this.scalarsOut[OUT[op].osReturn], this.scalarsOut[OUT[op].heldAfter]) as RetainResult) as ResultFor<S>;
+    return this.reported(op, decode(op, loadTag, kr, out[SYNC_OS_RETURN], out[SYNC_HELD_AFTER]) as RetainResult) as ResultFor<S>;
   }
 
   private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {

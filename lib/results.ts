@@ -56,6 +56,14 @@ export interface UserClientRefusal<N extends string> {
   message: string;
   /** The load tag the call was for. */
   loadTag: number;
+  /**
+   * How many retains this connection holds on the tag after the refusal (unchanged by it):
+   * the ledger's real count, e.g. a held tag refused by a full ledger (kIOReturnNoResources).
+   * A single call's refusal carries no outputs (MIG drops them on an error), so the addon asks
+   * the user client (the held selector) right after, in the same turn on the connection's
+   * queue; a batch's entry carries it. Absent when the user client could not say (stopped).
+   */
+  held?: number;
 }
 
 type ResultOf<S extends 'retain' | 'release'> =
