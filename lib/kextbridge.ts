@@ -3,11 +3,11 @@
 // in abortable.ts, and choosing and opening a backend in open.ts.
 import { abortable, CallOptions, checkCallOptions } from './abortable';
 import { codeValue } from './codes';
-import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, refusable, ResultFor } from './decode';
+import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, decodeManyAsync, refusable, ResultFor } from './decode';
 import { callSite, KextBridgeError } from './errors';
 import { binding, NativeCallResult, NativeConnection } from './native';
 import { OUT, SELECTORS } from './protocol.gen';
-import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
+import { BatchTagFailure, Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 import { SimKernel } from './sim';
 import { checkLoadTag, checkLoadTags } from './validate';
 import type { Explanation } from './workflow/explain';
@@ -149,7 +149,8 @@ export class KextBridge {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.retainMany);
-    return this.reportedMany('retain', decodeMany('retain', tags, await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags)), site));
+    const r = await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags));
+    return this.reportedMany('retain', () => decodeManyAsync('retain', tags, r, site));
   }
 
   /** Many releases in one trip to the worker thread; one typed result per tag, in order. */
@@ -158,7 +159,8 @@ export class KextBridge {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.releaseMany);
-    return this.reportedMany('release', decodeMany('release', tags, await abortable('releaseMany', o, site, () => this.conn.callMany(sel.releaseBatch.selector, tags)), site));
+    const r = await abortable('releaseMany', o, site, () => this.conn.callMany(sel.releaseBatch.selector, tags));
+    return this.reportedMany('release', () => decodeManyAsync('release', tags, r, site));
   }
 
   /** What this connection holds: [{ loadTag, count }]. */
@@ -305,9 +307,31 @@ export class KextBridge {
     return r;
   }
 
-  private reportedMany<R extends RetainResult | ReleaseResult>(op: 'retain' | 'release', rs: R[]): R[] {
-    for (const r of rs) this.wf.reportCall(op, r);
-    return rs;
+  /** Reports each tag's call to watch(): all of them, or (an interrupted batch) those that ran. */
+  private reportAll(op: Counted, rs: readonly (RetainResult | ReleaseResult | BatchTagFailure)[]): void {
+    for (const r of rs) if (r.layer !== 'not-run' && r.layer !== 'unexpected') this.wf.reportCall(op, r as RetainResult | ReleaseResult);
+  }
+
+  private async reportedMany<R extends RetainResult | ReleaseResult>(op: Counted, decoded: () => Promise<R[]>): Promise<R[]> {
+    try {
+      const rs = await decoded();
+      this.reportAll(op, rs);
+      return rs;
+    } catch (e) {
+      if (e instanceof KextBridgeError && e.results) this.reportAll(op, e.results);
+      throw e;
+    }
+  }
+
+  private reportedManySync<R extends RetainResult | ReleaseResult>(op: Counted, decoded: () => R[]): R[] {
+    try {
+      const rs = decoded();
+      this.reportAll(op, rs);
+      return rs;
+    } catch (e) {
+      if (e instanceof KextBridgeError && e.results) this.reportAll(op, e.results);
+      throw e;
+    }
   }
 
   private tagOf(loadTag: unknown, argc: number): number {
@@ -330,6 +354,7 @@ export class KextBridge {
   }
 
   private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {
-    return this.reportedMany(op, decodeMany(op, tags, this.conn.callManySync(sel[`${op}Batch` as const].selector, tags)) as RetainResult[]) as ResultFor<S>[];
+    const r = this.conn.callManySync(sel[`${op}Batch` as const].selector, tags);
+    return this.reportedManySync(op, () => decodeMany(op, tags, r));
   }
 }
