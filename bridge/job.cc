@@ -30,6 +30,13 @@ void runCall(Transport &t, Job &job) {
     job.refusedHeld = HeldAfterRefusal(t, (uint32_t)job.in[0], &job.userClientCalls);
 }
 
+// The count a held selector's answer gives the tag (0 when it has no entry).
+double countIn(const uint8_t *held, size_t size, uint32_t loadTag) {
+  for (size_t off = 0; off + kHeldEntrySize <= size; off += kHeldEntrySize)
+    if (loadU32(held + off + 4 * HeldEntry::loadTag) == loadTag) return loadU32(held + off + 4 * HeldEntry::count);
+  return 0;
+}
+
 // Each chunk is one user-client call: tags in as little-endian uint32s, one entry per tag out.
 void runBatch(Transport &t, Job &job) {
   const size_t n = job.tags.size();
@@ -46,13 +53,24 @@ void runBatch(Transport &t, Job &job) {
                                &outStruct);
     // A short answer (the user client stopped mid-batch) leaves the rest refused as not open.
     const size_t answered = kr == RC_kIOReturnSuccess ? outStruct / kBatchEntrySize : 0;
+    // The whole call refused (e.g. kIOReturnNotPrivileged): MIG dropped the entries, so each
+    // tag's count comes from one held query right after, as for a single call.
+    uint8_t held[kLedgerCapacity * kHeldEntrySize];
+    size_t heldSize = 0;
+    bool heldKnown = false;
+    if (kr != RC_kIOReturnSuccess && kr != RC_kIOReturnNotOpen && selectorMayRefuse(job.selector, kr)) {
+      uint32_t heldOut = 0;
+      heldSize = sizeof held;
+      job.userClientCalls++;
+      heldKnown = t.callMethod(kSelectorHeld, nullptr, 0, nullptr, 0, nullptr, &heldOut, held, &heldSize) == RC_kIOReturnSuccess;
+    }
     for (size_t i = 0; i < count; i++) {
       double *r = &job.batch[(start + i) * BatchResult::fieldCount];
       if (i >= answered) {
         // Never reached the user client's ledger or the kernel: the held count is unknown
         // here (NaN), not 0 (the lib reports these tags as not run).
         r[BatchResult::kr] = kr == RC_kIOReturnSuccess ? RC_kIOReturnNotOpen : kr;
-        r[BatchResult::heldAfter] = NAN;
+        r[BatchResult::heldAfter] = heldKnown ? countIn(held, heldSize, job.tags[start + i]) : NAN;
         continue;
       }
       const uint8_t *e = out + i * kBatchEntrySize;
@@ -81,9 +99,7 @@ double HeldAfterRefusal(Transport &t, uint32_t loadTag, uint32_t *calls) {
   (*calls)++;
   if (t.callMethod(kSelectorHeld, nullptr, 0, nullptr, 0, nullptr, &outCount, out, &outStruct) != RC_kIOReturnSuccess)
     return NAN;
-  for (size_t off = 0; off + kHeldEntrySize <= outStruct; off += kHeldEntrySize)
-    if (loadU32(out + off + 4 * HeldEntry::loadTag) == loadTag) return loadU32(out + off + 4 * HeldEntry::count);
-  return 0;  // the ledger has no entry for the tag
+  return countIn(out, outStruct, loadTag);
 }
 
 void Execute(Transport &transport, Job &job) {

@@ -83,3 +83,16 @@ test('refusals queued before close() still report the real count; the close then
   await expect(kb.retain(a)).rejects.toMatchObject({ codeName: 'MACH_SEND_INVALID_DEST' });
   expect(() => kb.sync.retain(a)).toThrow(/MACH_SEND_INVALID_DEST/);
 });
+
+test('a connection without admin rights is refused with its (empty) ledger count, single and batch', async () => {
+  const guest = await open({ backend: 'sim', kernel, privileged: false });
+  try {
+    const refused = (loadTag: number) => ({ ok: false, layer: 'userclient', name: 'kIOReturnNotPrivileged', loadTag, held: 0 });
+    expect(await guest.retain(a)).toMatchObject(refused(a));
+    expect(guest.sync.release(b)).toMatchObject(refused(b));
+    expect(await guest.retainMany([a, b])).toEqual([expect.objectContaining(refused(a)), expect.objectContaining(refused(b))]);
+    expect(guest.sync.releaseMany([b])).toEqual([expect.objectContaining(refused(b))]);
+  } finally {
+    await guest.close();
+  }
+});
