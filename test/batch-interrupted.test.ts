@@ -79,9 +79,9 @@ describe('a kernel fault mid-batch (a code the KPI cannot produce)', () => {
     // 600 tags: the batch selector carries 512 per user-client call, so two calls, each slow.
     // The first 500 are not loaded (kOSKextReturnNotFound, nothing held), so the ledger has room.
     const batch = Array.from({ length: 600 }, (_, i) => (i < 500 ? 99_999 : tags[i % 4]));
-    kernel.delayCalls(300, 2);
+    kernel.delayCalls(500, 2);
     const p = kb.retainMany(batch);
-    await new Promise((r) => setTimeout(r, 400)); // the first call ran; the second sleeps
+    await new Promise((r) => setTimeout(r, 700)); // the first call ran (0–500 ms); the second sleeps (500–1000 ms)
     kernel.injectFault('retain', 'kOSReturnError', 1);
     const e = await rejection(p);
     expect(e).toMatchObject({ operation: 'retainMany', codeName: 'kOSReturnError' });
@@ -104,9 +104,9 @@ describe('the service terminated mid-batch', () => {
   test('retainMany: the first chunk ran, the second never did; the kernel holds exactly the successes, and close releases them', async () => {
     const [a, b] = tags;
     const batch = Array.from({ length: 600 }, (_, i) => (i < 200 ? a : b)); // 200 a, then b: the ledger fills at 256
-    kernel.delayCalls(300, 2);
+    kernel.delayCalls(500, 2);
     const p = kb.retainMany(batch);
-    await new Promise((r) => setTimeout(r, 400));
+    await new Promise((r) => setTimeout(r, 700));
     kernel.setInstances(kernel.sampleLoadTag, 'org_kextbridge_SampleService', 0); // IOService::terminate
     const e = await rejection(p);
     expect(e).toMatchObject({ operation: 'retainMany', codeName: 'kIOReturnNotOpen' });
@@ -132,9 +132,9 @@ describe('the service terminated mid-batch', () => {
       for await (const ev of w) if (ev.type === 'call') calls.push(ev);
     })();
     await new Promise((r) => setTimeout(r, 20));
-    kernel.delayCalls(300, 2);
+    kernel.delayCalls(500, 2);
     const p = kb.retainMany(Array.from({ length: 520 }, () => a));
-    await new Promise((r) => setTimeout(r, 400));
+    await new Promise((r) => setTimeout(r, 700));
     kernel.setInstances(kernel.sampleLoadTag, 'org_kextbridge_SampleService', 0);
     await rejection(p);
     await new Promise((r) => setTimeout(r, 20));

@@ -51,9 +51,9 @@ test('a sync retain queued behind three slow async calls runs after all of them'
 test('a sync call made while the worker is inside a slow job waits for that job to finish', async () => {
   const [a, b] = tags;
   const cursor = kernel.eventCursor;
-  kernel.delayCalls(60, 1);
+  kernel.delayCalls(200, 1);
   const slow = kb.retain(a);
-  await sleep(15); // the worker took the job off the queue and sleeps inside it
+  await sleep(30); // the worker took the job off the queue and sleeps inside it (200 ms)
   expect(changes(cursor)).toEqual([]); // …it has not reached the kernel yet
   const r = kb.sync.release(b); // not held: refused, but only after the slow job ran
   expect(r).toMatchObject({ ok: false, name: 'kIOReturnNotPermitted', held: 0 });
