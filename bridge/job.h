@@ -3,6 +3,7 @@
 #ifndef KEXTBRIDGE_JOB_H
 #define KEXTBRIDGE_JOB_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,10 @@ struct Job {
   uint32_t userClientCalls = 0;  // IOConnectCallMethod calls the job made
   std::vector<uint64_t> out;
   std::vector<uint8_t> structOut;
+  // Call of retain/release that the user client refused: MIG sent no outputs, so the held
+  // count comes from a held query made right after it in the same job (HeldAfterRefusal);
+  // NaN when there is none (not refused, or the user client did not answer the query).
+  double refusedHeld = NAN;
   // Batch: per tag [kr, osReturn, heldAfter], as a single call would answer: kr is the user
   // client's refusal of that tag (or of the whole call that carried it), else 0 and osReturn
   // the kernel's answer.
@@ -46,6 +51,14 @@ struct Job {
 // sync path). A Batch job carries its tags to the batch selector in chunks of the selector's
 // capacity: one user-client call per chunk, not per tag.
 void Execute(Transport &transport, Job &job);
+
+// After the user client refused a single retain or release of loadTag (an IOReturn, so MIG
+// dropped the outputs): the count this connection's ledger holds on the tag, asked with the
+// held selector right away. The caller runs it in the refused call's own turn on the queue
+// (the worker's job, or the sync path's exclusive section), so no call of this connection
+// comes between; other connections never change this ledger. NaN when the user client does
+// not answer the query (stopped, closed). Adds its user-client calls to *calls.
+double HeldAfterRefusal(Transport &transport, uint32_t loadTag, uint32_t *calls);
 
 } // namespace kb
 

@@ -13,7 +13,7 @@ export type { KernelEvent, KernelEvents, KextSpec, OSReturnResult, PanicRecord, 
 export { describeReturn, codeValue, isCodeName, toHex } from './codes';
 export type { CodeName, ReturnDescription } from './codes';
 export { KextBridgeError } from './errors';
-export type { Held, Info, KernelFailure, KernelSuccess, LoadedKext, ReleaseResult, RetainResult, UserClientRefusal } from './results';
+export type { BatchTagFailure, Held, Info, KernelFailure, KernelSuccess, LoadedKext, ReleaseResult, RetainResult, UserClientRefusal } from './results';
 export { CODES, LIMITS, PROTOCOL_VERSION, SAMPLE_KEXT, SELECTORS } from './protocol.gen';
 export { decodeText } from './decode-text';
 export type { TextCode, TextCodeKind } from './decode-text';

@@ -3,11 +3,11 @@
 // in abortable.ts, and choosing and opening a backend in open.ts.
 import { abortable, CallOptions, checkCallOptions } from './abortable';
 import { codeValue } from './codes';
-import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, refusable, ResultFor } from './decode';
+import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, decodeManyAsync, refusable, ResultFor } from './decode';
 import { callSite, KextBridgeError } from './errors';
 import { binding, NativeCallResult, NativeConnection } from './native';
 import { OUT, SELECTORS } from './protocol.gen';
-import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
+import { BatchTagFailure, Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 import { SimKernel } from './sim';
 import { checkLoadTag, checkLoadTags } from './validate';
 import type { Explanation, UserClient } from './workflow/explain';
@@ -32,6 +32,11 @@ const shape = (s: (typeof SELECTORS)[keyof typeof SELECTORS], scalars: number[] 
   outScalars: s.scalarOutputs,
   outStruct: s.structOutputSize,
 });
+
+/** Where bindSync's output array carries the answer: retain and release share the layout. */
+const SYNC_OS_RETURN = OUT.retain.osReturn;
+const SYNC_HELD_AFTER = OUT.retain.heldAfter;
+if (OUT.release.osReturn !== SYNC_OS_RETURN || OUT.release.heldAfter !== SYNC_HELD_AFTER) throw new Error('kextbridge: retain and release outputs differ');
 
 /** The same operations as KextBridge, run on the calling thread (after anything queued). */
 export interface SyncApi {
@@ -80,8 +85,6 @@ export class KextBridge {
   private readonly conn: NativeConnection;
   private readonly ownLoadTag: number;
   private closing: Promise<void> | undefined;
-  /** Output scalars of the sync retain/release fast path (osReturn, heldAfter). */
-  private readonly scalarsOut = new Float64Array(SELECTORS.retain.scalarOutputs);
   /** kext(), explain(), the waits and watch() (lib/workflow/). */
   private readonly wf: Workflow = new Workflow(this);
 
@@ -94,10 +97,20 @@ export class KextBridge {
     this.backendReason = backendReason;
     this.sim = sim;
     this.ownLoadTag = ownLoadTag;
+    // The sync retain/release fast path: native functions bound to this connection, writing
+    // [osReturn, heldAfter] into one buffer made once (README "Performance").
+    const fast = conn.bindSync();
+    const out = fast.out;
     this.sync = {
       info: () => decodeInfo(this.callSync('getInfo', shape(sel.getInfo)), this.backendReason),
-      retain: (...a: [number?]) => this.countedSync('retain', this.tagOf(a[0], a.length)),
-      release: (...a: [number?]) => this.countedSync('release', this.tagOf(a[0], a.length)),
+      retain: (loadTag?: number) => {
+        const tag = loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
+        return this.countedSync('retain', fast.retain(tag), tag, out);
+      },
+      release: (loadTag?: number) => {
+        const tag = loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
+        return this.countedSync('release', fast.release(tag), tag, out);
+      },
       retainMany: (tags) => this.manySync('retain', checkLoadTags(tags)),
       releaseMany: (tags) => this.manySync('release', checkLoadTags(tags)),
       held: () => decodeHeld(this.callSync('held', shape(sel.held))),
@@ -136,7 +149,8 @@ export class KextBridge {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.retainMany);
-    return this.reportedMany('retain', decodeMany('retain', tags, await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags)), site));
+    const r = await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags));
+    return this.reportedMany('retain', () => decodeManyAsync('retain', tags, r, site));
   }
 
   /** Many releases in one trip to the worker thread; one typed result per tag, in order. */
@@ -145,7 +159,8 @@ export class KextBridge {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.releaseMany);
-    return this.reportedMany('release', decodeMany('release', tags, await abortable('releaseMany', o, site, () => this.conn.callMany(sel.releaseBatch.selector, tags)), site));
+    const r = await abortable('releaseMany', o, site, () => this.conn.callMany(sel.releaseBatch.selector, tags));
+    return this.reportedMany('release', () => decodeManyAsync('release', tags, r, site));
   }
 
   /** What this connection holds: [{ loadTag, count }]. */
@@ -299,9 +314,31 @@ export class KextBridge {
     return r;
   }
 
-  private reportedMany<R extends RetainResult | ReleaseResult>(op: 'retain' | 'release', rs: R[]): R[] {
-    for (const r of rs) this.wf.reportCall(op, r);
-    return rs;
+  /** Reports each tag's call to watch(): all of them, or (an interrupted batch) those that ran. */
+  private reportAll(op: Counted, rs: readonly (RetainResult | ReleaseResult | BatchTagFailure)[]): void {
+    for (const r of rs) if (r.layer !== 'not-run' && r.layer !== 'unexpected') this.wf.reportCall(op, r as RetainResult | ReleaseResult);
+  }
+
+  private async reportedMany<R extends RetainResult | ReleaseResult>(op: Counted, decoded: () => Promise<R[]>): Promise<R[]> {
+    try {
+      const rs = await decoded();
+      this.reportAll(op, rs);
+      return rs;
+    } catch (e) {
+      if (e instanceof KextBridgeError && e.results) this.reportAll(op, e.results);
+      throw e;
+    }
+  }
+
+  private reportedManySync<R extends RetainResult | ReleaseResult>(op: Counted, decoded: () => R[]): R[] {
+    try {
+      const rs = decoded();
+      this.reportAll(op, rs);
+      return rs;
+    } catch (e) {
+      if (e instanceof KextBridgeError && e.results) this.reportAll(op, e.results);
+      throw e;
+    }
   }
 
   private tagOf(loadTag: unknown, argc: number): number {
@@ -318,13 +355,13 @@ export class KextBridge {
     return checkTransport(op, this.conn.callSync(c.selector, c.scalars, null, c.outScalars, c.outStruct), c.outScalars);
   }
 
-  private countedSync<S extends Counted>(op: S, loadTag: number): ResultFor<S> {
-    const kr = this.conn.callScalarSync(sel[op].selector, loadTag, this.scalarsOut);
+  private countedSync<S extends Counted>(op: S, kr: number, loadTag: number, out: Float64Array): ResultFor<S> {
     if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(op, kr);
-    return this.reported(op, decode(op, loadTag, kr, this.scalarsOut[OUT[op].osReturn], this.scalarsOut[OUT[op].heldAfter]) as RetainResult) as ResultFor<S>;
+    return this.reported(op, decode(op, loadTag, kr, out[SYNC_OS_RETURN], out[SYNC_HELD_AFTER]) as RetainResult) as ResultFor<S>;
   }
 
   private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {
-    return this.reportedMany(op, decodeMany(op, tags, this.conn.callManySync(sel[`${op}Batch` as const].selector, tags)) as RetainResult[]) as ResultFor<S>[];
+    const r = this.conn.callManySync(sel[`${op}Batch` as const].selector, tags);
+    return this.reportedManySync(op, () => decodeMany(op, tags, r));
   }
 }

@@ -8,6 +8,8 @@ export interface NativeCallResult {
   kr: number;
   scalars: (number | bigint)[];
   struct: Buffer;
+  /** retain/release refused by the user client: the ledger's count on the tag, asked right after. */
+  held?: number;
 }
 export interface NativeManyResult {
   kr: number;
@@ -26,6 +28,12 @@ export interface NativeConnection {
   callSync(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): NativeCallResult;
   /** One scalar in; writes out.length scalars into `out` (zeros when none came back); returns kr. */
   callScalarSync(selector: number, scalar: number, out: Float64Array): number;
+  /**
+   * The sync retain/release fast path: functions bound to this connection that take a load
+   * tag, write [osReturn, heldAfter] into `out` (on a refusal [0, the held count or NaN]) and
+   * return kr. `out` is the connection's one buffer, made once.
+   */
+  bindSync(): { out: Float64Array; retain(loadTag: number): number; release(loadTag: number): number };
   callMany(selector: number, loadTags: Uint32Array): Promise<NativeManyResult>;
   callManySync(selector: number, loadTags: Uint32Array): NativeManyResult;
   loadedKexts(): Promise<{ kr: number; kexts: NativeKext[] }>;

@@ -16,6 +16,7 @@ Napi::Function Connection::Define(Napi::Env env) {
                      {InstanceMethod<&Connection::Call>("call"),
                       InstanceMethod<&Connection::CallSync>("callSync"),
                       InstanceMethod<&Connection::CallScalarSync>("callScalarSync"),
+                      InstanceMethod<&Connection::BindSync>("bindSync"),
                       InstanceMethod<&Connection::CallBatch>("callMany"),
                       InstanceMethod<&Connection::CallBatchSync>("callManySync"),
                       InstanceMethod<&Connection::LoadedKexts>("loadedKexts"),
@@ -66,6 +67,7 @@ Connection *Connection::Unwrap(Napi::Object wrapper) {
 }
 
 Connection::~Connection() {
+  *alive_ = nullptr;  // bindSync's functions now throw instead of reaching a freed connection
   if (!shutdown_) napi_remove_env_cleanup_hook(Env(), &Connection::OnEnvCleanup, this);
   Shutdown();  // a forgotten connection: close it, releasing what it still holds
 }
@@ -141,7 +143,7 @@ Napi::Value Connection::RunSync(Napi::Env env, Job &job) {
   if (closing_)
     job.kr = RC_MACH_SEND_INVALID_DEST;
   else
-    queue_->runExclusive([&] { Execute(job); });
+    Exclusive([&] { Execute(job); });
   return JobResult(env, job);
 }
 
@@ -161,7 +163,7 @@ Napi::Value Connection::CallScalarSync(const Napi::CallbackInfo &info) {
   if (closing_) {
     outCount = 0;
   } else {
-    queue_->runExclusive([&] {
+    Exclusive([&] {
       size_t outStruct = 0;
       userClientCalls_++;
       kr = transport_->callMethod(selector, &scalar, 1, nullptr, 0, scalars, &outCount, nullptr, &outStruct);
@@ -169,6 +171,94 @@ Napi::Value Connection::CallScalarSync(const Napi::CallbackInfo &info) {
   }
   for (size_t i = 0; i < out.ElementLength(); i++) out[i] = i < outCount ? (double)scalars[i] : 0;
   return Napi::Number::New(env, kr);
+}
+
+namespace {
+constexpr uint32_t kSyncOutCount = RetainOut::fieldCount;
+static_assert((uint32_t)RetainOut::fieldCount == (uint32_t)ReleaseOut::fieldCount &&
+                  (uint32_t)RetainOut::osReturn == (uint32_t)ReleaseOut::osReturn &&
+                  (uint32_t)RetainOut::heldAfter == (uint32_t)ReleaseOut::heldAfter,
+              "retain and release share the sync output layout");
+const double kMaxSafeInteger = 9007199254740991.0;
+
+struct FastSync {
+  std::shared_ptr<Connection *> conn;
+  uint32_t selector;
+};
+}  // namespace
+
+Napi::Value Connection::BindSync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
+  Napi::Env env = info.Env();
+  if (syncOut_.IsEmpty())
+    syncOut_ = Napi::Persistent(Napi::ArrayBuffer::New(env, kSyncOutCount * sizeof(double)));
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("out", Napi::Float64Array::New(env, kSyncOutCount, syncOut_.Value(), 0));
+  const struct {
+    const char *name;
+    uint32_t selector;
+  } ops[] = {{"retain", kSelectorRetain}, {"release", kSelectorRelease}};
+  for (const auto &op : ops) {
+    FastSync *data = new FastSync{alive_, op.selector};
+    Napi::Function fn = Napi::Function::New<&Connection::FastScalarSync>(env, op.name, data);
+    fn.AddFinalizer([](Napi::Env, FastSync *d) { delete d; }, data);
+    r.Set(op.name, fn);
+  }
+  return r;
+}
+
+Napi::Value Connection::FastScalarSync(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const FastSync *f = static_cast<const FastSync *>(info.Data());
+  Connection *self = *f->conn;
+  if (self == nullptr) throw Napi::Error::New(env, "kextbridge: this sync function's connection is gone");
+  self->nativeCalls_++;
+  // The common case in one N-API call: a safe integer Number. Anything else (a BigInt, junk)
+  // takes ToUint's full check and its error.
+  double d = 0;
+  uint64_t scalar;
+  if (info.Length() >= 1 && napi_get_value_double(env, info[0], &d) == napi_ok && d >= 0 && d <= kMaxSafeInteger &&
+      d == (double)(uint64_t)d)
+    scalar = (uint64_t)d;
+  else
+    scalar = ToUint(info[0], "loadTag", UINT64_MAX, true);
+  return Napi::Number::New(env, self->ScalarSync(env, f->selector, scalar));
+}
+
+uint32_t Connection::ScalarSync(Napi::Env env, uint32_t selector, uint64_t scalar) {
+  // The buffer is this connection's own, but reachable from JS: a detached (transferred) one
+  // reads as zero bytes and is an error, never a write through a stale pointer.
+  napi_value ab;
+  void *data = nullptr;
+  size_t bytes = 0;
+  if (napi_get_reference_value(env, syncOut_, &ab) != napi_ok || ab == nullptr ||
+      napi_get_arraybuffer_info(env, ab, &data, &bytes) != napi_ok || bytes < kSyncOutCount * sizeof(double))
+    throw Napi::TypeError::New(env, "the sync output array's buffer was detached (transferred)");
+  double *out = static_cast<double *>(data);
+  uint32_t kr = RC_MACH_SEND_INVALID_DEST;
+  uint64_t scalars[kSyncOutCount] = {0, 0};
+  uint32_t outCount = 0;
+  double refusedHeld = NAN;
+  if (!closing_) {
+    uint32_t calls = 0;
+    Exclusive([&] {
+      outCount = kSyncOutCount;
+      size_t outStruct = 0;
+      calls++;
+      kr = transport_->callMethod(selector, &scalar, 1, nullptr, 0, scalars, &outCount, nullptr, &outStruct);
+      if (kr != RC_kIOReturnSuccess && scalar <= 0xFFFFFFFFull && selectorMayRefuse(selector, kr))
+        refusedHeld = HeldAfterRefusal(*transport_, (uint32_t)scalar, &calls);
+    });
+    userClientCalls_ += calls;
+  }
+  if (kr == RC_kIOReturnSuccess) {
+    out[RetainOut::osReturn] = outCount > RetainOut::osReturn ? (double)scalars[RetainOut::osReturn] : 0;
+    out[RetainOut::heldAfter] = outCount > RetainOut::heldAfter ? (double)scalars[RetainOut::heldAfter] : 0;
+  } else {
+    out[RetainOut::osReturn] = 0;
+    out[RetainOut::heldAfter] = refusedHeld;
+  }
+  return kr;
 }
 
 Napi::Value Connection::Call(const Napi::CallbackInfo &info) {

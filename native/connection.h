@@ -42,6 +42,26 @@ class Connection : public Napi::ObjectWrap<Connection> {
   // JS: callScalarSync(selector, scalar, out: Float64Array) → kr. One scalar in, out.length
   // scalars out, no result object: the sync path's cost is mostly building JS values.
   Napi::Value CallScalarSync(const Napi::CallbackInfo &info);
+  // JS: bindSync() → { out: Float64Array(2), retain(tag) → kr, release(tag) → kr }: the sync
+  // retain/release fast path. The output array is made here once per connection (later calls
+  // return views of the same buffer); each call writes [osReturn, heldAfter] into it (on a
+  // refusal [0, the held count or NaN]). The functions carry the connection in their data,
+  // so a call does no unwrap and no brand check; once the connection is collected they throw.
+  Napi::Value BindSync(const Napi::CallbackInfo &info);
+  static Napi::Value FastScalarSync(const Napi::CallbackInfo &info);
+  uint32_t ScalarSync(Napi::Env env, uint32_t selector, uint64_t scalar);
+  // Runs sync work on the JS thread after everything queued and never beside the worker.
+  // pending_ counts async jobs posted and not yet delivered; only this (JS) thread posts, and a
+  // job is delivered only after the worker finished running it (the thread-safe function's
+  // queue orders the two). So pending_ == 0 means nothing is queued or running: the work runs
+  // at once, with no queue lock. Otherwise it waits on the queue (runExclusive).
+  template <class F>
+  void Exclusive(F &&work) {
+    if (pending_ == 0)
+      work();
+    else
+      queue_->runExclusive(work);
+  }
   // JS: callMany(selector: a batch selector, loadTags: Uint32Array)
   //     → Promise<{kr, results: Float64Array}>, per tag [kr, osReturn, heldAfter]
   Napi::Value CallBatch(const Napi::CallbackInfo &info);
@@ -74,6 +94,9 @@ class Connection : public Napi::ObjectWrap<Connection> {
   bool closing_ = false;  // close() accepted: later calls answer MACH_SEND_INVALID_DEST
   bool shutdown_ = false;
   uint32_t pending_ = 0;  // queued or executing async jobs; while > 0 the handle is ref'd
+  Napi::Reference<Napi::ArrayBuffer> syncOut_;  // bindSync's output buffer
+  // What bindSync's functions hold: this connection, nulled by the destructor.
+  std::shared_ptr<Connection *> alive_ = std::make_shared<Connection *>(this);
 };
 
 } // namespace kb

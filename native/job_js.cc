@@ -2,6 +2,7 @@
 
 #include "js_values.h"
 
+#include <cmath>
 #include <string>
 
 namespace kb {
@@ -73,6 +74,7 @@ Napi::Value JobResult(Napi::Env env, const Job &job) {
         scalars.Set((uint32_t)i, FromUint64(env, job.out[i]));
       r.Set("scalars", scalars);
       r.Set("struct", Napi::Buffer<uint8_t>::Copy(env, job.structOut.data(), job.structOut.size()));
+      if (!std::isnan(job.refusedHeld)) r.Set("held", Napi::Number::New(env, job.refusedHeld));
       break;
     }
     case Job::Kind::Batch: {
