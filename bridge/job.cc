@@ -76,6 +76,12 @@ void Execute(Transport &transport, Job &job) {
     case Job::Kind::LoadedKexts:
       job.kr = transport.loadedKexts(job.kexts);
       break;
+    case Job::Kind::AsyncCall:
+      ExecuteAsyncCall(transport, job);
+      break;
+    case Job::Kind::FetchResource:
+      ExecuteFetchResource(transport, job);
+      break;
     case Job::Kind::Close:
       job.kr = transport.close();
       job.unreleased = transport.unreleasedAtClose();
