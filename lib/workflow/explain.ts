@@ -8,8 +8,7 @@ import { findTarget, Target } from './target';
 
 /**
  * One reason an explicit unload (kmutil unload) would answer kOSKextReturnInUse (or refuse
- * otherwise). `pendingRequests` is part of the contract but never reported yet: resource
- * requests (OSKextRequestResource) arrive with issue 13, and until then nothing can have one.
+ * otherwise).
  */
 export type Blocker =
   /** Outside retains (OSBundleRetainCount less the dependents), and how many this connection holds. */
@@ -57,11 +56,26 @@ export type Blocker =
         process: string;
       }[];
     }
+  /**
+   * Resource requests with this kext's callback still pending in the kernel
+   * (OSKextRequestResource): the kernel refuses to unload it until each is delivered, timed
+   * out or cancelled. On the sim every pending request of the kext; on a Mac the ones this
+   * connection made (through the sample kext), as user space cannot list the kernel's.
+   */
   | {
-      /** Resource requests in flight block the unload (never reported yet: issue 13). */
+      /** Pending resource requests block the unload. */
       kind: 'pendingRequests';
       /** How many requests are pending. */
       count: number;
+      /** Each pending request. */
+      requests: {
+        /** The kernel's tag for the request. */
+        requestTag: number;
+        /** The bundle the resource is asked from. */
+        bundleId: string;
+        /** The resource's name. */
+        resourceName: string;
+      }[];
     }
   /** Refused whatever its state: a kernel component, marked not unloadable, or unloading off. */
   | {
@@ -108,11 +122,22 @@ export interface SimFacts {
   sampleLoadTag: number;
 }
 
+/** A pending resource request and the kext whose callback it is. */
+export interface RequestFact {
+  requestTag: number;
+  /** The requesting kext (whose unload the request blocks). */
+  loadTag: number;
+  bundleId: string;
+  resourceName: string;
+}
+
 export interface Facts {
   kexts: readonly LoadedKext[];
   held: readonly Held[];
   /** Absent on the iokit backend. */
   sim?: SimFacts;
+  /** Pending resource requests (sim: the kernel's; Mac: this connection's). */
+  requests?: readonly RequestFact[];
 }
 
 /** The rule `kextbridge list -k` uses where the table lacks OSKernelResource. */
@@ -151,6 +176,10 @@ export function explainFrom(facts: Facts, target: Target): Explanation {
 
   if (sim && isSample && sim.userClientPids.length > 0)
     blockers.push({ kind: 'userClients', clients: sim.userClientPids.map((pid) => ({ pid, process: pid === process.pid ? processName() : 'unknown' })) });
+
+  const requests = (facts.requests ?? []).filter((r) => r.loadTag === k.loadTag);
+  if (requests.length > 0)
+    blockers.push({ kind: 'pendingRequests', count: requests.length, requests: requests.map((r) => ({ requestTag: r.requestTag, bundleId: r.bundleId, resourceName: r.resourceName })) });
 
   const flags = sim?.flags(k.loadTag) ?? null;
   const kernelComponent = flags ? flags.kernelComponent : isKernelComponentByName(k.bundleId);

@@ -5,7 +5,9 @@ import type { CallOptions } from '../abortable';
 import type { Held, LoadedKext, ReleaseResult, RetainResult } from '../results';
 import type { SimKernel } from '../sim';
 import { checkUint32 } from '../validate';
-import { explainFrom, Explanation, Facts, SimFacts } from './explain';
+import { explainFrom, Explanation, Facts, RequestFact, SimFacts } from './explain';
+import type { OwnRequest } from '../requests';
+import { SAMPLE_KEXT } from '../protocol.gen';
 import { KextHandle } from './handle';
 import { checkTarget, findTarget, Target } from './target';
 import { checkWaitOptions, hasRetainCount, isLoaded, isUnloaded, WaitOptions, WaitResult, waitPolling, waitVirtual, WaitSource } from './wait';
@@ -19,6 +21,13 @@ export interface WorkflowHost {
   held(options?: CallOptions): Promise<Held[]>;
   retain(loadTag: number, options?: CallOptions): Promise<RetainResult>;
   release(loadTag: number, options?: CallOptions): Promise<ReleaseResult>;
+  /** This connection's resource requests the kernel accepted and has not answered. */
+  _ownRequests?(): OwnRequest[];
+}
+
+/** The pending resource requests explain() reports: the kernel's on the sim. */
+export function simRequests(kernel: SimKernel): RequestFact[] {
+  return kernel.pendingRequests().map((p) => ({ requestTag: p.requestTag, loadTag: p.loadTag, bundleId: p.bundleId, resourceName: p.resourceName }));
 }
 
 /** The simulated kernel's facts beyond the loaded-kext table, read now. */
@@ -112,7 +121,16 @@ export class Workflow {
     // includes what they did.
     const held = await this.host.held();
     const kexts = await this.host.loadedKexts();
-    return { kexts, held, sim: this.host.sim ? simFacts(this.host.sim) : undefined };
+    const sim = this.host.sim;
+    // On a Mac user space cannot list the kernel's requests: this connection's own, all made
+    // through the sample kext (its callback).
+    const sample = kexts.find((k) => k.bundleId === SAMPLE_KEXT.bundleId)?.loadTag;
+    const requests = sim
+      ? simRequests(sim)
+      : sample === undefined
+        ? []
+        : (this.host._ownRequests?.() ?? []).map((r) => ({ requestTag: r.requestTag!, loadTag: sample, bundleId: r.bundleId, resourceName: r.resourceName }));
+    return { kexts, held, sim: sim ? simFacts(sim) : undefined, requests };
   }
 
   private async explainChecked(t: Target): Promise<Explanation> {
