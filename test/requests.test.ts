@@ -5,6 +5,9 @@
 // resources, delays, withholding) are pending on iokit with the reason.
 import { KextBridge, LIMITS, SAMPLE_KEXT, SimKernel } from '../lib';
 import { describeBackends, Machine } from './backends';
+import { defaultSimKernel } from '../lib';
+import { main } from '../lib/cli/main';
+import type { Io } from '../lib/cli/common';
 
 const RES = 'com.example.resources';
 const bytes = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff));
@@ -338,6 +341,31 @@ describeBackends('loadKext and requestResource', (backend) => {
       while (kernel.pendingRequests().length === 0) await new Promise((r) => setImmediate(r));
       ac.abort(new Proxy({}, { get() { throw new Error('trap'); }, getPrototypeOf() { throw new Error('trap'); } }));
       expect(await p).toMatchObject({ ok: false, reason: 'aborted', cancelled: true });
+    });
+  });
+});
+
+describe('kextbridge load <bundle-id> in-process (the deferred load needs kernelmanagerd to find it meanwhile)', () => {
+  afterEach(() => defaultSimKernel.reset());
+
+  test('deferred, then loaded by the simulated reply: exit 0, deferred: true, waitedMs the reply delay', async () => {
+    defaultSimKernel.reset();
+    const kernel = defaultSimKernel();
+    kernel.delayCalls(40, 8); // the verb's calls are slow: the install below lands before its wait jumps the clock
+    const cursor = kernel.eventCursor;
+    const installer = (async () => {
+      while (!kernel.events(cursor).events.some((e) => e.type === 'loadRequested')) await new Promise((r) => setTimeout(r, 1));
+      kernel.installKext({ bundleId: 'com.example.late', version: '3.0' });
+    })();
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) }, stdin: process.stdin, env: {} } as unknown as Io;
+    const code = await main(['--backend', 'sim', 'load', 'com.example.late', '--json'], io);
+    await installer;
+    expect({ code, err: err.join('') }).toEqual({ code: 0, err: '' });
+    expect(JSON.parse(out.join(''))).toEqual({
+      schemaVersion: 1, ok: true, backend: 'sim',
+      result: { bundleId: 'com.example.late', alreadyLoaded: false, name: 'kOSKextReturnDeferred', code: 0xdc008011, loadTag: kernel.lookup('com.example.late'), loaded: true, deferred: true, waitedMs: 10 },
     });
   });
 });
