@@ -235,7 +235,12 @@ export interface ResourceAborted {
   /** Whether the kernel cancelled it (no delivery will ever come). */
   cancelled: boolean;
   /** cancelRequest's answer, when it was called (abort and timeout; not close). */
-  cancel: { name: string; code: number } | null;
+  cancel: {
+    /** The code's name (kOSReturnSuccess: cancelled in the kernel). */
+    name: string;
+    /** The code's value, unsigned 32-bit. */
+    code: number;
+  } | null;
 }
 
 /** What kb.requestResource() answers. */
