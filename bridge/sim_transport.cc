@@ -18,7 +18,7 @@ std::unique_ptr<Transport> SimTransport::open(std::shared_ptr<sim::SimKernel> ke
 }
 
 SimTransport::SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged, int32_t pid)
-    : kernel_(kernel), api_(kernel), core_(api_, lock_, privileged), pid_(pid) {}
+    : kernel_(kernel), api_(kernel), core_(api_, lock_, privileged, this), pid_(pid) {}
 
 // A process that exits or a connection that is dropped: the kernel calls clientDied.
 SimTransport::~SimTransport() { close(); }
@@ -26,6 +26,47 @@ SimTransport::~SimTransport() { close(); }
 uint32_t SimTransport::callMethod(uint32_t selector, const uint64_t *input, uint32_t inputCnt,
                                   const void *inStruct, size_t inStructCnt, uint64_t *output,
                                   uint32_t *outputCnt, void *outStruct, size_t *outStructCnt) {
+  return call(selector, nullptr, input, inputCnt, inStruct, inStructCnt, output, outputCnt,
+              outStruct, outStructCnt);
+}
+
+void SimTransport::setAsyncSink(AsyncSink *sink) {
+  AsyncSink *none = nullptr;
+  if (sink) sink_.compare_exchange_strong(none, sink);  // once
+}
+
+// IOConnectCallAsyncMethod: the kernel fills word 0 of the reference with the wake port;
+// here, this transport's address. The refcon sits at kIOAsyncCalloutRefconIndex.
+uint32_t SimTransport::callAsyncMethod(uint32_t selector, uint64_t refcon, const uint64_t *input,
+                                       uint32_t inputCnt, const void *inStruct,
+                                       size_t inStructCnt, uint64_t *output, uint32_t *outputCnt,
+                                       void *outStruct, size_t *outStructCnt) {
+  if (!sink_.load()) {
+    *outputCnt = 0;
+    *outStructCnt = 0;
+    return closed_ ? RC_MACH_SEND_INVALID_DEST : RC_kIOReturnNotReady;
+  }
+  uint64_t ref[kAsyncRefWords] = {(uint64_t)(uintptr_t)this, 0, refcon};
+  return call(selector, ref, input, inputCnt, inStruct, inStructCnt, output, outputCnt, outStruct,
+              outStructCnt);
+}
+
+// Under the core's lock and the kernel's mu_ (the resource callback): straight to the sink,
+// unless close() has begun (then the completion is dropped, as a destroyed port drops it).
+void SimTransport::sendAsyncResult(const AsyncRef &ref, uint32_t result, const uint64_t *args,
+                                   uint32_t count) {
+  if (ref.words[0] != (uint64_t)(uintptr_t)this || closed_) return;
+  if (AsyncSink *sink = sink_.load()) sink->asyncCompleted(ref.words[2], result, args, count);
+}
+
+void SimTransport::releaseAsyncReference(const AsyncRef &ref) {
+  if (ref.words[0] == (uint64_t)(uintptr_t)this) refsHeld_--;
+}
+
+uint32_t SimTransport::call(uint32_t selector, const uint64_t *asyncRef, const uint64_t *input,
+                            uint32_t inputCnt, const void *inStruct, size_t inStructCnt,
+                            uint64_t *output, uint32_t *outputCnt, void *outStruct,
+                            size_t *outStructCnt) {
   uint32_t requestedOut = *outputCnt;
   size_t requestedStruct = *outStructCnt;
   *outputCnt = 0;
@@ -45,9 +86,13 @@ uint32_t SimTransport::callMethod(uint32_t selector, const uint64_t *input, uint
   args.structureInputSize = args.outOfLine ? 0 : (uint32_t)inStructCnt;
   args.structureOutput = args.outOfLine ? nullptr : outStruct;
   args.structureOutputSize = args.outOfLine ? 0 : (uint32_t)requestedStruct;
+  args.async = asyncRef != nullptr;
+  args.asyncReference = asyncRef;
+  args.asyncReferenceCount = asyncRef ? kAsyncRefWords : 0;
 
   uint32_t kr = core_.externalMethod(selector, args);
   if (kr != RC_kIOReturnSuccess) return kr;  // MIG sends a bare error reply: no outputs
+  if (asyncRef) refsHeld_++;  // success: the user client owns the wake-port right now
   *outputCnt = args.scalarOutputCount;
   *outStructCnt = args.structureOutputSize;
   return kr;
@@ -79,7 +124,7 @@ uint32_t SimTransport::loadedKexts(std::vector<KextInfo> &out) {
 
 uint32_t SimTransport::close() {
   if (closed_.exchange(true)) return RC_MACH_SEND_INVALID_DEST;
-  core_.close();  // clientClose: the ledger is released
+  core_.close();  // clientClose: the ledger is released, pending requests cancelled
   // The core keeps what the kernel refused to release (an injected fault): say so.
   unreleased_ = core_.outstanding();
   kernel_->closeUserClient(this, pid_);

@@ -15,7 +15,11 @@ namespace kb {
 // The simulated kernel's table rows in the transport's shape.
 std::vector<KextInfo> ToKextInfo(const std::vector<sim::KextRecord> &records);
 
-class SimTransport : public Transport, public sim::UserClientHandle {
+// The async reference stand-in: word 0 is this transport's "wake port" (its address), word
+// kIOAsyncCalloutRefconIndex (2) the caller's refcon. The core completes it through this
+// transport's AsyncNotifier side, which calls the sink on the completing thread (the one
+// advancing the sim's clock) unless the transport is closed.
+class SimTransport : public Transport, public sim::UserClientHandle, public AsyncNotifier {
  public:
   // kIOReturnSuccess and a transport, or the code IOServiceOpen would have answered. pid:
   // the opening process (the sample kext caps open clients per process).
@@ -26,12 +30,26 @@ class SimTransport : public Transport, public sim::UserClientHandle {
   uint32_t callMethod(uint32_t selector, const uint64_t *input, uint32_t inputCnt,
                       const void *inStruct, size_t inStructCnt, uint64_t *output,
                       uint32_t *outputCnt, void *outStruct, size_t *outStructCnt) override;
+  void setAsyncSink(AsyncSink *sink) override;
+  uint32_t callAsyncMethod(uint32_t selector, uint64_t refcon, const uint64_t *input,
+                           uint32_t inputCnt, const void *inStruct, size_t inStructCnt,
+                           uint64_t *output, uint32_t *outputCnt, void *outStruct,
+                           size_t *outStructCnt) override;
   uint32_t loadedKexts(std::vector<KextInfo> &out) override;
   uint32_t close() override;
   uint32_t unreleasedAtClose() const override { return unreleased_; }
   // IOUserClient::stop when the service goes: later calls reach a stopped user client
   // (kIOReturnNotOpen); what it holds is released when the connection closes.
   void serviceTerminated() override;
+
+  // AsyncNotifier (called by the core, under its lock).
+  void sendAsyncResult(const AsyncRef &ref, uint32_t result, const uint64_t *args,
+                       uint32_t count) override;
+  void releaseAsyncReference(const AsyncRef &ref) override;
+  // Async references the user client still owns (0 after close: nothing leaked).
+  int32_t asyncRefsHeld() const { return refsHeld_; }
+  // The core, for tests that check its table and counters.
+  UserClientCore &core() { return core_; }
 
  private:
   SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged, int32_t pid);
@@ -43,6 +61,11 @@ class SimTransport : public Transport, public sim::UserClientHandle {
   const int32_t pid_;
   std::atomic<uint32_t> unreleased_{0};  // set by close()
   std::atomic<bool> closed_{false};  // a connection may be closed while another thread calls
+  std::atomic<AsyncSink *> sink_{nullptr};
+  std::atomic<int32_t> refsHeld_{0};  // +1 per accepted async call, -1 per release
+  uint32_t call(uint32_t selector, const uint64_t *asyncRef, const uint64_t *input,
+                uint32_t inputCnt, const void *inStruct, size_t inStructCnt, uint64_t *output,
+                uint32_t *outputCnt, void *outStruct, size_t *outStructCnt);
 };
 
 } // namespace kb

@@ -1,7 +1,7 @@
 // Generated from protocol/kextbridge.json by scripts/gen-protocol.js. Do not edit.
 
 /** The user-client protocol version the addon and the sample kext speak (getInfo reports the kext's). */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Protocol limits: scalars per call (MIG), getInfo string size, ledger capacity per client, tags per batch call. */
 export const LIMITS = {
@@ -9,6 +9,11 @@ export const LIMITS = {
   infoStringSize: 64,
   ledgerCapacity: 256,
   batchMaxTags: 512,
+  bundleIdSize: 64,
+  resourceNameSize: 128,
+  requestCapacity: 8,
+  maxResourceSize: 65536,
+  fetchChunkSize: 4096,
 } as const;
 
 /** The sample kext's identity: bundle id, version, executable, IOKit class names and the KPI libraries it links. */
@@ -30,6 +35,7 @@ export const SELECTORS = {
     scalarOutputs: 4,
     structOutputSize: 128,
     admin: false,
+    async: false,
     outputs: ['protocolVersion', 'ownLoadTag', 'privileged', 'ledgerCap'],
     userClientCodes: [],
     kernelCodes: [],
@@ -41,6 +47,7 @@ export const SELECTORS = {
     scalarOutputs: 2,
     structOutputSize: 0,
     admin: true,
+    async: false,
     outputs: ['osReturn', 'heldAfter'],
     userClientCodes: ['kIOReturnNotPrivileged', 'kIOReturnNoResources'],
     kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSKextReturnInvalidArgument'],
@@ -52,6 +59,7 @@ export const SELECTORS = {
     scalarOutputs: 2,
     structOutputSize: 0,
     admin: true,
+    async: false,
     outputs: ['osReturn', 'heldAfter'],
     userClientCodes: ['kIOReturnNotPrivileged', 'kIOReturnNotPermitted'],
     kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSKextReturnInvalidArgument'],
@@ -63,6 +71,7 @@ export const SELECTORS = {
     scalarOutputs: 0,
     structOutputSize: 2048,
     admin: false,
+    async: false,
     outputs: [],
     userClientCodes: [],
     kernelCodes: [],
@@ -74,6 +83,7 @@ export const SELECTORS = {
     scalarOutputs: 0,
     structOutputSize: 4096,
     admin: true,
+    async: false,
     outputs: [],
     userClientCodes: ['kIOReturnNotPrivileged', 'kIOReturnNoResources'],
     kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSKextReturnInvalidArgument'],
@@ -85,9 +95,58 @@ export const SELECTORS = {
     scalarOutputs: 0,
     structOutputSize: 4096,
     admin: true,
+    async: false,
     outputs: [],
     userClientCodes: ['kIOReturnNotPrivileged', 'kIOReturnNotPermitted'],
     kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSKextReturnInvalidArgument'],
+  },
+  loadKextWithIdentifier: {
+    selector: 6,
+    scalarInputs: 0,
+    structInputSize: 64,
+    scalarOutputs: 1,
+    structOutputSize: 0,
+    admin: true,
+    async: false,
+    outputs: ['osReturn'],
+    userClientCodes: ['kIOReturnNotPrivileged'],
+    kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnDeferred', 'kOSKextReturnInvalidArgument', 'kOSKextReturnNoMemory', 'kOSKextReturnDisabled', 'kOSKextReturnNotLoadable', 'kOSKextReturnNoResources', 'kOSKextReturnDependencies', 'kOSKextReturnLoadedVersionDiffers', 'kOSReturnError'],
+  },
+  requestResource: {
+    selector: 7,
+    scalarInputs: 0,
+    structInputSize: 192,
+    scalarOutputs: 2,
+    structOutputSize: 0,
+    admin: true,
+    async: true,
+    outputs: ['osReturn', 'requestTag'],
+    userClientCodes: ['kIOReturnNotPrivileged', 'kIOReturnNoResources', 'kIOReturnNoMemory', 'kIOReturnUnsupported'],
+    kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnDisabled', 'kOSKextReturnInvalidArgument', 'kOSKextReturnStopping', 'kOSKextReturnNoResources', 'kOSKextReturnNoMemory'],
+  },
+  fetchResource: {
+    selector: 8,
+    scalarInputs: 2,
+    structInputSize: 0,
+    scalarOutputs: 2,
+    structOutputSize: 4096,
+    admin: false,
+    async: false,
+    outputs: ['length', 'copied'],
+    userClientCodes: ['kIOReturnNotFound'],
+    kernelCodes: [],
+  },
+  cancelRequest: {
+    selector: 9,
+    scalarInputs: 1,
+    structInputSize: 0,
+    scalarOutputs: 1,
+    structOutputSize: 0,
+    admin: false,
+    async: false,
+    outputs: ['osReturn'],
+    userClientCodes: ['kIOReturnNotFound'],
+    kernelCodes: ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSReturnError'],
   },
 } as const;
 
@@ -96,6 +155,10 @@ export const OUT = {
   getInfo: { protocolVersion: 0, ownLoadTag: 1, privileged: 2, ledgerCap: 3 },
   retain: { osReturn: 0, heldAfter: 1 },
   release: { osReturn: 0, heldAfter: 1 },
+  loadKextWithIdentifier: { osReturn: 0 },
+  requestResource: { osReturn: 0, requestTag: 1 },
+  fetchResource: { length: 0, copied: 1 },
+  cancelRequest: { osReturn: 0 },
 } as const;
 
 /** A batch selector's per-tag entry: uint32 fields at these positions, BATCH_ENTRY.size bytes. */
@@ -106,6 +169,12 @@ export const HELD_ENTRY = { loadTag: 0, count: 1, size: 8 } as const;
 
 /** The addon's per-tag answer to a batch: BATCH_RESULT.stride doubles per tag. */
 export const BATCH_RESULT = { kr: 0, osReturn: 1, heldAfter: 2, stride: 3 } as const;
+
+/** A requestResource completion's args: the position of each (requestTag, osReturn, length). */
+export const COMPLETION = { requestTag: 0, osReturn: 1, length: 2, count: 3 } as const;
+
+/** The results a requestResource completion may carry: kIOReturnSuccess, or kIOReturnNoSpace for a delivery bigger than LIMITS.maxResourceSize (refused, not kept). */
+export const COMPLETION_RESULTS = ['kIOReturnSuccess', 'kIOReturnNoSpace'] as const;
 
 /** The refusals any selector may answer (a bad shape, a closed user client). */
 export const UNIVERSAL_REFUSALS = ['kIOReturnBadArgument', 'kIOReturnNotOpen'] as const;
@@ -159,10 +228,10 @@ export const CODES = [
   { name: 'kIOReturnSuccess', value: 0x00000000, message: 'success' },
   { name: 'kIOReturnError', value: 0xE00002BC, message: 'general IOKit error' },
   { name: 'kIOReturnNoMemory', value: 0xE00002BD, message: 'cannot allocate memory' },
-  { name: 'kIOReturnNoResources', value: 0xE00002BE, message: 'resource shortage (kextbridge: this client\'s retain ledger is full)' },
+  { name: 'kIOReturnNoResources', value: 0xE00002BE, message: 'resource shortage (kextbridge: this client\'s retain ledger or resource-request table is full)' },
   { name: 'kIOReturnIPCError', value: 0xE00002BF, message: 'error during IPC' },
   { name: 'kIOReturnNoDevice', value: 0xE00002C0, message: 'no such device' },
-  { name: 'kIOReturnNotPrivileged', value: 0xE00002C1, message: 'privilege violation (kextbridge: retain and release need an administrator)' },
+  { name: 'kIOReturnNotPrivileged', value: 0xE00002C1, message: 'privilege violation (kextbridge: retain, release, load and resource requests need an administrator)' },
   { name: 'kIOReturnBadArgument', value: 0xE00002C2, message: 'invalid argument (selector, scalar count, structure size or value)' },
   { name: 'kIOReturnLockedRead', value: 0xE00002C3, message: 'device read locked' },
   { name: 'kIOReturnLockedWrite', value: 0xE00002C4, message: 'device write locked' },

@@ -43,6 +43,16 @@ function validate() {
     if (s.scalarInputs > spec.limits.maxScalars || s.scalarOutputs > spec.limits.maxScalars)
       throw new Error(`selector ${s.name} exceeds the MIG scalar limit`);
   });
+  // The resource selectors' fields are the limits' sizes (the core parses them at those offsets).
+  if (byName.loadKextWithIdentifier.structInputSize !== L.bundleIdSize)
+    throw new Error('loadKextWithIdentifier.structInputSize must be limits.bundleIdSize');
+  if (byName.requestResource.structInputSize !== L.bundleIdSize + L.resourceNameSize)
+    throw new Error('requestResource.structInputSize must be bundleIdSize + resourceNameSize');
+  if (byName.fetchResource.structOutputSize !== L.fetchChunkSize || L.fetchChunkSize > L.inbandStructMax)
+    throw new Error('fetchResource.structOutputSize must be limits.fetchChunkSize, inband');
+  if (spec.selectors.filter((s) => s.async).map((s) => s.name).join() !== 'requestResource')
+    throw new Error('requestResource is the one asynchronous selector (the core completes only its references)');
+  for (const n of spec.completionResults) if (!names.has(n)) throw new Error(`completionResults names unknown code ${n}`);
   for (const n of spec.universalRefusals) if (!names.has(n)) throw new Error(`universalRefusals names unknown code ${n}`);
   for (const b of ['retainBatch', 'releaseBatch']) {
     const s = byName[b];
@@ -83,6 +93,12 @@ static const uint32_t kInfoStringSize = ${L.infoStringSize};
 static const uint32_t kLedgerCapacity = ${L.ledgerCapacity};
 static const uint32_t kBatchMaxTags = ${L.batchMaxTags};
 static const uint32_t kInbandStructMax = ${L.inbandStructMax};
+static const uint32_t kBundleIdSize = ${L.bundleIdSize};
+static const uint32_t kResourceNameSize = ${L.resourceNameSize};
+static const uint32_t kRequestCapacity = ${L.requestCapacity};
+static const uint32_t kMaxResourceSize = ${L.maxResourceSize};
+static const uint32_t kFetchChunkSize = ${L.fetchChunkSize};
+static const uint32_t kAsyncRefWords = ${L.asyncRefWords};
 
 enum Selector : uint32_t {
 ${sel.map((s) => `  kSelector${cIdent(s.name)} = ${s.selector},`).join('\n')}
@@ -91,7 +107,10 @@ ${sel.map((s) => `  kSelector${cIdent(s.name)} = ${s.selector},`).join('\n')}
 
 // What each selector takes and gives, checked before any work is done. With a structInputUnit,
 // the input is 1 to structInputSize / unit whole units and the caller's output buffer must
-// hold structOutputPerUnit bytes per unit (at most structOutputSize); otherwise sizes are exact.
+// hold structOutputPerUnit bytes per unit (at most structOutputSize); otherwise sizes are exact,
+// except that a structInputVariable input is 1 to structInputSize bytes (the handler checks the
+// content). structOutputVariable: the handler writes at most structOutputSize bytes and says how
+// many. async: the selector is called with an async reference, and only it may be.
 struct SelectorShape {
   uint32_t scalarInputs;
   uint32_t structInputSize;
@@ -100,10 +119,13 @@ struct SelectorShape {
   uint32_t structOutputSize;
   uint32_t structOutputPerUnit;
   bool admin;
+  bool structInputVariable;
+  bool structOutputVariable;
+  bool async;
 };
 
 static constexpr SelectorShape kSelectorShapes[kSelectorCount] = {
-${sel.map((s) => `  {${s.scalarInputs}, ${s.structInputSize}, ${s.structInputUnit ?? 0}, ${s.scalarOutputs}, ${s.structOutputSize}, ${s.structOutputPerUnit ?? 0}, ${s.admin}}, // ${s.name}`).join('\n')}
+${sel.map((s) => `  {${s.scalarInputs}, ${s.structInputSize}, ${s.structInputUnit ?? 0}, ${s.scalarOutputs}, ${s.structOutputSize}, ${s.structOutputPerUnit ?? 0}, ${s.admin}, ${!!s.structInputVariable}, ${!!s.structOutputVariable}, ${!!s.async}}, // ${s.name}`).join('\n')}
 };
 
 // Output scalar positions, per selector that has any: args.scalarOutput[RetainOut::heldAfter].
@@ -122,6 +144,11 @@ struct HeldEntry {
   enum : uint32_t { ${spec.heldEntry.map((f, i) => `${f} = ${i}`).join(', ')}, fieldCount = ${spec.heldEntry.length} };
 };
 static const uint32_t kHeldEntrySize = ${4 * spec.heldEntry.length};
+
+// The args of a requestResource completion (sendAsyncResult64), in order.
+struct Completion {
+  enum : uint32_t { ${spec.completion.map((f, i) => `${f} = ${i}`).join(', ')}, fieldCount = ${spec.completion.length} };
+};
 
 // The addon's per-tag answer to a batch, as doubles (user space only).
 struct BatchResult {
@@ -202,6 +229,11 @@ export const LIMITS = {
   infoStringSize: ${spec.limits.infoStringSize},
   ledgerCapacity: ${spec.limits.ledgerCapacity},
   batchMaxTags: ${spec.limits.batchMaxTags},
+  bundleIdSize: ${spec.limits.bundleIdSize},
+  resourceNameSize: ${spec.limits.resourceNameSize},
+  requestCapacity: ${spec.limits.requestCapacity},
+  maxResourceSize: ${spec.limits.maxResourceSize},
+  fetchChunkSize: ${spec.limits.fetchChunkSize},
 } as const;
 
 /** The sample kext's identity: bundle id, version, executable, IOKit class names and the KPI libraries it links. */
@@ -218,6 +250,7 @@ ${spec.selectors.map((s) => `  ${s.name}: {
     scalarOutputs: ${s.scalarOutputs},
     structOutputSize: ${s.structOutputSize},
     admin: ${s.admin},
+    async: ${!!s.async},
     outputs: ${arr(s.outputs ?? [])},
     userClientCodes: ${arr(s.userClientCodes)},
     kernelCodes: ${arr(s.kernelCodes)},
@@ -237,6 +270,12 @@ export const HELD_ENTRY = { ${spec.heldEntry.map((f, i) => `${f}: ${i}`).join(',
 
 /** The addon's per-tag answer to a batch: BATCH_RESULT.stride doubles per tag. */
 export const BATCH_RESULT = { ${spec.batchResult.map((f, i) => `${f}: ${i}`).join(', ')}, stride: ${spec.batchResult.length} } as const;
+
+/** A requestResource completion's args: the position of each (requestTag, osReturn, length). */
+export const COMPLETION = { ${spec.completion.map((f, i) => `${f}: ${i}`).join(', ')}, count: ${spec.completion.length} } as const;
+
+/** The results a requestResource completion may carry: kIOReturnSuccess, or kIOReturnNoSpace for a delivery bigger than LIMITS.maxResourceSize (refused, not kept). */
+export const COMPLETION_RESULTS = ${arr(spec.completionResults)} as const;
 
 /** The refusals any selector may answer (a bad shape, a closed user client). */
 export const UNIVERSAL_REFUSALS = ${arr(spec.universalRefusals)} as const;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include <algorithm>
+#include <new>
 #include <unordered_map>
 #include <utility>
 
@@ -72,6 +73,7 @@ struct SimKernel::Kext {
   bool kernelComponent = false;
   bool isInterface = false;
   bool started = true;
+  bool stopping = false;            // its stop routine is running (a test control)
   bool removed = false;             // unloaded, waiting to be compacted out of kexts_
 
   bool hasLiveInstances() const {
@@ -126,6 +128,7 @@ SimKernel::SimKernel(const Options &options) : options_(options) {
   sample.classes = {service, client};
   sample.autounload = true;
   loadLocked(sample, &sampleTag_);
+  installed_[sample.bundleId].spec = sample;  // its bundle is on disk: loadable by id again
 }
 
 SimKernel::~SimKernel() = default;
@@ -244,6 +247,7 @@ uint32_t SimKernel::loadLocked(const KextSpec &spec, uint32_t *tagOut) {
   Kext *raw = k.get();
   kexts_.push_back(std::move(k));
   byId_[raw->bundleId] = raw->tag;
+  if (raw->bundleId == KB_SAMPLE_BUNDLE_ID) sampleTag_ = raw->tag;  // reloaded by id
   if (tagOut) *tagOut = raw->tag;
   Event e;
   e.type = EventType::Loaded;
@@ -262,6 +266,8 @@ uint32_t SimKernel::unloadKext(uint32_t loadTag) {
   // (canUnloadKextWithIdentifier): retained or depended on answers at once, nothing touched.
   if (k->count > kBaseline) return RC_kOSKextReturnInUse;
   if (k->unloadUnsupported) return RC_kOSKextReturnInUse;
+  // removeKext refuses a kext with resource requests in flight before anything else.
+  if (hasPendingRequests(loadTag)) return RC_kOSKextReturnInUse;
   // Then removeKext terminates its services (terminateDriversForModule), synchronously with
   // the kext lock held, before unload() checks what is left.
   if (loadTag == sampleTag_) terminateSampleServiceLocked();
@@ -310,10 +316,38 @@ void SimKernel::advance(uint64_t ms) {
   if (panicked_) return;
   uint64_t target = nowMs_ + ms;
   if (target < nowMs_) target = UINT64_MAX;  // saturate rather than wrap
-  if (armed_ && deadlineMs_ <= target) {
-    nowMs_ = deadlineMs_;
-    armed_ = false;
-    runAutounloadScan();
+  // Everything due up to the target, in time order: resource answers and kernelmanagerd's
+  // pickup of load requests (kernelmanagerd's replies) before a scan due at the same time.
+  while (!panicked_) {
+    uint64_t when = UINT64_MAX;
+    int what = 0;  // 1 a request answer, 2 the load pickup, 3 the scan
+    size_t index = 0;
+    if (!withhold_)
+      for (size_t i = 0; i < requests_.size(); i++)
+        if (requests_[i].rec.dueMs < when) {
+          when = requests_[i].rec.dueMs;
+          what = 1;
+          index = i;
+        }
+    if (loadPickupArmed_ && loadPickupMs_ < when) {
+      when = loadPickupMs_;
+      what = 2;
+    }
+    if (armed_ && deadlineMs_ < when) {
+      when = deadlineMs_;
+      what = 3;
+    }
+    if (!what || when > target) break;
+    if (when > nowMs_) nowMs_ = when;
+    if (what == 1) {
+      answerRequestLocked(index);
+    } else if (what == 2) {
+      pickUpLoadRequestsLocked();
+    } else {
+      armed_ = false;
+      timeoutScanLocked();
+      runAutounloadScan();
+    }
   }
   if (!panicked_) nowMs_ = target;
 }
@@ -343,7 +377,8 @@ void SimKernel::considerUnloads() {
 // globally disabled.
 bool SimKernel::eligibleForAutounload(const Kext &k) const {
   return options_.unloadEnabled && !k.removed && k.count <= kBaseline && k.autounload &&
-         !k.kernelComponent && !k.unloadUnsupported && !k.hasLiveInstances();
+         !k.kernelComponent && !k.unloadUnsupported && !k.hasLiveInstances() &&
+         !hasPendingRequests(k.tag);
 }
 
 void SimKernel::runAutounloadScan() {
@@ -452,9 +487,25 @@ uint64_t SimKernel::eventCursor() const {
 
 bool SimKernel::nextDueMs(uint64_t *out) const {
   std::lock_guard<std::recursive_mutex> g(mu_);
-  if (!armed_ || panicked_) return false;
-  *out = deadlineMs_;
-  return true;
+  if (panicked_) return false;
+  bool any = false;
+  uint64_t when = UINT64_MAX;
+  if (armed_) {
+    when = deadlineMs_;
+    any = true;
+  }
+  if (loadPickupArmed_ && loadPickupMs_ < when) {
+    when = loadPickupMs_;
+    any = true;
+  }
+  if (!withhold_)
+    for (const Request &r : requests_)
+      if (r.rec.dueMs <= when) {
+        when = r.rec.dueMs;
+        any = true;
+      }
+  if (any) *out = when;
+  return any;
 }
 
 bool SimKernel::kextFlags(uint32_t loadTag, KextFlags *out) const {
@@ -464,6 +515,10 @@ bool SimKernel::kextFlags(uint32_t loadTag, KextFlags *out) const {
   out->autounload = k->autounload;
   out->unloadUnsupported = k->unloadUnsupported;
   out->kernelComponent = k->kernelComponent;
+  out->pendingRequests = 0;
+  for (const Request &r : requests_)
+    if (r.rec.callerTag == loadTag) out->pendingRequests++;
+  out->stopping = k->stopping;
   return true;
 }
 
@@ -582,6 +637,259 @@ void SimKernel::closeUserClient(UserClientHandle *handle, int32_t pid) {
   }
 }
 
+// ---- kernelmanagerd ----
+
+void SimKernel::resetKernelmanagerd() {
+  installed_.clear();
+  requests_.clear();
+  postedLoads_.clear();
+  loadPickupArmed_ = false;
+  loadPickupMs_ = 0;
+  nextRequestTag_ = 0;
+  resourceDelayMs_ = 10;
+  loadReplyDelayMs_ = 10;
+  withhold_ = false;
+  resourceFaultCode_ = 0;
+  resourceFaultTimes_ = 0;
+}
+
+bool SimKernel::hasPendingRequests(uint32_t callerTag) const {
+  for (const Request &r : requests_)
+    if (r.rec.callerTag == callerTag) return true;
+  return false;
+}
+
+uint32_t SimKernel::loadKextWithIdentifier(const char *bundleId) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (panicked_) return RC_kOSReturnError;
+  if (!bundleId || !*bundleId) return RC_kOSKextReturnInvalidArgument;
+  const std::string id(bundleId);
+  if (findById(id)) return RC_kOSReturnSuccess;  // load() of a loaded kext
+  auto it = installed_.find(id);
+  if (it != installed_.end()) {
+    uint32_t tag;
+    return loadLocked(it->second.spec, &tag);
+  }
+  // Unknown: one "Kext Load Request" per id until kernelmanagerd takes the queue.
+  if (std::find(postedLoads_.begin(), postedLoads_.end(), id) == postedLoads_.end()) {
+    postedLoads_.push_back(id);
+    Event e;
+    e.type = EventType::LoadRequested;
+    e.bundleId = id;
+    emit(std::move(e));
+  }
+  if (!loadPickupArmed_) {  // the ping: kernelmanagerd will come for the queue
+    loadPickupArmed_ = true;
+    loadPickupMs_ = nowMs_ + loadReplyDelayMs_;
+  }
+  return RC_kOSKextReturnDeferred;
+}
+
+// kernelmanagerd takes the queued load requests (the posted set is flushed) and loads each
+// id it has installed by now; an id it does not have is dropped, as kextd logs and moves on.
+void SimKernel::pickUpLoadRequestsLocked() {
+  loadPickupArmed_ = false;
+  std::vector<std::string> ids;
+  ids.swap(postedLoads_);
+  for (const std::string &id : ids) {
+    if (findById(id)) continue;
+    auto it = installed_.find(id);
+    if (it == installed_.end()) continue;
+    uint32_t tag;
+    (void)loadLocked(it->second.spec, &tag);
+    if (panicked_) return;
+  }
+}
+
+uint32_t SimKernel::requestResource(uint32_t callerTag, const char *bundleId,
+                                    const char *resourceName, ResourceCallback callback,
+                                    void *context, uint32_t *requestTagOut) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (requestTagOut) *requestTagOut = kInvalidRequestTag;
+  if (panicked_) return RC_kOSReturnError;
+  uint32_t kr = RC_kOSReturnSuccess;
+  Kext *caller = find(callerTag);
+  if (!bundleId || !resourceName || !callback) kr = RC_kOSKextReturnInvalidArgument;
+  else if (!caller || !caller->started) kr = RC_kOSKextReturnInvalidArgument;
+  else if (caller->stopping) kr = RC_kOSKextReturnStopping;
+  else if (nextRequestTag_ == kInvalidRequestTag) kr = RC_kOSKextReturnNoResources;
+  if (kr == RC_kOSReturnSuccess) {
+    Request r;
+    r.rec.requestTag = nextRequestTag_++;
+    r.rec.callerTag = callerTag;
+    r.rec.callerBundleId = caller->bundleId;
+    r.rec.bundleId = bundleId;
+    r.rec.resourceName = resourceName;
+    r.rec.requestedMs = nowMs_;
+    r.rec.dueMs = nowMs_ + resourceDelayMs_;
+    if (r.rec.dueMs < nowMs_) r.rec.dueMs = UINT64_MAX;
+    r.callback = callback;
+    r.context = context;
+    Event e;
+    e.type = EventType::RequestQueued;
+    e.loadTag = callerTag;
+    e.bundleId = r.rec.bundleId;
+    e.resourceName = r.rec.resourceName;
+    e.requestTag = r.rec.requestTag;
+    emit(std::move(e));
+    if (requestTagOut) *requestTagOut = r.rec.requestTag;
+    requests_.push_back(std::move(r));
+  }
+  if (armed_) considerUnloads();  // considerUnloads(rescheduleOnly = true), in every case
+  return kr;
+}
+
+// dispatchResource for requests_[index]: dequeued, then the callback, all holding mu_.
+void SimKernel::answerRequestLocked(size_t index) {
+  Request r = std::move(requests_[index]);
+  requests_.erase(requests_.begin() + index);
+  uint32_t code = RC_kOSReturnSuccess;
+  const std::vector<uint8_t> *bytes = nullptr;
+  if (resourceFaultTimes_ > 0) {
+    resourceFaultTimes_--;
+    code = resourceFaultCode_;
+  } else {
+    auto it = installed_.find(r.rec.bundleId);
+    if (it != installed_.end()) {
+      auto res = it->second.resources.find(r.rec.resourceName);
+      if (res != it->second.resources.end()) bytes = &res->second;
+    }
+    if (!bytes) code = RC_kOSKextReturnNotFound;
+  }
+  Event e;
+  e.type = EventType::RequestDelivered;
+  e.loadTag = r.rec.callerTag;
+  e.bundleId = r.rec.bundleId;
+  e.resourceName = r.rec.resourceName;
+  e.requestTag = r.rec.requestTag;
+  e.code = code;
+  e.length = bytes ? bytes->size() : 0;
+  emit(std::move(e));
+  invokeLocked(r, code, bytes);
+}
+
+// The callback runs only while its kext is started (dispatchResource checks it again).
+void SimKernel::invokeLocked(const Request &r, uint32_t code, const std::vector<uint8_t> *bytes) {
+  const Kext *caller = find(r.rec.callerTag);
+  if (!caller || !caller->started) return;
+  const void *data = bytes && !bytes->empty() ? bytes->data() : nullptr;
+  const uint32_t length = bytes ? (uint32_t)bytes->size() : 0;
+  r.callback(r.rec.requestTag, (int32_t)code, data, length, r.context);
+}
+
+// The scan's first pass (_OSKextConsiderUnloads): a record seen stale by the previous scan
+// times out; every other one is marked stale. Backwards, as xnu walks the array.
+void SimKernel::timeoutScanLocked() {
+  for (size_t i = requests_.size(); i-- > 0;) {
+    if (!requests_[i].rec.stale) {
+      requests_[i].rec.stale = true;
+      continue;
+    }
+    Request r = std::move(requests_[i]);
+    requests_.erase(requests_.begin() + i);
+    Event e;
+    e.type = EventType::RequestTimedOut;
+    e.loadTag = r.rec.callerTag;
+    e.bundleId = r.rec.bundleId;
+    e.resourceName = r.rec.resourceName;
+    e.requestTag = r.rec.requestTag;
+    e.code = RC_kOSKextReturnTimeout;
+    emit(std::move(e));
+    invokeLocked(r, RC_kOSKextReturnTimeout, nullptr);
+    if (panicked_) return;
+  }
+}
+
+uint32_t SimKernel::cancelRequest(uint32_t requestTag, void **contextOut) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  for (size_t i = 0; i < requests_.size(); i++) {
+    if (requests_[i].rec.requestTag != requestTag) continue;
+    Request r = std::move(requests_[i]);
+    requests_.erase(requests_.begin() + i);
+    if (contextOut) *contextOut = r.context;
+    Event e;
+    e.type = EventType::RequestCancelled;
+    e.loadTag = r.rec.callerTag;
+    e.bundleId = r.rec.bundleId;
+    e.resourceName = r.rec.resourceName;
+    e.requestTag = r.rec.requestTag;
+    emit(std::move(e));
+    return RC_kOSReturnSuccess;
+  }
+  return RC_kOSKextReturnNotFound;
+}
+
+uint32_t SimKernel::installKext(const KextSpec &spec, const Resources &resources) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  if (spec.bundleId.empty()) return RC_kOSKextReturnInvalidArgument;
+  Installed &in = installed_[spec.bundleId];
+  in.spec = spec;
+  in.resources = resources;
+  return RC_kOSReturnSuccess;
+}
+
+bool SimKernel::uninstallKext(const std::string &bundleId) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  return installed_.erase(bundleId) > 0;
+}
+
+bool SimKernel::installed(const std::string &bundleId) const {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  return installed_.count(bundleId) > 0;
+}
+
+void SimKernel::setResourceDelay(uint64_t ms) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  resourceDelayMs_ = ms;
+}
+
+void SimKernel::setLoadReplyDelay(uint64_t ms) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  loadReplyDelayMs_ = ms;
+}
+
+void SimKernel::withholdResources(bool on) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  withhold_ = on;
+}
+
+void SimKernel::failResources(uint32_t code, uint32_t times) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  resourceFaultCode_ = code;
+  resourceFaultTimes_ = times;
+}
+
+uint32_t SimKernel::setStopping(uint32_t loadTag, bool stopping) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  Kext *k = find(loadTag);
+  if (!k) return RC_kOSKextReturnNotFound;
+  k->stopping = stopping;
+  return RC_kOSReturnSuccess;
+}
+
+void SimKernel::armAutounloadScan() {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  considerUnloads();
+}
+
+std::vector<RequestRecord> SimKernel::pendingRequests() const {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  std::vector<RequestRecord> out;
+  for (const Request &r : requests_) {
+    out.push_back(r.rec);
+    out.back().withheld = withhold_;
+  }
+  return out;
+}
+
+uint32_t SimKernel::pendingRequestCount(uint32_t callerTag) const {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  uint32_t n = 0;
+  for (const Request &r : requests_)
+    if (r.rec.callerTag == callerTag) n++;
+  return n;
+}
+
 // ---- SampleKextApi ----
 
 // Drops kexts marked removed, and their bundle ids, in one linear sweep.
@@ -608,6 +916,29 @@ uint32_t SampleKextApi::ownLoadTag() { return kernel_->sampleLoadTag(); }
 const char *SampleKextApi::ownIdentifier() { return KB_SAMPLE_BUNDLE_ID; }
 
 const char *SampleKextApi::ownVersion() { return KB_SAMPLE_VERSION; }
+
+uint32_t SampleKextApi::loadKextWithIdentifier(const char *bundleId) {
+  return kernel_->loadKextWithIdentifier(bundleId);
+}
+
+// The callback is the sample kext's code: the request is the sample kext's.
+uint32_t SampleKextApi::requestResource(const char *bundleId, const char *resourceName,
+                                        ResourceCallback callback, void *context,
+                                        uint32_t *requestTag) {
+  return kernel_->requestResource(kernel_->sampleLoadTag(), bundleId, resourceName, callback,
+                                  context, requestTag);
+}
+
+uint32_t SampleKextApi::cancelRequest(uint32_t requestTag, void **context) {
+  return kernel_->cancelRequest(requestTag, context);
+}
+
+void *SampleKextApi::allocBuffer(uint32_t size) { return ::operator new(size, std::nothrow); }
+
+void SampleKextApi::freeBuffer(void *block, uint32_t size) {
+  (void)size;
+  ::operator delete(block);
+}
 
 }  // namespace sim
 }  // namespace kb

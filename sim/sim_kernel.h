@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -69,7 +70,14 @@ struct PanicRecord {
 
 // Something that happened to the machine, stamped with its virtual time. Every change a
 // watcher can see is one: loads, unloads (and why), retain-count and instance changes, panics.
-enum class EventType { Loaded, Unloaded, RetainCount, Instances, Panic };
+// Request events (kernelmanagerd): LoadRequested (an unknown id was queued to user space:
+// bundleId), RequestQueued / RequestDelivered / RequestTimedOut / RequestCancelled for a
+// resource request (requestTag, bundleId + resourceName requested, loadTag = the requesting
+// kext; Delivered: code = the OSReturn delivered, length = bytes).
+enum class EventType {
+  Loaded, Unloaded, RetainCount, Instances, Panic,
+  LoadRequested, RequestQueued, RequestDelivered, RequestTimedOut, RequestCancelled
+};
 enum class UnloadCause { Explicit, Autounload };
 
 struct Event {
@@ -82,6 +90,26 @@ struct Event {
   int64_t from = 0, to = 0;  // RetainCount: OSBundleRetainCount before/after; Instances: count
   std::string className;     // Instances
   std::string message;       // Panic: PanicRecord::message
+  uint32_t requestTag = 0;   // Request*
+  std::string resourceName;  // Request*
+  uint32_t code = 0;         // RequestDelivered: the OSReturn delivered
+  uint64_t length = 0;       // RequestDelivered: bytes delivered
+};
+
+// The resources an installed kext's bundle carries: name → bytes.
+typedef std::map<std::string, std::vector<uint8_t>> Resources;
+
+// A resource request the kernel holds (a callback record), as pendingRequests() lists it.
+struct RequestRecord {
+  uint32_t requestTag = 0;
+  uint32_t callerTag = 0;        // the kext whose callback it is (it cannot unload meanwhile)
+  std::string callerBundleId;
+  std::string bundleId;          // the kext bundle the resource is asked from
+  std::string resourceName;
+  uint64_t requestedMs = 0;
+  bool withheld = false;         // kernelmanagerd will not answer it (times out at the scans)
+  uint64_t dueMs = 0;            // when kernelmanagerd answers (meaningful unless withheld)
+  bool stale = false;            // one autounload scan has seen it: the next one times it out
 };
 
 // A kext's flags that the loaded-kext table does not carry, for explaining an unload.
@@ -89,6 +117,8 @@ struct KextFlags {
   bool autounload = false;         // per-kext autounload flag (flags.autounloadEnabled)
   bool unloadUnsupported = false;
   bool kernelComponent = false;
+  uint32_t pendingRequests = 0;    // resource requests with its callback: unload is refused
+  bool stopping = false;
 };
 
 // An open user client as the kernel sees it. Terminating the sample kext's service stops
@@ -136,6 +166,51 @@ class SimKernel {
   uint32_t retainKextWithLoadTag(uint32_t loadTag);
   uint32_t releaseKextWithLoadTag(uint32_t loadTag);
 
+  // ---- kernelmanagerd KPIs (OSKextLib.cpp / OSKext.cpp, docs/kernel-facts.md) ----
+  // OSKextLoadKextWithIdentifier: a loaded id → kOSReturnSuccess (same tag); an installed,
+  // unloaded one → loaded now (kOSReturnSuccess, a new tag, or the load's error); an unknown
+  // one → kOSKextReturnDeferred: a load request is queued for user space once per id until
+  // kernelmanagerd picks the queue up (loadReplyDelay later), which then loads the id if it
+  // is installed by then. Null or empty → kOSKextReturnInvalidArgument.
+  uint32_t loadKextWithIdentifier(const char *bundleId);
+  // OSKextRequestResource on behalf of the kext callerTag (whose code the callback is), with
+  // xnu's checks in order: null args → kOSKextReturnInvalidArgument; caller not loaded or
+  // neither starting nor started → kOSKextReturnInvalidArgument; caller stopping →
+  // kOSKextReturnStopping; tags exhausted → kOSKextReturnNoResources. On success the
+  // record is queued (tags from 0 up) and kernelmanagerd answers it resourceDelay ms later on
+  // the clock: the bytes of the installed kext bundleId's resource, or kOSKextReturnNotFound
+  // with no data. The callback runs on the thread advancing the clock, holding mu_ (as
+  // dispatchResource runs under sKextLock). Unanswered records time out
+  // (kOSKextReturnTimeout) at the second autounload scan that sees them. A request
+  // reschedules an armed scan (considerUnloads(rescheduleOnly)), never arms one.
+  uint32_t requestResource(uint32_t callerTag, const char *bundleId, const char *resourceName,
+                           ResourceCallback callback, void *context, uint32_t *requestTagOut);
+  // OSKextCancelRequest: kOSReturnSuccess and *contextOut (the callback never runs), or
+  // kOSKextReturnNotFound.
+  uint32_t cancelRequest(uint32_t requestTag, void **contextOut);
+
+  // ---- kernelmanagerd: the installed kexts and test controls ----
+  // Installs (or reinstalls) a kext bundle on "disk": loadable by identifier, not loaded.
+  // kOSKextReturnInvalidArgument for an empty bundle id. The default world installs the
+  // loaded kexts' bundles (no resources).
+  uint32_t installKext(const KextSpec &spec, const Resources &resources = Resources());
+  bool uninstallKext(const std::string &bundleId);
+  bool installed(const std::string &bundleId) const;
+  // Virtual delay before kernelmanagerd answers a resource request (default 10 ms) / picks up
+  // queued load requests (default 10 ms).
+  void setResourceDelay(uint64_t ms);
+  void setLoadReplyDelay(uint64_t ms);
+  // While on, kernelmanagerd answers no resource request (new or pending): they time out.
+  void withholdResources(bool on);
+  // The next `times` answers deliver `code` with no data instead of the resource.
+  void failResources(uint32_t code, uint32_t times);
+  // Marks a kext as stopping (its stop routine running): kOSKextReturnNotFound if none.
+  uint32_t setStopping(uint32_t loadTag, bool stopping);
+  // Arms the autounload scan (what a release does), for tests that wait for a timeout.
+  void armAutounloadScan();
+  std::vector<RequestRecord> pendingRequests() const;
+  uint32_t pendingRequestCount(uint32_t callerTag) const;
+
   // ---- the machine ----
   // Loads a kext: kOSReturnSuccess and *tagOut, or kOSKextReturnDependencies (a dependency
   // is not loaded), kOSKextReturnLoadedVersionDiffers (same id, other version/UUID loaded;
@@ -159,8 +234,9 @@ class SimKernel {
   uint64_t now() const;
   bool autounloadArmed() const;
   uint64_t autounloadDeadline() const;  // meaningful while armed
-  // The virtual time of the next thing the clock would make happen (today: the armed
-  // autounload scan), or false when nothing is due. Waits jump the clock there.
+  // The virtual time of the next thing the clock would make happen (the armed autounload
+  // scan, a due resource answer, kernelmanagerd's pickup of queued load requests), or false
+  // when nothing is due. Waits jump the clock there. advance() runs due things in time order.
   bool nextDueMs(uint64_t *out) const;
 
   // ---- events ----
@@ -248,6 +324,34 @@ class SimKernel {
   std::atomic<uint64_t> callDelay_{0};  // remaining count << 32 | microseconds
   uint32_t faultCode_[2] = {0, 0};
   uint32_t faultTimes_[2] = {0, 0};
+
+  // ---- kernelmanagerd state (all under mu_; a reset clears it with resetKernelmanagerd) ----
+  struct Installed {
+    KextSpec spec;
+    Resources resources;
+  };
+  struct Request {
+    RequestRecord rec;
+    ResourceCallback callback = nullptr;
+    void *context = nullptr;
+  };
+  void resetKernelmanagerd();
+  void answerRequestLocked(size_t index);    // dispatchResource for requests_[index]
+  void invokeLocked(const Request &r, uint32_t code, const std::vector<uint8_t> *bytes);
+  void pickUpLoadRequestsLocked();           // kernelmanagerd takes the load requests
+  void timeoutScanLocked();                  // the scan's stale pass
+  bool hasPendingRequests(uint32_t callerTag) const;
+  std::map<std::string, Installed> installed_;
+  std::vector<Request> requests_;            // sRequestCallbackRecords, in request order
+  std::vector<std::string> postedLoads_;     // sPostedKextLoadIdentifiers, in post order
+  bool loadPickupArmed_ = false;
+  uint64_t loadPickupMs_ = 0;
+  uint32_t nextRequestTag_ = 0;              // sNextRequestTag
+  uint64_t resourceDelayMs_ = 10;
+  uint64_t loadReplyDelayMs_ = 10;
+  bool withhold_ = false;
+  uint32_t resourceFaultCode_ = 0;
+  uint32_t resourceFaultTimes_ = 0;
 };
 
 // The KernelApi the core sees inside the sample kext: KPIs of the shared SimKernel and the
@@ -260,6 +364,13 @@ class SampleKextApi : public KernelApi {
   uint32_t ownLoadTag() override;
   const char *ownIdentifier() override;
   const char *ownVersion() override;
+  uint32_t loadKextWithIdentifier(const char *bundleId) override;
+  uint32_t requestResource(const char *bundleId, const char *resourceName,
+                           ResourceCallback callback, void *context,
+                           uint32_t *requestTag) override;
+  uint32_t cancelRequest(uint32_t requestTag, void **context) override;
+  void *allocBuffer(uint32_t size) override;
+  void freeBuffer(void *block, uint32_t size) override;
 
  private:
   std::shared_ptr<SimKernel> kernel_;

@@ -17,12 +17,18 @@
 
 namespace kb {
 
-static const uint32_t kProtocolVersion = 2;
+static const uint32_t kProtocolVersion = 3;
 static const uint32_t kMaxScalars = 16;
 static const uint32_t kInfoStringSize = 64;
 static const uint32_t kLedgerCapacity = 256;
 static const uint32_t kBatchMaxTags = 512;
 static const uint32_t kInbandStructMax = 4096;
+static const uint32_t kBundleIdSize = 64;
+static const uint32_t kResourceNameSize = 128;
+static const uint32_t kRequestCapacity = 8;
+static const uint32_t kMaxResourceSize = 65536;
+static const uint32_t kFetchChunkSize = 4096;
+static const uint32_t kAsyncRefWords = 8;
 
 enum Selector : uint32_t {
   kSelectorGetInfo = 0,
@@ -31,12 +37,19 @@ enum Selector : uint32_t {
   kSelectorHeld = 3,
   kSelectorRetainBatch = 4,
   kSelectorReleaseBatch = 5,
-  kSelectorCount = 6
+  kSelectorLoadKextWithIdentifier = 6,
+  kSelectorRequestResource = 7,
+  kSelectorFetchResource = 8,
+  kSelectorCancelRequest = 9,
+  kSelectorCount = 10
 };
 
 // What each selector takes and gives, checked before any work is done. With a structInputUnit,
 // the input is 1 to structInputSize / unit whole units and the caller's output buffer must
-// hold structOutputPerUnit bytes per unit (at most structOutputSize); otherwise sizes are exact.
+// hold structOutputPerUnit bytes per unit (at most structOutputSize); otherwise sizes are exact,
+// except that a structInputVariable input is 1 to structInputSize bytes (the handler checks the
+// content). structOutputVariable: the handler writes at most structOutputSize bytes and says how
+// many. async: the selector is called with an async reference, and only it may be.
 struct SelectorShape {
   uint32_t scalarInputs;
   uint32_t structInputSize;
@@ -45,15 +58,22 @@ struct SelectorShape {
   uint32_t structOutputSize;
   uint32_t structOutputPerUnit;
   bool admin;
+  bool structInputVariable;
+  bool structOutputVariable;
+  bool async;
 };
 
 static constexpr SelectorShape kSelectorShapes[kSelectorCount] = {
-  {0, 0, 0, 4, 128, 0, false}, // getInfo
-  {1, 0, 0, 2, 0, 0, true}, // retain
-  {1, 0, 0, 2, 0, 0, true}, // release
-  {0, 0, 0, 0, 2048, 0, false}, // held
-  {0, 2048, 4, 0, 4096, 8, true}, // retainBatch
-  {0, 2048, 4, 0, 4096, 8, true}, // releaseBatch
+  {0, 0, 0, 4, 128, 0, false, false, false, false}, // getInfo
+  {1, 0, 0, 2, 0, 0, true, false, false, false}, // retain
+  {1, 0, 0, 2, 0, 0, true, false, false, false}, // release
+  {0, 0, 0, 0, 2048, 0, false, false, false, false}, // held
+  {0, 2048, 4, 0, 4096, 8, true, false, false, false}, // retainBatch
+  {0, 2048, 4, 0, 4096, 8, true, false, false, false}, // releaseBatch
+  {0, 64, 0, 1, 0, 0, true, true, false, false}, // loadKextWithIdentifier
+  {0, 192, 0, 2, 0, 0, true, false, false, true}, // requestResource
+  {2, 0, 0, 2, 4096, 0, false, false, true, false}, // fetchResource
+  {1, 0, 0, 1, 0, 0, false, false, false, false}, // cancelRequest
 };
 
 // Output scalar positions, per selector that has any: args.scalarOutput[RetainOut::heldAfter].
@@ -65,6 +85,18 @@ struct RetainOut {
 };
 struct ReleaseOut {
   enum : uint32_t { osReturn = 0, heldAfter = 1, fieldCount = 2 };
+};
+struct LoadKextWithIdentifierOut {
+  enum : uint32_t { osReturn = 0, fieldCount = 1 };
+};
+struct RequestResourceOut {
+  enum : uint32_t { osReturn = 0, requestTag = 1, fieldCount = 2 };
+};
+struct FetchResourceOut {
+  enum : uint32_t { length = 0, copied = 1, fieldCount = 2 };
+};
+struct CancelRequestOut {
+  enum : uint32_t { osReturn = 0, fieldCount = 1 };
 };
 
 // One entry per tag of a batch selector's output: little-endian uint32 fields.
@@ -78,6 +110,11 @@ struct HeldEntry {
   enum : uint32_t { loadTag = 0, count = 1, fieldCount = 2 };
 };
 static const uint32_t kHeldEntrySize = 8;
+
+// The args of a requestResource completion (sendAsyncResult64), in order.
+struct Completion {
+  enum : uint32_t { requestTag = 0, osReturn = 1, length = 2, fieldCount = 3 };
+};
 
 // The addon's per-tag answer to a batch, as doubles (user space only).
 struct BatchResult {
@@ -235,7 +272,11 @@ constexpr bool selectorMayRefuse(uint32_t selector, uint32_t code) {
          (selector == kSelectorRetain && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNoResources)) ||
          (selector == kSelectorRelease && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNotPermitted)) ||
          (selector == kSelectorRetainBatch && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNoResources)) ||
-         (selector == kSelectorReleaseBatch && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNotPermitted));
+         (selector == kSelectorReleaseBatch && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNotPermitted)) ||
+         (selector == kSelectorLoadKextWithIdentifier && (code == RC_kIOReturnNotPrivileged)) ||
+         (selector == kSelectorRequestResource && (code == RC_kIOReturnNotPrivileged || code == RC_kIOReturnNoResources || code == RC_kIOReturnNoMemory || code == RC_kIOReturnUnsupported)) ||
+         (selector == kSelectorFetchResource && (code == RC_kIOReturnNotFound)) ||
+         (selector == kSelectorCancelRequest && (code == RC_kIOReturnNotFound));
 }
 
 } // namespace kb

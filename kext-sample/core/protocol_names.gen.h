@@ -61,10 +61,10 @@ static const CodeInfo kCodeTable[] = {
   {"kIOReturnSuccess", 0x00000000u, "success"},
   {"kIOReturnError", 0xE00002BCu, "general IOKit error"},
   {"kIOReturnNoMemory", 0xE00002BDu, "cannot allocate memory"},
-  {"kIOReturnNoResources", 0xE00002BEu, "resource shortage (kextbridge: this client's retain ledger is full)"},
+  {"kIOReturnNoResources", 0xE00002BEu, "resource shortage (kextbridge: this client's retain ledger or resource-request table is full)"},
   {"kIOReturnIPCError", 0xE00002BFu, "error during IPC"},
   {"kIOReturnNoDevice", 0xE00002C0u, "no such device"},
-  {"kIOReturnNotPrivileged", 0xE00002C1u, "privilege violation (kextbridge: retain and release need an administrator)"},
+  {"kIOReturnNotPrivileged", 0xE00002C1u, "privilege violation (kextbridge: retain, release, load and resource requests need an administrator)"},
   {"kIOReturnBadArgument", 0xE00002C2u, "invalid argument (selector, scalar count, structure size or value)"},
   {"kIOReturnLockedRead", 0xE00002C3u, "device read locked"},
   {"kIOReturnLockedWrite", 0xE00002C4u, "device write locked"},
@@ -162,6 +162,10 @@ static const char *const kSelectorNames[kSelectorCount] = {
   "held",
   "retainBatch",
   "releaseBatch",
+  "loadKextWithIdentifier",
+  "requestResource",
+  "fetchResource",
+  "cancelRequest",
 };
 
 } // namespace kb

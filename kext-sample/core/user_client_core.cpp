@@ -37,6 +37,9 @@ void storeString(uint8_t *field, uint32_t size, const char *s) {
 }
 
 bool structSizesMatch(const SelectorShape &shape, const MethodArgs &a) {
+  if (shape.structInputVariable)
+    return a.structureInputSize >= 1 && a.structureInputSize <= shape.structInputSize &&
+           a.structureOutputSize == shape.structOutputSize;
   if (!shape.structInputUnit)
     return a.structureInputSize == shape.structInputSize &&
            a.structureOutputSize == shape.structOutputSize;
@@ -48,7 +51,12 @@ bool structSizesMatch(const SelectorShape &shape, const MethodArgs &a) {
 }
 
 bool shapeMatches(const SelectorShape &shape, const MethodArgs &a) {
-  if (a.outOfLine || a.async) return false;
+  if (a.outOfLine) return false;
+  // Only the async selector takes an async reference, and it takes nothing else.
+  if (a.async != shape.async) return false;
+  if (shape.async &&
+      (!a.asyncReference || a.asyncReferenceCount < 1 || a.asyncReferenceCount > kAsyncRefWords))
+    return false;
   if (a.scalarInputCount != shape.scalarInputs || a.scalarOutputCount != shape.scalarOutputs)
     return false;
   if (!structSizesMatch(shape, a)) return false;
@@ -66,10 +74,29 @@ bool tagOf(const MethodArgs &args, uint32_t *tag) {
   return true;
 }
 
+// A name field: not empty and NUL-terminated within its size (so at most size - 1 chars).
+bool validName(const uint8_t *field, uint32_t size) {
+  if (size == 0 || field[0] == 0) return false;
+  for (uint32_t i = 1; i < size; i++)
+    if (field[i] == 0) return true;
+  return false;
+}
+
+void copyBytes(void *to, const void *from, uint32_t n) { __builtin_memcpy(to, from, n); }
+
 }  // namespace
 
-UserClientCore::UserClientCore(KernelApi &kernel, Lock &lock, bool privileged)
-    : kernel_(kernel), lock_(lock), privileged_(privileged), closed_(false), terminated_(false) {}
+UserClientCore::UserClientCore(KernelApi &kernel, Lock &lock, bool privileged,
+                               AsyncNotifier *notifier)
+    : kernel_(kernel), lock_(lock), privileged_(privileged), closed_(false), terminated_(false),
+      notifier_(notifier) {
+  for (uint32_t i = 0; i < kRequestCapacity; i++) slots_[i].core = this;
+}
+
+UserClientCore::~UserClientCore() {
+  for (uint32_t i = 0; i < kRequestCapacity; i++)
+    if (slots_[i].buffer) kernel_.freeBuffer(slots_[i].buffer, kMaxResourceSize);
+}
 
 bool UserClientCore::open() const {
   return !closed_ && !__atomic_load_n(&terminated_, __ATOMIC_ACQUIRE);
@@ -232,7 +259,41 @@ void UserClientCore::terminate() {
 uint32_t UserClientCore::close() {
   {
     LockGuard guard(lock_);
-    closed_ = true;
+    closed_ = true;  // from here no completion is sent
+  }
+  // Every pending request is cancelled in the kernel, one at a time, outside the lock. When
+  // the cancel returns, the kernel can no longer call back for it: xnu dequeues a record and
+  // invokes its callback within one hold of sKextLock (dispatchResource, under handleRequest
+  // or the autounload thread call), and OSKextCancelRequest takes that lock too. So either
+  // the cancel found it (the callback never runs) or the callback has already finished (it
+  // saw the closed flag and did nothing). An entry another thread is requesting or
+  // cancelling is left to that thread, which sees the flag when its KPI returns.
+  for (uint32_t i = 0; i < kRequestCapacity; i++) {
+    RequestSlot &slot = slots_[i];
+    uint32_t tag = kInvalidRequestTag;
+    void *spare = nullptr;
+    {
+      LockGuard guard(lock_);
+      if (slot.state == RequestSlot::Pending) {
+        slot.state = RequestSlot::Cancelling;
+        tag = slot.tag;
+      } else if (slot.state == RequestSlot::Ready) {
+        finishSlot(slot, true);  // delivered and never fetched: dropped
+      }
+      if (slot.state == RequestSlot::Free) {
+        spare = slot.buffer;
+        slot.buffer = nullptr;
+      }
+    }
+    if (tag != kInvalidRequestTag) {
+      void *context = nullptr;
+      (void)kernel_.cancelRequest(tag, &context);  // found or already delivered: done either way
+      LockGuard guard(lock_);
+      finishSlot(slot, true);
+      spare = slot.buffer;
+      slot.buffer = nullptr;
+    }
+    if (spare) kernel_.freeBuffer(spare, kMaxResourceSize);
   }
   // One unit at a time, each taken out under the lock and released without it.
   uint32_t released = 0;
@@ -252,6 +313,216 @@ uint32_t UserClientCore::close() {
     break;
   }
   return released;
+}
+
+// ---- load and resource requests ----
+
+uint32_t UserClientCore::onLoadKextWithIdentifier(MethodArgs &args) {
+  const uint8_t *id = (const uint8_t *)args.structureInput;
+  if (!validName(id, args.structureInputSize)) return RC_kIOReturnBadArgument;
+  {
+    LockGuard guard(lock_);
+    if (!open()) return RC_kIOReturnNotOpen;
+  }
+  args.scalarOutput[LoadKextWithIdentifierOut::osReturn] =
+      kernel_.loadKextWithIdentifier((const char *)id);
+  return RC_kIOReturnSuccess;
+}
+
+void UserClientCore::finishSlot(RequestSlot &slot, bool releaseRef) {
+  if (releaseRef && notifier_) notifier_->releaseAsyncReference(slot.ref);
+  slot.state = RequestSlot::Free;
+  slot.called = false;
+  slot.keep = false;
+  slot.tag = kInvalidRequestTag;
+  slot.length = 0;
+  slot.fetched = 0;
+}
+
+// Reserve an entry (and its buffer) first, so the callback, which may run as soon as the KPI
+// has dropped the kernel's lock and before this thread gets the client lock back, always finds
+// a place for the bytes. The KPI is called with no lock held.
+uint32_t UserClientCore::onRequestResource(MethodArgs &args) {
+  const uint8_t *in = (const uint8_t *)args.structureInput;
+  if (!validName(in, kBundleIdSize) || !validName(in + kBundleIdSize, kResourceNameSize))
+    return RC_kIOReturnBadArgument;
+  if (!notifier_) return RC_kIOReturnUnsupported;
+  RequestSlot *slot = nullptr;
+  bool needBuffer;
+  {
+    LockGuard guard(lock_);
+    if (!open()) return RC_kIOReturnNotOpen;
+    for (uint32_t i = 0; i < kRequestCapacity && !slot; i++)
+      if (slots_[i].state == RequestSlot::Free) slot = &slots_[i];
+    if (!slot) return RC_kIOReturnNoResources;
+    finishSlot(*slot, false);
+    slot->state = RequestSlot::Requesting;
+    for (uint32_t w = 0; w < kAsyncRefWords; w++)
+      slot->ref.words[w] = w < args.asyncReferenceCount ? args.asyncReference[w] : 0;
+    needBuffer = slot->buffer == nullptr;
+  }
+  if (needBuffer) {
+    void *block = kernel_.allocBuffer(kMaxResourceSize);
+    LockGuard guard(lock_);
+    if (!block) {
+      finishSlot(*slot, false);  // the error reply gives the wake port back (MIG)
+      return RC_kIOReturnNoMemory;
+    }
+    slot->buffer = block;
+  }
+
+  uint32_t tag = kInvalidRequestTag;
+  const uint32_t kr = kernel_.requestResource((const char *)in, (const char *)in + kBundleIdSize,
+                                              &UserClientCore::resourceCallback, slot, &tag);
+  bool cancel = false;
+  {
+    LockGuard guard(lock_);
+    if (!open()) {
+      // Closed meanwhile (close() left this entry to us): the reply will be an error, so the
+      // wake port goes back with it; a request the kernel took is cancelled below.
+      if (kr == RC_kOSReturnSuccess && !slot->called) {
+        slot->state = RequestSlot::Cancelling;
+        slot->tag = tag;
+        cancel = true;
+      } else {
+        finishSlot(*slot, false);
+      }
+    } else if (kr != RC_kOSReturnSuccess) {
+      finishSlot(*slot, true);  // no callback will come; the success reply hands us the port
+    } else {
+      slot->tag = tag;
+      if (!slot->called) slot->state = RequestSlot::Pending;
+      else if (slot->keep) slot->state = RequestSlot::Ready;  // delivered before we got here
+      else finishSlot(*slot, true);
+    }
+  }
+  if (cancel) {
+    void *context = nullptr;
+    (void)kernel_.cancelRequest(tag, &context);
+    LockGuard guard(lock_);
+    finishSlot(*slot, false);
+    return RC_kIOReturnNotOpen;
+  }
+  args.scalarOutput[RequestResourceOut::osReturn] = kr;
+  args.scalarOutput[RequestResourceOut::requestTag] = tag;
+  return RC_kIOReturnSuccess;
+}
+
+void UserClientCore::resourceCallback(uint32_t requestTag, int32_t result, const void *data,
+                                      uint32_t length, void *context) {
+  RequestSlot *slot = (RequestSlot *)context;
+  if (!slot || !slot->core) return;
+  UserClientCore &core = *slot->core;
+  LockGuard guard(core.lock_);
+  core.delivered(*slot, requestTag, (uint32_t)result, data, length);
+}
+
+// Under lock_ (and the kernel's kext lock): the one callback of this occupancy.
+void UserClientCore::delivered(RequestSlot &slot, uint32_t tag, uint32_t result,
+                               const void *data, uint32_t length) {
+  if (slot.state == RequestSlot::Free || slot.called) return;  // not ours to complete
+  if (slot.state != RequestSlot::Requesting && slot.tag != tag) return;
+  slot.called = true;
+  slot.tag = tag;
+  if (!open()) return;  // nothing is delivered to a closed or stopped client
+  uint32_t verdict = RC_kIOReturnSuccess;
+  if (result == RC_kOSReturnSuccess && length > kMaxResourceSize) {
+    verdict = RC_kIOReturnNoSpace;  // refused: not kept, counted
+    oversize_++;
+  } else if (result == RC_kOSReturnSuccess && length > 0 && data && slot.buffer) {
+    copyBytes(slot.buffer, data, length);
+    slot.length = length;
+    slot.fetched = 0;
+    slot.keep = true;
+  }
+  uint64_t words[Completion::fieldCount];
+  words[Completion::requestTag] = tag;
+  words[Completion::osReturn] = result;
+  words[Completion::length] = length;
+  notifier_->sendAsyncResult(slot.ref, verdict, words, Completion::fieldCount);
+  completions_++;
+  if (slot.state == RequestSlot::Pending) {
+    if (slot.keep) slot.state = RequestSlot::Ready;
+    else finishSlot(slot, true);
+  }
+  // Requesting / Cancelling: the thread in the KPI finishes the entry when it returns.
+}
+
+uint32_t UserClientCore::onFetchResource(MethodArgs &args) {
+  uint32_t tag;
+  if (!tagOf(args, &tag) || args.scalarInput[1] > 0xFFFFFFFFull) return RC_kIOReturnBadArgument;
+  const uint32_t offset = (uint32_t)args.scalarInput[1];
+  LockGuard guard(lock_);
+  if (!open()) return RC_kIOReturnNotOpen;
+  RequestSlot *slot = nullptr;
+  for (uint32_t i = 0; i < kRequestCapacity && !slot; i++)
+    if (slots_[i].state == RequestSlot::Ready && slots_[i].tag == tag) slot = &slots_[i];
+  if (!slot) return RC_kIOReturnNotFound;
+  if (offset != slot->fetched) return RC_kIOReturnBadArgument;
+  uint32_t n = slot->length - slot->fetched;
+  if (n > kFetchChunkSize) n = kFetchChunkSize;
+  copyBytes(args.structureOutput, (const uint8_t *)slot->buffer + slot->fetched, n);
+  slot->fetched += n;
+  args.scalarOutput[FetchResourceOut::length] = slot->length;
+  args.scalarOutput[FetchResourceOut::copied] = n;
+  args.structureOutputSize = n;
+  if (slot->fetched == slot->length) finishSlot(*slot, true);  // handed over once
+  return RC_kIOReturnSuccess;
+}
+
+// Only this client's pending request reaches the kernel: OSKextCancelRequest would cancel
+// anyone's tag.
+uint32_t UserClientCore::onCancelRequest(MethodArgs &args) {
+  uint32_t tag;
+  if (!tagOf(args, &tag)) return RC_kIOReturnBadArgument;
+  RequestSlot *slot = nullptr;
+  {
+    LockGuard guard(lock_);
+    if (!open()) return RC_kIOReturnNotOpen;
+    for (uint32_t i = 0; i < kRequestCapacity && !slot; i++)
+      if (slots_[i].state == RequestSlot::Pending && slots_[i].tag == tag) slot = &slots_[i];
+    if (!slot) return RC_kIOReturnNotFound;
+    slot->state = RequestSlot::Cancelling;
+  }
+  void *context = nullptr;
+  const uint32_t kr = kernel_.cancelRequest(tag, &context);
+  void *spare = nullptr;
+  {
+    LockGuard guard(lock_);
+    if (kr == RC_kOSReturnSuccess || slot->called || !open()) {
+      // Cancelled; or the delivery won (its completion went out) — keep what it kept unless
+      // the client closed meanwhile (close() left this entry to us).
+      if (kr != RC_kOSReturnSuccess && slot->keep && open()) slot->state = RequestSlot::Ready;
+      else finishSlot(*slot, true);
+      if (!open() && slot->state == RequestSlot::Free) {
+        spare = slot->buffer;
+        slot->buffer = nullptr;
+      }
+    } else {
+      slot->state = RequestSlot::Pending;  // the kernel refused otherwise: still pending
+    }
+  }
+  if (spare) kernel_.freeBuffer(spare, kMaxResourceSize);
+  args.scalarOutput[CancelRequestOut::osReturn] = kr;
+  return RC_kIOReturnSuccess;
+}
+
+uint32_t UserClientCore::requestsInUse() {
+  LockGuard guard(lock_);
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < kRequestCapacity; i++)
+    if (slots_[i].state != RequestSlot::Free) n++;
+  return n;
+}
+
+uint32_t UserClientCore::oversizeRefused() {
+  LockGuard guard(lock_);
+  return oversize_;
+}
+
+uint32_t UserClientCore::completionsSent() {
+  LockGuard guard(lock_);
+  return completions_;
 }
 
 uint32_t UserClientCore::heldCount(uint32_t loadTag) {

@@ -28,15 +28,45 @@ struct MethodArgs {
   void *structureOutput = nullptr;
   uint32_t structureOutputSize = 0;
   bool outOfLine = false;  // a structure came as an IOMemoryDescriptor; this protocol never uses one
-  // IOConnectCallAsyncMethod: no selector is asynchronous. Answering success would leave
-  // the client owning the caller's wake-port send right, a leak any caller could repeat.
+  // IOConnectCallAsyncMethod (asyncWakePort set). Only a selector marked async in the
+  // protocol (requestResource) accepts one; any other answers kIOReturnBadArgument, since
+  // answering success would leave the client owning the caller's wake-port send right, a
+  // leak any caller could repeat. asyncReference / asyncReferenceCount: the reference the
+  // kernel filled (word 0: the wake port), 1 to kAsyncRefWords words.
   bool async = false;
+  const uint64_t *asyncReference = nullptr;
+  uint32_t asyncReferenceCount = 0;
+};
+
+// One entry of a client's resource-request table (fixed size: kRequestCapacity). Its address
+// is the context the kernel holds for the request. Fields under the client's lock.
+struct RequestSlot {
+  enum State : uint8_t {
+    Free,        // unused (buffer may still be attached, reused by the next request)
+    Requesting,  // a thread is in OSKextRequestResource for it
+    Pending,     // the kernel has it under tag; no callback yet
+    Cancelling,  // a thread is in OSKextCancelRequest for it (cancel or close)
+    Ready,       // delivered; bytes wait for fetchResource
+  };
+  class UserClientCore *core = nullptr;
+  State state = Free;
+  bool called = false;  // the kernel's callback ran for this occupancy (exactly once)
+  bool keep = false;    // the callback kept bytes for fetchResource
+  uint32_t tag = 0xFFFFFFFFu;
+  uint32_t length = 0;   // Ready: bytes in buffer
+  uint32_t fetched = 0;  // Ready: bytes handed out so far
+  void *buffer = nullptr;  // kMaxResourceSize bytes from KernelApi::allocBuffer, or null
+  AsyncRef ref;
 };
 
 class UserClientCore {
  public:
   // privileged: the opening task passed clientHasPrivilege(kIOClientPrivilegeAdministrator).
-  UserClientCore(KernelApi &kernel, Lock &lock, bool privileged);
+  // notifier: completes requestResource's async references; without one requestResource
+  // answers kIOReturnUnsupported.
+  UserClientCore(KernelApi &kernel, Lock &lock, bool privileged, AsyncNotifier *notifier = nullptr);
+  // Frees the request buffers (close() must have run: no request may be pending).
+  ~UserClientCore();
 
   // The IOReturn for externalMethod. Anything but success means MIG drops every output.
   uint32_t externalMethod(uint32_t selector, MethodArgs &args);
@@ -48,13 +78,26 @@ class UserClientCore {
   // clientClose / clientDied / free: later calls answer kIOReturnNotOpen, and everything this
   // client still holds is released, outside the lock. Safe to call more than once and from
   // several threads: each held retain is released by exactly one caller. Returns the
-  // releases this call made.
+  // releases this call made. Every pending resource request is cancelled in the kernel
+  // (outside the lock) and no completion is sent after close() has set the closed flag;
+  // when close() returns, the kernel can no longer call back into this client for any of
+  // them (the core may be destroyed once no externalMethod call is running).
   uint32_t close();
+
+  // The OSKextRequestResource callback (context: a RequestSlot of some core). Kernel code of
+  // the kext: the kext passes this very function to the KPI. Copies the bytes (at most
+  // kMaxResourceSize, else refused and counted), completes the async reference. Takes this
+  // client's lock (a leaf under the kernel's kext lock), calls no KPI.
+  static void resourceCallback(uint32_t requestTag, int32_t result, const void *data,
+                               uint32_t length, void *context);
 
   // Read under the lock, for tests and invariant checks.
   uint32_t heldCount(uint32_t loadTag);
   uint32_t outstanding();
   bool closed();
+  uint32_t requestsInUse();     // table entries not Free (pending, in flight or unfetched)
+  uint32_t oversizeRefused();   // deliveries refused for exceeding kMaxResourceSize
+  uint32_t completionsSent();   // sendAsyncResult calls made
 
  private:
   typedef uint32_t (UserClientCore::*Handler)(MethodArgs &args);
@@ -67,6 +110,10 @@ class UserClientCore {
   uint32_t onHeld(MethodArgs &args);
   uint32_t onRetainBatch(MethodArgs &args);
   uint32_t onReleaseBatch(MethodArgs &args);
+  uint32_t onLoadKextWithIdentifier(MethodArgs &args);
+  uint32_t onRequestResource(MethodArgs &args);
+  uint32_t onFetchResource(MethodArgs &args);
+  uint32_t onCancelRequest(MethodArgs &args);
 
   // One retain or release with the ledger rule: the user client's refusal (an IOReturn) or
   // the kernel's OSReturn in *code, the held count after in *held. Returns false only when
@@ -82,6 +129,15 @@ class UserClientCore {
   bool closed_;       // under lock_
   bool terminated_;   // atomic (terminate() takes no lock)
   Ledger ledger_;     // under lock_
+  AsyncNotifier *const notifier_;
+  RequestSlot slots_[kRequestCapacity];  // under lock_
+  uint32_t oversize_ = 0;                // under lock_
+  uint32_t completions_ = 0;             // under lock_
+
+  void delivered(RequestSlot &slot, uint32_t tag, uint32_t result, const void *data,
+                 uint32_t length);  // the callback's work, under lock_
+  // Back to Free; releases the async reference when the call that gave it answered success.
+  void finishSlot(RequestSlot &slot, bool releaseRef);  // under lock_
 };
 
 } // namespace kb

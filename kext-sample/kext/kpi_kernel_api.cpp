@@ -1,5 +1,6 @@
 #include "kpi_kernel_api.h"
 
+#include <IOKit/IOLib.h>
 #include <libkern/OSKextLib.h>
 
 namespace kbkext {
@@ -18,5 +19,33 @@ uint32_t KpiKernelApi::ownLoadTag() { return (uint32_t)OSKextGetCurrentLoadTag()
 const char *KpiKernelApi::ownIdentifier() { return OSKextGetCurrentIdentifier(); }
 
 const char *KpiKernelApi::ownVersion() { return OSKextGetCurrentVersionString(); }
+
+uint32_t KpiKernelApi::loadKextWithIdentifier(const char *bundleId) {
+  return (uint32_t)OSKextLoadKextWithIdentifier(bundleId);
+}
+
+// kb::ResourceCallback has OSKextRequestResourceCallback's exact type (uint32_t tag, int
+// result, data, length, context): the core's function goes to the kernel as it is.
+static_assert(__is_same(kb::ResourceCallback, OSKextRequestResourceCallback),
+              "the core's resource callback has the KPI's type");
+
+uint32_t KpiKernelApi::requestResource(const char *bundleId, const char *resourceName,
+                                       kb::ResourceCallback callback, void *context,
+                                       uint32_t *requestTag) {
+  OSKextRequestTag tag = kOSKextRequestTagInvalid;
+  OSReturn r = OSKextRequestResource(bundleId, resourceName, callback, context, &tag);
+  *requestTag = (uint32_t)tag;
+  return (uint32_t)r;
+}
+
+uint32_t KpiKernelApi::cancelRequest(uint32_t requestTag, void **context) {
+  return (uint32_t)OSKextCancelRequest((OSKextRequestTag)requestTag, context);
+}
+
+void *KpiKernelApi::allocBuffer(uint32_t size) { return IOMalloc(size); }
+
+void KpiKernelApi::freeBuffer(void *block, uint32_t size) {
+  if (block) IOFree(block, size);
+}
 
 } // namespace kbkext

@@ -14,6 +14,13 @@ class KpiKernelApi final : public kb::KernelApi {
   uint32_t ownLoadTag() override;
   const char *ownIdentifier() override;
   const char *ownVersion() override;
+  uint32_t loadKextWithIdentifier(const char *bundleId) override;
+  uint32_t requestResource(const char *bundleId, const char *resourceName,
+                           kb::ResourceCallback callback, void *context,
+                           uint32_t *requestTag) override;
+  uint32_t cancelRequest(uint32_t requestTag, void **context) override;
+  void *allocBuffer(uint32_t size) override;
+  void freeBuffer(void *block, uint32_t size) override;
 };
 
 } // namespace kbkext
