@@ -26,8 +26,13 @@ bool org_kextbridge_DeferredRelease::schedule(kbkext::ClientSession *session, IO
 void org_kextbridge_DeferredRelease::run(thread_call_param_t self, thread_call_param_t) {
   org_kextbridge_DeferredRelease *d = static_cast<org_kextbridge_DeferredRelease *>(self);
   // The core drops its lock around each KPI call; the kext lock may be taken here freely.
+  // close() also cancels every pending request; when it returns no callback can reach the
+  // session any more, so it may go.
+  uint32_t requests = d->session_->core().requestsInUse();
   uint32_t released = d->session_->core().close();
-  if (released) KB_LOG("user client freed: released %u retain(s) it still held", released);
+  if (released || requests)
+    KB_LOG("user client freed: released %u retain(s) and ended %u request(s) it still had",
+           released, requests);
   delete d->session_;
   IOLockFree(d->lock_);
   // Freeing our own call while it runs is allowed: the thread running it holds a reference
