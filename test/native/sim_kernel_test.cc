@@ -1,8 +1,10 @@
 // Unit tests for SimKernel (sim/sim_kernel.h). Run with npm run test:native (test/native/run.sh).
 // Every check states an exact value that the modelled xnu behaviour produces.
 #include <stdio.h>
+#include <string.h>
 
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -10,12 +12,13 @@
 
 #include "protocol.gen.h"
 #include "sim_kernel.h"
+#include "sim_transport.h"
 #include "unit.h"
 #include "user_client_core.h"
 
 using namespace kb;
 using namespace kb::sim;
-using KextInfo = kb::sim::KextRecord;
+using KextRow = kb::sim::KextRecord;
 
 namespace {
 
@@ -43,8 +46,8 @@ uint32_t load(SimKernel &k, const KextSpec &s) {
 bool loaded(const SimKernel &k, uint32_t tag) { return k.retainCount(tag) >= 0; }
 
 // Only on an lvalue vector, or within one full expression (the pointer points into v).
-const KextInfo *infoFor(const std::vector<KextInfo> &v, uint32_t tag) {
-  for (const KextInfo &i : v)
+const KextRow *infoFor(const std::vector<KextRow> &v, uint32_t tag) {
+  for (const KextRow &i : v)
     if (i.loadTag == tag) return &i;
   return nullptr;
 }
@@ -53,7 +56,7 @@ const KextInfo *infoFor(const std::vector<KextInfo> &v, uint32_t tag) {
 
 TEST(default_world_tags_and_counts) {
   SimKernel k;
-  std::vector<KextInfo> v = k.loadedKexts();
+  std::vector<KextRow> v = k.loadedKexts();
   CHECK_EQ(v.size(), 9u);
   const char *ids[] = {"__kernel__",           "com.apple.kpi.bsd",  "com.apple.kpi.dsep",
                        "com.apple.kpi.iokit",  "com.apple.kpi.libkern", "com.apple.kpi.mach",
@@ -81,7 +84,7 @@ TEST(default_world_tags_and_counts) {
     CHECK_EQ(k.retainCount(t), 3);
   }
 
-  const KextInfo &s = v[kSample];
+  const KextRow &s = v[kSample];
   CHECK_EQ(k.sampleLoadTag(), kSample);
   CHECK_STR(s.version, KB_SAMPLE_VERSION);
   CHECK_EQ(s.retainCount, 0);
@@ -109,7 +112,7 @@ TEST(default_world_tags_and_counts) {
   CHECK(!k.panicked());
   // A fresh world is identical (deterministic UUIDs).
   SimKernel k2;
-  std::vector<KextInfo> v2 = k2.loadedKexts();
+  std::vector<KextRow> v2 = k2.loadedKexts();
   CHECK_EQ(v2.size(), v.size());
   for (size_t i = 0; i < v.size() && i < v2.size(); i++) CHECK_STR(v2[i].uuid, v[i].uuid);
   CHECK(v[0].uuid != v[1].uuid);
@@ -388,8 +391,8 @@ TEST(set_instances_of_declared_classes_only) {
   CHECK_EQ(k.setInstances(t, "com_example_Undeclared", 3), RC_kOSKextReturnInvalidArgument);
   CHECK_EQ(k.setInstances(kSample, KB_USER_CLIENT_CLASS_NAME, 3), RC_kOSKextReturnInvalidArgument);
   CHECK_EQ(k.setInstances(t, "com_example_New", 3), OK);
-  std::vector<KextInfo> v = k.loadedKexts();
-  const KextInfo *i = infoFor(v, t);
+  std::vector<KextRow> v = k.loadedKexts();
+  const KextRow *i = infoFor(v, t);
   CHECK(i != nullptr);
   if (i) {
     CHECK_EQ(i->classes.size(), 1u);
@@ -449,8 +452,8 @@ TEST(three_level_chain_unloads_in_one_scan) {
   uint32_t c = load(k, spec("com.example.c", {"com.example.b", "com.example.a"}));
   CHECK_EQ(k.retainCount(a), 4);
   CHECK_EQ(k.retainCount(b), 3);
-  std::vector<KextInfo> v = k.loadedKexts();
-  const KextInfo *ci = infoFor(v, c);
+  std::vector<KextRow> v = k.loadedKexts();
+  const KextRow *ci = infoFor(v, c);
   CHECK(ci != nullptr);
   if (ci) {
     CHECK_EQ(ci->dependencies.size(), 2u);
@@ -512,8 +515,8 @@ TEST(unload_of_the_sample_terminates_its_service_first) {
   CHECK_EQ(k.unloadKext(kSample), RC_kOSKextReturnInUse);  // the open user client
   CHECK(loaded(k, kSample));
   CHECK_EQ(k.openUserClient(), RC_kIOReturnNotFound);  // no service to match
-  std::vector<KextInfo> table = k.loadedKexts();
-  const KextInfo *s = infoFor(table, kSample);
+  std::vector<KextRow> table = k.loadedKexts();
+  const KextRow *s = infoFor(table, kSample);
   CHECK(s != nullptr);
   uint32_t serviceInstances = 99, clientInstances = 99;
   for (const ClassSpec &c : s->classes) {
@@ -614,7 +617,7 @@ TEST(tags_never_reused) {
   k.advance(60000);
   CHECK(!loaded(k, again));
   CHECK_EQ(load(k, spec("com.example.a")), 11u);
-  std::vector<KextInfo> v = k.loadedKexts();
+  std::vector<KextRow> v = k.loadedKexts();
   CHECK_EQ(v.size(), 10u);
   CHECK_EQ(v.back().loadTag, 11u);
   for (size_t i = 1; i < v.size(); i++) CHECK(v[i - 1].loadTag < v[i].loadTag);
@@ -765,7 +768,7 @@ TEST(ten_thousand_kexts) {
   }
   CHECK_EQ(first, 9u);
   CHECK_EQ(last, 10008u);
-  std::vector<KextInfo> v = k.loadedKexts();
+  std::vector<KextRow> v = k.loadedKexts();
   CHECK_EQ(v.size(), 10009u);
   CHECK_EQ(v[kLibkern].retainCount, 10001);
   CHECK_EQ(v[10].retainCount, 1);
@@ -946,5 +949,682 @@ TEST(flags_and_user_client_pids) {
 }
 
 }  // namespace
+
+
+// ---- issue 13: load by identifier, resource requests (sim + core + SimTransport) ----
+
+namespace req {
+
+struct Got {
+  uint64_t refcon;
+  uint32_t result;
+  uint32_t tag, osReturn, length;
+};
+
+// The transport's completion sink: records what arrives.
+struct Sink : AsyncSink {
+  std::mutex mu;
+  std::vector<Got> got;
+  void asyncCompleted(uint64_t refcon, uint32_t result, const uint64_t *args, uint32_t n) override {
+    std::lock_guard<std::mutex> g(mu);
+    CHECK_EQ(n, (uint32_t)Completion::fieldCount);
+    got.push_back({refcon, result, (uint32_t)args[Completion::requestTag],
+                   (uint32_t)args[Completion::osReturn], (uint32_t)args[Completion::length]});
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> g(mu);
+    return got.size();
+  }
+};
+
+struct Conn {
+  std::shared_ptr<SimKernel> kernel;
+  std::unique_ptr<Transport> t;
+  Sink sink;
+  SimTransport *sim() { return static_cast<SimTransport *>(t.get()); }
+  explicit Conn(std::shared_ptr<SimKernel> k, bool privileged = true) : kernel(k) {
+    uint32_t kr = 0;
+    t = SimTransport::open(k, privileged, &kr);
+    CHECK_EQ(kr, RC_kIOReturnSuccess);
+    t->setAsyncSink(&sink);
+  }
+  // selector 6 with the id's bytes as given (size: what the caller passes)
+  uint32_t loadId(const void *bytes, size_t size, uint32_t *osr) {
+    uint64_t out[1] = {0xBAD};
+    uint32_t outCnt = 1;
+    size_t outStruct = 0;
+    uint32_t kr = t->callMethod(kSelectorLoadKextWithIdentifier, nullptr, 0, bytes, size, out,
+                                &outCnt, nullptr, &outStruct);
+    if (osr) *osr = (uint32_t)out[0];
+    return kr;
+  }
+  uint32_t loadId(const std::string &id, uint32_t *osr) { return loadId(id.c_str(), id.size() + 1, osr); }
+  uint32_t request(uint64_t refcon, const std::string &id, const std::string &name, uint32_t *osr,
+                   uint32_t *tag) {
+    uint8_t in[kBundleIdSize + kResourceNameSize] = {0};
+    memcpy(in, id.data(), id.size() < kBundleIdSize ? id.size() : kBundleIdSize);
+    memcpy(in + kBundleIdSize, name.data(), name.size() < kResourceNameSize ? name.size() : kResourceNameSize);
+    return requestRaw(refcon, in, osr, tag);
+  }
+  uint32_t requestRaw(uint64_t refcon, const uint8_t *in, uint32_t *osr, uint32_t *tag) {
+    uint64_t out[2] = {0xBAD, 0xBAD};
+    uint32_t outCnt = 2;
+    size_t outStruct = 0;
+    uint32_t kr = t->callAsyncMethod(kSelectorRequestResource, refcon, nullptr, 0, in,
+                                     kBundleIdSize + kResourceNameSize, out, &outCnt, nullptr, &outStruct);
+    if (osr) *osr = (uint32_t)out[0];
+    if (tag) *tag = (uint32_t)out[1];
+    return kr;
+  }
+  uint32_t fetch(uint32_t tag, uint32_t offset, std::vector<uint8_t> &bytes, uint32_t *length) {
+    uint64_t in[2] = {tag, offset};
+    uint64_t out[2] = {0, 0};
+    uint32_t outCnt = 2;
+    uint8_t chunk[kFetchChunkSize];
+    size_t outStruct = sizeof chunk;
+    uint32_t kr = t->callMethod(kSelectorFetchResource, in, 2, nullptr, 0, out, &outCnt, chunk, &outStruct);
+    if (kr == RC_kIOReturnSuccess) {
+      CHECK_EQ(out[1], outStruct);
+      bytes.insert(bytes.end(), chunk, chunk + outStruct);
+      if (length) *length = (uint32_t)out[0];
+    }
+    return kr;
+  }
+  uint32_t fetchAll(uint32_t tag, std::vector<uint8_t> &bytes) {
+    uint32_t length = 0;
+    for (;;) {
+      uint32_t kr = fetch(tag, (uint32_t)bytes.size(), bytes, &length);
+      if (kr != RC_kIOReturnSuccess) return kr;
+      if (bytes.size() >= length) return kr;
+    }
+  }
+  uint32_t cancel(uint32_t tag, uint32_t *osr) {
+    uint64_t in[1] = {tag};
+    uint64_t out[1] = {0xBAD};
+    uint32_t outCnt = 1;
+    size_t outStruct = 0;
+    uint32_t kr = t->callMethod(kSelectorCancelRequest, in, 1, nullptr, 0, out, &outCnt, nullptr, &outStruct);
+    if (osr) *osr = (uint32_t)out[0];
+    return kr;
+  }
+};
+
+std::vector<uint8_t> pattern(size_t n) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; i++) v[i] = (uint8_t)(i * 131 + (i >> 8) + 7);
+  return v;
+}
+
+size_t countEvents(SimKernel &k, EventType type, uint64_t from = 0) {
+  std::vector<Event> ev;
+  uint64_t dropped;
+  k.eventsSince(from, ev, &dropped);
+  size_t n = 0;
+  for (const Event &e : ev)
+    if (e.type == type) n++;
+  return n;
+}
+
+const char *const kRes = "org.kextbridge.sample";  // the sample's own bundle carries the resources
+
+}  // namespace req
+
+using namespace req;
+
+TEST(load_by_identifier, "load: unknown → deferred then loaded by the reply; known → new tag; loaded → same tag") {
+  auto k = std::make_shared<SimKernel>();
+  Conn c(k);
+  uint32_t osr = 0;
+  // Unknown: deferred, posted once however often it is asked before kernelmanagerd comes.
+  CHECK_EQ(c.loadId("com.example.later", &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, RC_kOSKextReturnDeferred);
+  CHECK_EQ(c.loadId("com.example.later", &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, RC_kOSKextReturnDeferred);
+  CHECK_EQ(countEvents(*k, EventType::LoadRequested), 1u);
+  uint64_t due = 0;
+  CHECK(k->nextDueMs(&due));
+  CHECK_EQ(due, 10u);
+  // Installed before the reply: the reply loads it.
+  CHECK_EQ(k->installKext(spec("com.example.later")), OK);
+  CHECK_EQ(k->lookupLoadTag("com.example.later"), kInvalidLoadTag);
+  k->advance(9);
+  CHECK_EQ(k->lookupLoadTag("com.example.later"), kInvalidLoadTag);
+  k->advance(1);
+  const uint32_t later = k->lookupLoadTag("com.example.later");
+  CHECK_EQ(later, kSample + 1);
+  // Already loaded: success, the same tag.
+  CHECK_EQ(c.loadId("com.example.later", &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, OK);
+  CHECK_EQ(k->lookupLoadTag("com.example.later"), later);
+  // Known (installed) but not loaded: loaded now, a new tag.
+  CHECK_EQ(k->installKext(spec("com.example.known")), OK);
+  CHECK_EQ(c.loadId("com.example.known", &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, OK);
+  CHECK_EQ(k->lookupLoadTag("com.example.known"), later + 1);
+  // Unknown and never installed: the reply loads nothing; asked again later it is posted again.
+  CHECK_EQ(c.loadId("com.example.never", &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, RC_kOSKextReturnDeferred);
+  k->advance(10);
+  CHECK_EQ(k->lookupLoadTag("com.example.never"), kInvalidLoadTag);
+  CHECK(!k->nextDueMs(&due));
+  CHECK_EQ(c.loadId("com.example.never", &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(countEvents(*k, EventType::LoadRequested), 3u);
+  // A known kext whose dependency is missing: the load's own error.
+  CHECK_EQ(k->installKext(spec("com.example.orphan", {"com.example.absent"})), OK);
+  CHECK_EQ(c.loadId("com.example.orphan", &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, RC_kOSKextReturnDependencies);
+}
+
+TEST(load_by_identifier_refusals, "load: non-admin → NotPrivileged; bad ids → BadArgument, nothing changed") {
+  auto k = std::make_shared<SimKernel>();
+  CHECK_EQ(k->installKext(spec("com.example.known")), OK);
+  Conn user(k, false);
+  uint32_t osr = 0;
+  CHECK_EQ(user.loadId("com.example.known", &osr), RC_kIOReturnNotPrivileged);
+  Conn c(k);
+  const uint64_t cursor = k->eventCursor();
+  char noNul[64];
+  memset(noNul, 'a', sizeof noNul);
+  char longer[65];
+  memset(longer, 'a', 64);
+  longer[64] = 0;
+  char sixtyThree[64];
+  memset(sixtyThree, 'b', 63);
+  sixtyThree[63] = 0;
+  CHECK_EQ(c.loadId("", 1, &osr), RC_kIOReturnBadArgument);           // empty
+  CHECK_EQ(c.loadId(noNul, sizeof noNul, &osr), RC_kIOReturnBadArgument);  // no NUL within 64
+  CHECK_EQ(c.loadId("com.x", 5, &osr), RC_kIOReturnBadArgument);      // NUL not within its size
+  CHECK_EQ(c.loadId(longer, sizeof longer, &osr), RC_kIOReturnBadArgument);  // 64 chars
+  CHECK_EQ(c.loadId(noNul, 0, &osr), RC_kIOReturnBadArgument);        // nothing
+  CHECK_EQ(k->eventCursor(), cursor);                                   // nothing happened
+  CHECK_EQ(k->lookupLoadTag("com.example.known"), kInvalidLoadTag);
+  // 63 characters is the longest id: it reaches the kernel (unknown → deferred).
+  CHECK_EQ(c.loadId(sixtyThree, sizeof sixtyThree, &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, RC_kOSKextReturnDeferred);
+  // Not asynchronous: an async call of it is refused.
+  uint64_t out[1];
+  uint32_t outCnt = 1;
+  size_t os = 0;
+  CHECK_EQ(c.t->callAsyncMethod(kSelectorLoadKextWithIdentifier, 1, nullptr, 0, "com.example.known", 18,
+                                out, &outCnt, nullptr, &os),
+           RC_kIOReturnBadArgument);
+  CHECK_EQ(k->lookupLoadTag("com.example.known"), kInvalidLoadTag);
+}
+
+TEST(resources_delivered_intact, "resources: 0, 1, 4097 and 65536 bytes intact; 65537 refused and counted") {
+  auto k = std::make_shared<SimKernel>();
+  KextSpec sampleSpec;
+  sampleSpec.bundleId = kRes;
+  Resources res = {{"zero", {}}, {"one", {0x5A}}, {"odd", pattern(4097)},
+                   {"max", pattern(kMaxResourceSize)}, {"over", pattern(kMaxResourceSize + 1)}};
+  CHECK_EQ(k->installKext(sampleSpec, res), OK);
+  Conn c(k);
+  const char *names[] = {"zero", "one", "odd", "max", "over"};
+  uint32_t tags[5];
+  for (int i = 0; i < 5; i++) {
+    uint32_t osr = 0;
+    CHECK_EQ(c.request(100 + i, kRes, names[i], &osr, &tags[i]), RC_kIOReturnSuccess);
+    CHECK_EQ(osr, OK);
+    CHECK_EQ(tags[i], (uint32_t)i);  // request tags from 0 up
+  }
+  CHECK_EQ(k->pendingRequestCount(kSample), 5u);
+  CHECK_EQ(c.sink.count(), 0u);  // nothing before the delay
+  k->advance(10);
+  CHECK_EQ(c.sink.count(), 5u);
+  CHECK_EQ(k->pendingRequestCount(kSample), 0u);
+  for (int i = 0; i < 5; i++) {
+    const Got &g = c.sink.got[i];
+    CHECK_EQ(g.refcon, 100u + i);
+    CHECK_EQ(g.tag, tags[i]);
+    CHECK_EQ(g.osReturn, OK);
+    CHECK_EQ(g.length, res[names[i]].size());
+    CHECK_EQ(g.result, i == 4 ? RC_kIOReturnNoSpace : RC_kIOReturnSuccess);
+  }
+  CHECK_EQ(c.sim()->core().oversizeRefused(), 1u);
+  std::vector<uint8_t> bytes;
+  CHECK_EQ(c.fetchAll(tags[0], bytes), RC_kIOReturnNotFound);  // 0 bytes: nothing kept
+  for (int i = 1; i < 4; i++) {
+    bytes.clear();
+    CHECK_EQ(c.fetchAll(tags[i], bytes), RC_kIOReturnSuccess);
+    CHECK(bytes == res[names[i]]);
+    bytes.clear();
+    CHECK_EQ(c.fetchAll(tags[i], bytes), RC_kIOReturnNotFound);  // handed over once
+  }
+  CHECK_EQ(c.fetchAll(tags[4], bytes), RC_kIOReturnNotFound);  // the refused one: nothing kept
+  CHECK_EQ(c.sim()->core().requestsInUse(), 0u);
+  CHECK_EQ(c.sim()->asyncRefsHeld(), 0);
+}
+
+TEST(fetch_rules, "fetch: only the requester, offsets in order, pieces of at most 4096") {
+  auto k = std::make_shared<SimKernel>();
+  KextSpec s;
+  s.bundleId = kRes;
+  CHECK_EQ(k->installKext(s, {{"r", pattern(10000)}}), OK);
+  Conn a(k), b(k);
+  uint32_t osr, tag;
+  CHECK_EQ(a.request(1, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+  k->advance(10);
+  std::vector<uint8_t> bytes;
+  CHECK_EQ(b.fetch(tag, 0, bytes, nullptr), RC_kIOReturnNotFound);  // another client's
+  uint32_t cancelOsr;
+  CHECK_EQ(b.cancel(tag, &cancelOsr), RC_kIOReturnNotFound);
+  uint32_t length = 0;
+  CHECK_EQ(a.fetch(tag, 1, bytes, &length), RC_kIOReturnBadArgument);  // not the next offset
+  CHECK_EQ(a.fetch(tag, 0, bytes, &length), RC_kIOReturnSuccess);
+  CHECK_EQ(bytes.size(), (size_t)kFetchChunkSize);
+  CHECK_EQ(length, 10000u);
+  CHECK_EQ(a.fetch(tag, 0, bytes, &length), RC_kIOReturnBadArgument);  // already handed over
+  CHECK_EQ(a.fetch(tag, 4096, bytes, &length), RC_kIOReturnSuccess);
+  CHECK_EQ(a.fetch(tag, 8192, bytes, &length), RC_kIOReturnSuccess);
+  CHECK_EQ(bytes.size(), 10000u);
+  CHECK(bytes == pattern(10000));
+  CHECK_EQ(a.fetch(tag, 10000, bytes, &length), RC_kIOReturnNotFound);
+  uint64_t in[2] = {1ull << 32, 0};
+  uint64_t out[2];
+  uint32_t oc = 2;
+  uint8_t chunk[kFetchChunkSize];
+  size_t os = sizeof chunk;
+  CHECK_EQ(a.t->callMethod(kSelectorFetchResource, in, 2, nullptr, 0, out, &oc, chunk, &os),
+           RC_kIOReturnBadArgument);
+}
+
+TEST(resource_not_found_and_failures, "resources: not found / an injected failure → the kernel's code, no data") {
+  auto k = std::make_shared<SimKernel>();
+  Conn c(k);
+  uint32_t osr, tag;
+  CHECK_EQ(c.request(7, "com.example.nobundle", "x", &osr, &tag), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, OK);
+  k->advance(10);
+  CHECK_EQ(c.sink.count(), 1u);
+  CHECK_EQ(c.sink.got[0].osReturn, RC_kOSKextReturnNotFound);
+  CHECK_EQ(c.sink.got[0].length, 0u);
+  CHECK_EQ(c.sink.got[0].result, RC_kIOReturnSuccess);
+  std::vector<uint8_t> bytes;
+  CHECK_EQ(c.fetchAll(tag, bytes), RC_kIOReturnNotFound);
+  KextSpec s;
+  s.bundleId = kRes;
+  CHECK_EQ(k->installKext(s, {{"r", pattern(3)}}), OK);
+  k->failResources(RC_kOSKextReturnNoMemory, 1);
+  k->setResourceDelay(250);
+  CHECK_EQ(c.request(8, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+  uint64_t due = 0;
+  CHECK(k->nextDueMs(&due));
+  CHECK_EQ(due, k->now() + 250);
+  k->advance(250);
+  CHECK_EQ(c.sink.count(), 2u);
+  CHECK_EQ(c.sink.got[1].osReturn, RC_kOSKextReturnNoMemory);
+  CHECK_EQ(c.sink.got[1].length, 0u);
+  CHECK_EQ(c.sink.got[1].tag, tag);
+  CHECK_EQ(c.sim()->core().requestsInUse(), 0u);
+}
+
+TEST(resource_timeout_after_scans, "resources: nothing answers → kOSKextReturnTimeout at the second scan that sees it") {
+  auto k = std::make_shared<SimKernel>();
+  Conn c(k);
+  k->withholdResources(true);
+  uint32_t osr, tag;
+  CHECK_EQ(c.request(3, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+  uint64_t due = 0;
+  CHECK(!k->nextDueMs(&due));  // withheld, no scan armed: nothing will ever happen
+  k->advance(1000000);
+  CHECK_EQ(c.sink.count(), 0u);
+  k->armAutounloadScan();
+  k->advance(SimKernel::kConsiderUnloadDelayMs);  // first scan: marked stale
+  CHECK_EQ(c.sink.count(), 0u);
+  CHECK_EQ(k->pendingRequests().size(), 1u);
+  CHECK(k->pendingRequests()[0].stale);
+  k->armAutounloadScan();
+  // A request reschedules an armed scan (never arms one): the second scan moves 60 s on.
+  k->advance(30000);
+  uint32_t tag2;
+  CHECK_EQ(c.request(4, kRes, "r", &osr, &tag2), RC_kIOReturnSuccess);
+  CHECK_EQ(k->autounloadDeadline(), k->now() + SimKernel::kConsiderUnloadDelayMs);
+  k->advance(SimKernel::kConsiderUnloadDelayMs - 1);
+  CHECK_EQ(c.sink.count(), 0u);
+  k->advance(1);
+  CHECK_EQ(c.sink.count(), 1u);
+  CHECK_EQ(c.sink.got[0].tag, tag);
+  CHECK_EQ(c.sink.got[0].osReturn, RC_kOSKextReturnTimeout);
+  CHECK_EQ(countEvents(*k, EventType::RequestTimedOut), 1u);
+  CHECK_EQ(k->pendingRequestCount(kSample), 1u);  // the second one was only marked stale
+  k->withholdResources(false);
+  k->advance(0);  // overdue: answered at once (NotFound: the sample's bundle has no "r")
+  CHECK_EQ(c.sink.count(), 2u);
+  CHECK_EQ(c.sink.got[1].osReturn, RC_kOSKextReturnNotFound);
+}
+
+TEST(cancel_before_and_after_delivery, "cancel: before delivery → kernel success, no completion; after → delivery reported") {
+  auto k = std::make_shared<SimKernel>();
+  KextSpec s;
+  s.bundleId = kRes;
+  CHECK_EQ(k->installKext(s, {{"r", pattern(5)}}), OK);
+  Conn c(k);
+  uint32_t osr, tag;
+  CHECK_EQ(c.request(1, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+  uint32_t cancelOsr = 0xBAD;
+  CHECK_EQ(c.cancel(tag, &cancelOsr), RC_kIOReturnSuccess);
+  CHECK_EQ(cancelOsr, OK);
+  k->advance(100);
+  CHECK_EQ(c.sink.count(), 0u);
+  CHECK_EQ(countEvents(*k, EventType::RequestCancelled), 1u);
+  CHECK_EQ(countEvents(*k, EventType::RequestDelivered), 0u);
+  CHECK_EQ(c.cancel(tag, &cancelOsr), RC_kIOReturnNotFound);  // no longer this client's
+  // After delivery: the completion has gone out; the tag is no longer pending.
+  CHECK_EQ(c.request(2, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+  k->advance(10);
+  CHECK_EQ(c.sink.count(), 1u);
+  CHECK_EQ(c.cancel(tag, &cancelOsr), RC_kIOReturnNotFound);
+  std::vector<uint8_t> bytes;
+  CHECK_EQ(c.fetchAll(tag, bytes), RC_kIOReturnSuccess);
+  CHECK(bytes == pattern(5));
+  CHECK_EQ(c.sim()->asyncRefsHeld(), 0);
+}
+
+TEST(close_with_pending_cancels_all, "close: every pending request is cancelled, nothing arrives after") {
+  auto k = std::make_shared<SimKernel>();
+  KextSpec s;
+  s.bundleId = kRes;
+  CHECK_EQ(k->installKext(s, {{"r", pattern(100)}}), OK);
+  Conn c(k);
+  uint32_t osr, tag;
+  for (uint32_t i = 0; i < kRequestCapacity; i++) {
+    CHECK_EQ(c.request(i, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+    CHECK_EQ(osr, OK);
+  }
+  CHECK_EQ(c.request(99, kRes, "r", &osr, &tag), RC_kIOReturnNoResources);  // the cap
+  CHECK_EQ(k->pendingRequestCount(kSample), kRequestCapacity);
+  CHECK_EQ(c.sim()->asyncRefsHeld(), (int32_t)kRequestCapacity);
+  CHECK_EQ(c.t->close(), RC_kIOReturnSuccess);
+  CHECK_EQ(k->pendingRequestCount(kSample), 0u);
+  CHECK_EQ(countEvents(*k, EventType::RequestCancelled), (size_t)kRequestCapacity);
+  k->advance(1000);
+  CHECK_EQ(c.sink.count(), 0u);
+  CHECK_EQ(c.sim()->asyncRefsHeld(), 0);
+  CHECK_EQ(c.sim()->core().requestsInUse(), 0u);
+  CHECK_EQ(c.request(1, kRes, "r", &osr, &tag), RC_MACH_SEND_INVALID_DEST);
+  // A delivered, unfetched resource is dropped by close too (the table empties).
+  Conn d(k);
+  CHECK_EQ(d.request(5, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+  k->advance(10);
+  CHECK_EQ(d.sim()->core().requestsInUse(), 1u);
+  CHECK_EQ(d.t->close(), RC_kIOReturnSuccess);
+  CHECK_EQ(d.sim()->core().requestsInUse(), 0u);
+  CHECK_EQ(d.sim()->asyncRefsHeld(), 0);
+}
+
+TEST(pending_request_blocks_unload, "the sample kext cannot unload while a request is pending") {
+  auto k = std::make_shared<SimKernel>();
+  auto c = std::unique_ptr<Conn>(new Conn(k));
+  uint32_t osr, tag;
+  CHECK_EQ(c->request(1, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+  KextFlags f;
+  CHECK(k->kextFlags(kSample, &f));
+  CHECK_EQ(f.pendingRequests, 1u);
+  // Refused before its service is terminated: the client is not even stopped.
+  CHECK_EQ(k->unloadKext(kSample), RC_kOSKextReturnInUse);
+  uint64_t out[4];
+  uint32_t oc = 4;
+  uint8_t info[128];
+  size_t os = sizeof info;
+  CHECK_EQ(c->t->callMethod(kSelectorGetInfo, nullptr, 0, nullptr, 0, out, &oc, info, &os), RC_kIOReturnSuccess);
+  // Without the request the unload goes on to terminate the service (the open client then
+  // keeps it loaded).
+  CHECK_EQ(c->cancel(tag, &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(k->unloadKext(kSample), RC_kOSKextReturnInUse);
+  oc = 4;
+  os = sizeof info;
+  CHECK_EQ(c->t->callMethod(kSelectorGetInfo, nullptr, 0, nullptr, 0, out, &oc, info, &os), RC_kIOReturnNotOpen);
+  c.reset();
+  CHECK_EQ(k->unloadKext(kSample), OK);
+  // And by identifier it comes back (its bundle is installed), with a new tag.
+  CHECK_EQ(k->loadKextWithIdentifier(KB_SAMPLE_BUNDLE_ID), OK);
+  CHECK_EQ(k->sampleLoadTag(), kSample + 1);
+}
+
+TEST(pending_request_blocks_autounload, "a kext with a pending request is skipped by the scan; a stopping kext is refused") {
+  SimKernel k;
+  const uint32_t t = load(k, spec("com.example.req"));
+  int calls = 0;
+  struct Ctx { int *calls; uint32_t code; } ctx = {&calls, 0};
+  auto cb = [](uint32_t, int32_t result, const void *, uint32_t, void *c) {
+    Ctx *x = (Ctx *)c;
+    (*x->calls)++;
+    x->code = (uint32_t)result;
+  };
+  k.withholdResources(true);
+  uint32_t tag = 0;
+  CHECK_EQ(k.requestResource(t, "com.example.req", "x", cb, &ctx, &tag), OK);
+  CHECK_EQ(tag, 0u);
+  CHECK_EQ(k.retainKextWithLoadTag(t), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(t), OK);  // arms the scan
+  k.advance(SimKernel::kConsiderUnloadDelayMs);
+  CHECK(loaded(k, t));  // pending: skipped
+  CHECK_EQ(k.unloadKext(t), RC_kOSKextReturnInUse);
+  k.armAutounloadScan();
+  k.advance(SimKernel::kConsiderUnloadDelayMs);  // the second scan times it out, then unloads
+  CHECK_EQ(calls, 1);
+  CHECK_EQ(ctx.code, RC_kOSKextReturnTimeout);
+  CHECK(!loaded(k, t));
+  // xnu's checks, in order.
+  const uint32_t u = load(k, spec("com.example.stopper"));
+  CHECK_EQ(k.requestResource(u, nullptr, "x", cb, &ctx, &tag), RC_kOSKextReturnInvalidArgument);
+  CHECK_EQ(tag, kInvalidRequestTag);
+  CHECK_EQ(k.requestResource(u, "a", "x", nullptr, &ctx, &tag), RC_kOSKextReturnInvalidArgument);
+  CHECK_EQ(k.requestResource(t, "a", "x", cb, &ctx, &tag), RC_kOSKextReturnInvalidArgument);  // unloaded caller
+  CHECK_EQ(k.setStopping(u, true), OK);
+  CHECK_EQ(k.requestResource(u, "a", "x", cb, &ctx, &tag), RC_kOSKextReturnStopping);
+  CHECK_EQ(tag, kInvalidRequestTag);
+  CHECK_EQ(k.setStopping(u, false), OK);
+  CHECK_EQ(k.requestResource(u, "a", "x", cb, &ctx, &tag), OK);
+  CHECK_EQ(tag, 1u);
+  void *back = nullptr;
+  CHECK_EQ(k.cancelRequest(tag, &back), OK);
+  CHECK(back == &ctx);
+  CHECK_EQ(k.cancelRequest(tag, &back), RC_kOSKextReturnNotFound);
+  CHECK_EQ(k.setStopping(12345, true), RC_kOSKextReturnNotFound);
+}
+
+TEST(request_refusals, "requests: non-admin, bad names, sync call, stopping sample: refused, nothing queued") {
+  auto k = std::make_shared<SimKernel>();
+  Conn user(k, false);
+  uint32_t osr, tag;
+  CHECK_EQ(user.request(1, kRes, "r", &osr, &tag), RC_kIOReturnNotPrivileged);
+  Conn c(k);
+  const uint64_t cursor = k->eventCursor();
+  CHECK_EQ(c.request(1, "", "r", &osr, &tag), RC_kIOReturnBadArgument);
+  CHECK_EQ(c.request(1, kRes, "", &osr, &tag), RC_kIOReturnBadArgument);
+  uint8_t in[kBundleIdSize + kResourceNameSize];
+  memset(in, 'a', sizeof in);  // neither field NUL-terminated
+  CHECK_EQ(c.requestRaw(1, in, &osr, &tag), RC_kIOReturnBadArgument);
+  in[kBundleIdSize - 1] = 0;   // id ok, name still not terminated within its 128 bytes
+  CHECK_EQ(c.requestRaw(1, in, &osr, &tag), RC_kIOReturnBadArgument);
+  in[sizeof in - 1] = 0;       // 63 + 127 characters: the longest accepted
+  CHECK_EQ(c.requestRaw(1, in, &osr, &tag), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, OK);
+  CHECK_EQ(c.cancel(tag, &osr), RC_kIOReturnSuccess);
+  CHECK_EQ(countEvents(*k, EventType::RequestQueued, cursor), 1u);
+  // Synchronously: requestResource needs an async reference.
+  uint8_t ok[kBundleIdSize + kResourceNameSize] = {'a', 0};
+  ok[kBundleIdSize] = 'b';
+  uint64_t out[2];
+  uint32_t oc = 2;
+  size_t os = 0;
+  CHECK_EQ(c.t->callMethod(kSelectorRequestResource, nullptr, 0, ok, sizeof ok, out, &oc, nullptr, &os),
+           RC_kIOReturnBadArgument);
+  // A stopping sample kext: the kernel's kOSKextReturnStopping, no completion, slot freed.
+  CHECK_EQ(k->setStopping(kSample, true), OK);
+  CHECK_EQ(c.request(2, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+  CHECK_EQ(osr, RC_kOSKextReturnStopping);
+  CHECK_EQ(tag, kInvalidRequestTag);
+  k->advance(100);
+  CHECK_EQ(c.sink.count(), 0u);
+  CHECK_EQ(c.sim()->core().requestsInUse(), 0u);
+  CHECK_EQ(c.sim()->asyncRefsHeld(), 0);
+  // No sink: the async call is refused before it reaches the user client.
+  uint32_t kr;
+  auto bare = SimTransport::open(k, true, &kr);
+  oc = 2;
+  CHECK_EQ(bare->callAsyncMethod(kSelectorRequestResource, 1, nullptr, 0, ok, sizeof ok, out, &oc, nullptr, &os),
+           RC_kIOReturnNotReady);
+}
+
+// A KernelApi around SampleKextApi with a hook after each request/cancel KPI returns: lets a
+// test put a delivery or a close exactly between the KPI and the core's second lock.
+struct HookedApi : KernelApi {
+  SampleKextApi inner;
+  std::function<void()> afterRequest, beforeCancel;
+  explicit HookedApi(std::shared_ptr<SimKernel> k) : inner(k) {}
+  uint32_t retainKext(uint32_t t) override { return inner.retainKext(t); }
+  uint32_t releaseKext(uint32_t t) override { return inner.releaseKext(t); }
+  uint32_t ownLoadTag() override { return inner.ownLoadTag(); }
+  const char *ownIdentifier() override { return inner.ownIdentifier(); }
+  const char *ownVersion() override { return inner.ownVersion(); }
+  uint32_t loadKextWithIdentifier(const char *id) override { return inner.loadKextWithIdentifier(id); }
+  uint32_t requestResource(const char *id, const char *name, ResourceCallback cb, void *ctx,
+                           uint32_t *tag) override {
+    uint32_t kr = inner.requestResource(id, name, cb, ctx, tag);
+    if (afterRequest) afterRequest();
+    return kr;
+  }
+  uint32_t cancelRequest(uint32_t tag, void **ctx) override {
+    if (beforeCancel) beforeCancel();
+    return inner.cancelRequest(tag, ctx);
+  }
+  void *allocBuffer(uint32_t size) override { return inner.allocBuffer(size); }
+  void freeBuffer(void *b, uint32_t size) override { inner.freeBuffer(b, size); }
+};
+
+struct Notes : AsyncNotifier {
+  std::vector<Got> got;
+  int refs = 0;  // released references (each accepted call's is released once)
+  void sendAsyncResult(const AsyncRef &ref, uint32_t result, const uint64_t *a, uint32_t) override {
+    got.push_back({ref.words[2], result, (uint32_t)a[0], (uint32_t)a[1], (uint32_t)a[2]});
+  }
+  void releaseAsyncReference(const AsyncRef &) override { refs++; }
+};
+
+uint32_t coreRequest(UserClientCore &core, uint64_t refcon, uint64_t *out) {
+  uint8_t in[kBundleIdSize + kResourceNameSize] = {0};
+  strcpy((char *)in, kRes);
+  strcpy((char *)in + kBundleIdSize, "r");
+  uint64_t ref[kAsyncRefWords] = {1, 0, refcon};
+  MethodArgs a;
+  a.structureInput = in;
+  a.structureInputSize = sizeof in;
+  a.scalarOutput = out;
+  a.scalarOutputCount = 2;
+  a.async = true;
+  a.asyncReference = ref;
+  a.asyncReferenceCount = kAsyncRefWords;
+  return core.externalMethod(kSelectorRequestResource, a);
+}
+
+uint32_t coreCancel(UserClientCore &core, uint32_t tag, uint64_t *out) {
+  uint64_t in[1] = {tag};
+  MethodArgs a;
+  a.scalarInput = in;
+  a.scalarInputCount = 1;
+  a.scalarOutput = out;
+  a.scalarOutputCount = 1;
+  return core.externalMethod(kSelectorCancelRequest, a);
+}
+
+TEST(core_races_at_fixed_points, "core: delivery before the reply, delivery inside a cancel, close inside a request") {
+  auto k = std::make_shared<SimKernel>();
+  KextSpec s;
+  s.bundleId = kRes;
+  CHECK_EQ(k->installKext(s, {{"r", pattern(9)}}), OK);
+  k->setResourceDelay(0);
+  {  // the callback runs before the requesting thread is back: completion first, reply after
+    HookedApi api(k);
+    MutexLock lock;
+    Notes notes;
+    UserClientCore core(api, lock, true, &notes);
+    api.afterRequest = [&] { k->advance(0); };
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(core, 11, out), RC_kIOReturnSuccess);
+    CHECK_EQ(notes.got.size(), 1u);
+    CHECK_EQ(notes.got[0].tag, (uint32_t)out[1]);
+    CHECK_EQ(notes.got[0].refcon, 11u);
+    CHECK_EQ(core.requestsInUse(), 1u);  // kept for fetch
+    CHECK_EQ(core.close(), 0u);
+    CHECK_EQ(core.requestsInUse(), 0u);
+    CHECK_EQ(notes.refs, 1);
+  }
+  {  // the delivery wins inside cancelRequest: the kernel says NotFound, the completion went out
+    HookedApi api(k);
+    MutexLock lock;
+    Notes notes;
+    UserClientCore core(api, lock, true, &notes);
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(core, 12, out), RC_kIOReturnSuccess);
+    api.beforeCancel = [&] { k->advance(0); };
+    uint64_t cout[1];
+    CHECK_EQ(coreCancel(core, (uint32_t)out[1], cout), RC_kIOReturnSuccess);
+    CHECK_EQ(cout[0], RC_kOSKextReturnNotFound);
+    CHECK_EQ(notes.got.size(), 1u);
+    CHECK_EQ(notes.got[0].osReturn, OK);
+    CHECK_EQ(core.requestsInUse(), 1u);  // the delivery's bytes wait for fetch
+    api.beforeCancel = nullptr;
+    CHECK_EQ(core.close(), 0u);
+    CHECK_EQ(notes.refs, 1);
+  }
+  {  // the client closes while the request is in the kernel: answered NotOpen, cancelled there
+    HookedApi api(k);
+    MutexLock lock;
+    Notes notes;
+    UserClientCore core(api, lock, true, &notes);
+    k->setResourceDelay(10);
+    api.afterRequest = [&] { core.close(); };
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(core, 13, out), RC_kIOReturnNotOpen);
+    CHECK_EQ(k->pendingRequestCount(kSample), 0u);
+    k->advance(100);
+    CHECK_EQ(notes.got.size(), 0u);
+    CHECK_EQ(notes.refs, 0);  // the error reply gives the wake port back
+    CHECK_EQ(core.requestsInUse(), 0u);
+  }
+  {  // the delivery comes during close (between the flag and the cancel): nothing is sent
+    HookedApi api(k);
+    MutexLock lock;
+    Notes notes;
+    UserClientCore core(api, lock, true, &notes);
+    k->setResourceDelay(0);
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(core, 15, out), RC_kIOReturnSuccess);
+    CHECK_EQ(k->pendingRequestCount(kSample), 1u);
+    api.beforeCancel = [&] { k->advance(0); };
+    const uint64_t cursor = k->eventCursor();
+    CHECK_EQ(core.close(), 0u);
+    CHECK_EQ(countEvents(*k, EventType::RequestDelivered, cursor), 1u);  // the kernel did call back
+    CHECK_EQ(notes.got.size(), 0u);                                     // but nothing went out
+    CHECK_EQ(core.completionsSent(), 0u);
+    CHECK_EQ(core.requestsInUse(), 0u);
+    CHECK_EQ(notes.refs, 1);
+    k->setResourceDelay(10);
+  }
+  {  // a close inside a cancel: the canceller finishes the entry; nothing is delivered
+    HookedApi api(k);
+    MutexLock lock;
+    Notes notes;
+    UserClientCore core(api, lock, true, &notes);
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(core, 14, out), RC_kIOReturnSuccess);
+    bool once = true;
+    api.beforeCancel = [&] {
+      if (once) {
+        once = false;
+        core.close();
+      }
+    };
+    uint64_t cout[1];
+    CHECK_EQ(coreCancel(core, (uint32_t)out[1], cout), RC_kIOReturnSuccess);
+    CHECK_EQ(cout[0], OK);
+    k->advance(100);
+    CHECK_EQ(notes.got.size(), 0u);
+    CHECK_EQ(core.requestsInUse(), 0u);
+    CHECK_EQ(notes.refs, 1);
+  }
+}
 
 int main() { return unit::runAll(); }
