@@ -15,7 +15,7 @@ describeBackends('retain and release', (backend) => {
     const info = await kb.info();
     expect(info.identifier).toBe(SAMPLE_KEXT.bundleId);
     expect(info.version).toBe(SAMPLE_KEXT.version);
-    expect(info.protocolVersion).toBe(2);
+    expect(info.protocolVersion).toBe(3);
     expect(info.privileged).toBe(true);
     expect(info.ledgerCap).toBe(LIMITS.ledgerCapacity);
     const own = (await kb.loadedKexts()).find((k) => k.bundleId === SAMPLE_KEXT.bundleId);

@@ -86,7 +86,7 @@ function expectAnswers(ops: Op[], answers: unknown[], kernel: SimKernel, rawBase
         expect(got).toEqual([...mine].filter(([, n]) => n > 0).map(([loadTag, count]) => ({ loadTag, count })).sort((a, b) => a.loadTag - b.loadTag));
         break;
       case 'info':
-        expect(got).toMatchObject({ loadTag: kernel.sampleLoadTag, protocolVersion: 2 });
+        expect(got).toMatchObject({ loadTag: kernel.sampleLoadTag, protocolVersion: 3 });
         break;
       case 'loadedKexts':
         for (const [tag, raw] of rawBase) {
