@@ -51,7 +51,8 @@ void org_kextbridge_SampleUserClient::holdOpenSlot(org_kextbridge_SampleService 
 // clientDied will never come for this client; only free() follows. The flag matters for a
 // call that looked the port up just before it was cut, and in the sim, which keeps the
 // connection and answers kIOReturnNotOpen (kernel-facts §4.4).
-// What the client holds is released in clientClose or clientDied when user space closes
+// What the client holds (retains; resource requests, which the core also stops completing
+// once terminated) is released or cancelled in clientClose or clientDied when user space closes
 // or dies first, else from free(), through a thread call (deferred_release.h).
 void org_kextbridge_SampleUserClient::stop(IOService *provider) {
   if (session_) session_->core().terminate();
