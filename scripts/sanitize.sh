@@ -6,7 +6,7 @@
 #   asan/stress  -fsanitize=address,undefined -fno-sanitize-recover=all
 #   tsan/stress  -fsanitize=thread
 # and runs the stress harness under each, once per seed (8 threads × 100,000 calls on shared
-# connections, plus 2 events threads; see test/native/stress.cc; plus --transport-close-race, --unload-race and the negative control with the lock-across-KPI bug planted). The core is compiled as the kext needs it
+# connections, plus 2 events threads; see test/native/stress.cc; plus --transport-close-race, --unload-race, --request-race and the negative control with the lock-across-KPI bug planted). The core is compiled as the kext needs it
 # (-fno-exceptions -fno-rtti -nostdinc++). Any sanitizer report stops the run with a non-zero
 # status (halt_on_error, exitcode), and the logs are also scanned for reports; a harness
 # check that fails makes its last line "N passed, M failed" with M > 0 and exits non-zero.
@@ -128,6 +128,8 @@ if [[ -z "$ONLY" || "$ONLY" == asan ]]; then
     for seed in $SEEDS; do
       run asan "$CALLS" "$seed" "${asan_env[@]}" || failed=1
     done
+    # Resource requests: completions (64 KiB copies) racing cancels and closes.
+    MODE=--request-race run asan 20000 4 "${asan_env[@]}" || failed=1
     queue_test asan "${asan_env[@]}" || failed=1
   else
     echo "sanitize: the ASan+UBSan build failed" >&2
@@ -154,6 +156,9 @@ if [[ -z "$ONLY" || "$ONLY" == tsan ]]; then
     # Unloads of the sample kext (terminating its service and stopping its clients on the
     # unloading thread, kext lock held) racing retain/release/close/death on open clients.
     MODE=--unload-race run tsan 20000 2 "${tsan_env[@]}" "${norand[@]}" || failed=1
+    # Resource-request completions, delivered on threads advancing the clock (kernel lock,
+    # then the client's lock), racing cancels and closes on the workers.
+    MODE=--request-race run tsan 20000 4 "${tsan_env[@]}" "${norand[@]}" || failed=1
     queue_test tsan "${tsan_env[@]}" "${norand[@]}" || failed=1
   else
     echo "sanitize: the TSan build failed" >&2

@@ -25,6 +25,9 @@
 // addon's Connection serialises its transport, but the transport must not depend on it).
 // scripts/sanitize.sh runs it under TSan after the default runs.
 //
+// --request-race: resource-request completions (on threads advancing the simulated clock)
+// racing cancels and closes on worker threads; see requestRace(). Run under ASan and TSan.
+//
 // The last line is "N passed, M failed"; the exit status is 0 only when M is 0.
 #include <inttypes.h>
 #include <stdarg.h>
@@ -58,6 +61,7 @@ struct Options {
   uint64_t seed = 0x6b62737472657373ull;
   bool transportCloseRace = false;
   bool unloadRace = false;
+  bool requestRace = false;
 };
 
 // ---- checks: per-thread tallies, merged after the threads are joined ----
@@ -673,6 +677,185 @@ int unloadRace(const Options &o) {
   return t.failed ? 1 : 0;
 }
 
+// --request-race: resource requests whose completions race cancels and closes. "Clock"
+// threads advance the simulated clock, so deliveries (and timeouts) run on them holding the
+// kernel's lock and then each client's lock, as xnu's dispatchResource runs the callback
+// under sKextLock; worker threads meanwhile request, cancel, fetch, close and drop their
+// connections. Checked: at most one completion per accepted request; none for a request whose
+// cancel the kernel answered kOSReturnSuccess; exactly one (already arrived) when it answered
+// kOSKextReturnNotFound; none after close() returned; the bytes fetched are the resource's;
+// a client's table never exceeds the cap; at the end no request is pending in the kernel,
+// every async reference was released, and the sample kext is back at its baseline.
+struct RaceSink : AsyncSink {
+  std::mutex mu;
+  std::map<uint32_t, unsigned> completions;  // by request tag
+  std::map<uint32_t, uint32_t> osReturns;
+  std::atomic<bool> closeReturned{false};
+  std::atomic<unsigned> afterClose{0};
+  void asyncCompleted(uint64_t, uint32_t, const uint64_t *args, uint32_t n) override {
+    if (closeReturned.load()) afterClose++;
+    if (n != Completion::fieldCount) return;
+    std::lock_guard<std::mutex> g(mu);
+    completions[(uint32_t)args[Completion::requestTag]]++;
+    osReturns[(uint32_t)args[Completion::requestTag]] = (uint32_t)args[Completion::osReturn];
+  }
+  unsigned count(uint32_t tag) {
+    std::lock_guard<std::mutex> g(mu);
+    auto it = completions.find(tag);
+    return it == completions.end() ? 0 : it->second;
+  }
+};
+
+std::vector<uint8_t> raceBytes(size_t n, uint32_t salt) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; i++) v[i] = (uint8_t)(i * 7 + salt);
+  return v;
+}
+
+int requestRace(const Options &o) {
+  auto kernel = std::make_shared<sim::SimKernel>();
+  Tally t;
+  const uint32_t sample = kernel->sampleLoadTag();
+  const char *const names[] = {"empty", "small", "page", "max", "over", "absent"};
+  sim::Resources res = {{"empty", {}},
+                        {"small", raceBytes(17, 1)},
+                        {"page", raceBytes(5000, 2)},
+                        {"max", raceBytes(kMaxResourceSize, 3)},
+                        {"over", raceBytes(kMaxResourceSize + 1, 4)}};
+  sim::KextSpec sampleBundle;
+  sampleBundle.bundleId = KB_SAMPLE_BUNDLE_ID;
+  EXPECT(t, kernel->installKext(sampleBundle, res) == RC_kOSReturnSuccess, "install");
+  kernel->setResourceDelay(1);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clocks;
+  for (int c = 0; c < 2; c++)
+    clocks.emplace_back([&, c] {
+      Rng rng(o.seed ^ (0xC10C + c));
+      while (!stop.load()) {
+        kernel->advance(rng.below(4));
+        if (rng.below(64) == 0) kernel->armAutounloadScan();  // timeouts for withheld ones
+        if (rng.below(256) == 0) kernel->withholdResources(rng.below(2) == 0);
+        if (rng.below(8) == 0) std::this_thread::yield();
+      }
+    });
+  std::vector<Tally> tallies(o.threads);
+  std::atomic<uint64_t> accepted{0}, cancelledOk{0}, cancelLost{0}, fetched{0}, closes{0};
+  std::vector<std::thread> workers;
+  for (unsigned i = 0; i < o.threads; i++)
+    workers.emplace_back([&, i] {
+      Rng rng(o.seed + 31 * i);
+      Tally &tt = tallies[i];
+      for (unsigned long n = 0; n < o.calls;) {
+        uint32_t okr = 0;
+        RaceSink sink;
+        std::unique_ptr<Transport> c = SimTransport::open(kernel, true, &okr);
+        EXPECT(tt, c != nullptr, "open: 0x%08X", okr);
+        if (!c) return;
+        SimTransport *st = static_cast<SimTransport *>(c.get());
+        c->setAsyncSink(&sink);
+        std::map<uint32_t, int> mine;  // tag → index into names
+        std::vector<uint32_t> cancelledTags, lostTags;
+        for (unsigned calls = 1 + rng.below(24); calls > 0 && n < o.calls; calls--, n++) {
+          const unsigned op = rng.below(10);
+          if (rng.below(4) == 0) std::this_thread::yield();  // let the clocks deliver
+          if (op < 5) {
+            const int which = (int)rng.below(6);
+            uint8_t in[kBundleIdSize + kResourceNameSize] = {0};
+            strcpy((char *)in, KB_SAMPLE_BUNDLE_ID);
+            strcpy((char *)in + kBundleIdSize, names[which]);
+            uint64_t out[2] = {0, 0};
+            uint32_t oc = 2;
+            size_t os = 0;
+            uint32_t kr = c->callAsyncMethod(kSelectorRequestResource, n, nullptr, 0, in, sizeof in,
+                                             out, &oc, nullptr, &os);
+            EXPECT(tt, (kr == RC_kIOReturnSuccess && out[0] == RC_kOSReturnSuccess) ||
+                           kr == RC_kIOReturnNoResources,
+                   "request: 0x%08X / 0x%08X", kr, (unsigned)out[0]);
+            if (kr == RC_kIOReturnSuccess) {
+              mine[(uint32_t)out[1]] = which;
+              accepted++;
+            }
+            EXPECT(tt, st->core().requestsInUse() <= kRequestCapacity, "table over the cap");
+          } else if (op < 7 && !mine.empty()) {
+            auto it = mine.begin();
+            std::advance(it, rng.below((uint32_t)mine.size()));
+            uint64_t in[1] = {it->first}, out[1] = {0};
+            uint32_t oc = 1;
+            size_t os = 0;
+            uint32_t kr = c->callMethod(kSelectorCancelRequest, in, 1, nullptr, 0, out, &oc, nullptr, &os);
+            if (kr == RC_kIOReturnSuccess && out[0] == RC_kOSReturnSuccess) {
+              cancelledTags.push_back(it->first);
+              cancelledOk++;
+              mine.erase(it);
+            } else if (kr == RC_kIOReturnSuccess) {
+              EXPECT(tt, out[0] == RC_kOSKextReturnNotFound, "cancel: kernel 0x%08X", (unsigned)out[0]);
+              // The delivery won: its completion is in before the kernel answered the cancel.
+              EXPECT(tt, sink.count(it->first) == 1, "cancel lost but %u completions", sink.count(it->first));
+              lostTags.push_back(it->first);
+              cancelLost++;
+            } else {
+              EXPECT(tt, kr == RC_kIOReturnNotFound, "cancel: 0x%08X", kr);  // already delivered
+              EXPECT(tt, sink.count(it->first) == 1, "not pending but %u completions", sink.count(it->first));
+            }
+          } else if (op < 9 && !mine.empty()) {
+            auto it = mine.begin();
+            std::advance(it, rng.below((uint32_t)mine.size()));
+            std::vector<uint8_t> got;
+            uint32_t length = 0, kr;
+            do {
+              uint64_t in[2] = {it->first, got.size()}, out[2] = {0, 0};
+              uint32_t oc = 2;
+              uint8_t chunk[kFetchChunkSize];
+              size_t os = sizeof chunk;
+              kr = c->callMethod(kSelectorFetchResource, in, 2, nullptr, 0, out, &oc, chunk, &os);
+              if (kr != RC_kIOReturnSuccess) break;
+              length = (uint32_t)out[0];
+              got.insert(got.end(), chunk, chunk + os);
+            } while (got.size() < length);
+            if (kr == RC_kIOReturnSuccess) {
+              const std::vector<uint8_t> &want = res[names[it->second]];
+              EXPECT(tt, got == want, "fetched %zu bytes of %s, want %zu", got.size(), names[it->second], want.size());
+              EXPECT(tt, sink.count(it->first) == 1, "fetched without a completion");
+              fetched++;
+              mine.erase(it);
+            } else {
+              EXPECT(tt, kr == RC_kIOReturnNotFound, "fetch: 0x%08X", kr);
+            }
+          } else {
+            break;  // close (or drop) now, with whatever is pending
+          }
+        }
+        if (rng.below(2)) c->close();
+        else c.reset();  // the destructor: clientDied
+        sink.closeReturned.store(true);
+        closes++;
+        for (uint32_t tag : cancelledTags) EXPECT(tt, sink.count(tag) == 0, "cancelled tag %u completed", tag);
+        for (uint32_t tag : lostTags) EXPECT(tt, sink.count(tag) == 1, "tag %u: %u completions", tag, sink.count(tag));
+        for (auto &e : mine) EXPECT(tt, sink.count(e.first) <= 1, "tag %u: %u completions", e.first, sink.count(e.first));
+        if (c) EXPECT(tt, st->asyncRefsHeld() == 0, "refs held after close: %d", st->asyncRefsHeld());
+        // Completions the clocks could still be delivering would be counted here.
+        std::this_thread::yield();
+        EXPECT(tt, sink.afterClose.load() == 0, "%u completions after close", sink.afterClose.load());
+      }
+    });
+  for (std::thread &w : workers) w.join();
+  stop.store(true);
+  for (std::thread &c : clocks) c.join();
+  for (Tally &x : tallies) {
+    t.passed += x.passed;
+    t.failed += x.failed;
+  }
+  EXPECT(t, kernel->pendingRequests().empty(), "%zu requests pending after every client closed",
+         kernel->pendingRequests().size());
+  EXPECT(t, kernel->retainCount(sample) == (int64_t)sim::SimKernel::kBaselineRetainCount, "sample count");
+  EXPECT(t, !kernel->panicked(), "no panic");
+  printf("request race: %u threads x %lu ops, 2 clock threads: %" PRIu64 " accepted, %" PRIu64
+         " cancelled, %" PRIu64 " cancels lost to the delivery, %" PRIu64 " fetched, %" PRIu64 " closes\n",
+         o.threads, o.calls, accepted.load(), cancelledOk.load(), cancelLost.load(), fetched.load(), closes.load());
+  printf("%" PRIu64 " passed, %" PRIu64 " failed\n", t.passed, t.failed);
+  return t.failed ? 1 : 0;
+}
+
 void usage() {
   fprintf(stderr,
           "usage: stress [--threads N] [--calls N] [--seed N] [--transport-close-race]\n"
@@ -681,7 +864,9 @@ void usage() {
           "  --seed N     generator seed (default fixed; the run is reproducible up to scheduling)\n"
           "  --transport-close-race  only: N threads call one SimTransport while it is closed\n"
           "  --unload-race  only: N threads open, call and close clients while the sample kext\n"
-          "                 is unloaded (its service terminated) over and over\n");
+          "                 is unloaded (its service terminated) over and over\n"
+          "  --request-race  only: N threads request, cancel, fetch and close while 2 threads\n"
+          "                 advance the clock (deliveries race cancels and closes)\n");
 }
 
 }  // namespace
@@ -694,6 +879,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--seed") && i + 1 < argc) o.seed = strtoull(argv[++i], nullptr, 0);
     else if (!strcmp(argv[i], "--transport-close-race")) o.transportCloseRace = true;
     else if (!strcmp(argv[i], "--unload-race")) o.unloadRace = true;
+    else if (!strcmp(argv[i], "--request-race")) o.requestRace = true;
     else {
       usage();
       return 2;
@@ -705,6 +891,7 @@ int main(int argc, char **argv) {
   }
   if (o.transportCloseRace) return transportCloseRace(o);
   if (o.unloadRace) return unloadRace(o);
+  if (o.requestRace) return requestRace(o);
 
   auto started = std::chrono::steady_clock::now();
   Tally t;

@@ -127,7 +127,13 @@ enum Op : uint8_t {
   kOpBatch = 15,        // slot, flags, u16 count, u8 distinct, values (see doBatch)
   kOpTerminate = 16,    // slot: IOUserClient::stop of that one client
   kOpHooked = 17,       // hook (see doHooked), then one more operation run with it armed
-  kOpCount = 18
+  // Issue 13 (selectors 6-9; completions arrive during kOpAdvance and the scan hook):
+  kOpRequest = 18,      // slot, resource (% kResCount), flags (1 empty id, 2 name without NUL)
+  kOpCancelReq = 19,    // slot, pick (bit7: a u32 tag follows; else the pick-th model request)
+  kOpFetch = 20,        // slot, pick (as kOpCancelReq), flags (1 a wrong offset)
+  kOpLoadId = 21,       // slot, mode (% 4: unknown id, the sample's, a loaded kext's, bad id)
+  kOpResCtl = 22,       // control (% 6: withhold on, off, fail next 1-2, delay 0, 10, 70 s)
+  kOpCount = 23
 };
 
 const int kMaxClients = 4;
@@ -179,7 +185,8 @@ void printProfile() {
   static const char *const names[kProfSlots] = {
       "fault", "call", "close", "die", "advance", "load", "unload", "setInstances", "retain",
       "release", "held", "getInfo", "repeat", "loadedKexts", "open", "batch", "terminate",
-      "hooked", "(new kernel + world)", "(step checks)", "(end: dies + full check)",
+      "hooked", "request", "cancelRequest", "fetch", "loadById", "resourceControl",
+      "(new kernel + world)", "(step checks)", "(end: dies + full check)",
       "(whole inputs)"};
   const uint64_t total = gProf[kProfWhole].ns;
   fprintf(stderr, "\nKB_FUZZ_PROFILE: thread CPU time by operation (hooked: the hook op's own "
@@ -261,9 +268,16 @@ const char *kpiName(int kpi) {
 
 const char *selName(uint32_t s) {
   static const char *const n[] = {"getInfo", "retain", "release", "held", "retainBatch",
-                                  "releaseBatch"};
-  return s < 6 ? n[s] : "?";
+                                  "releaseBatch", "loadKextWithIdentifier", "requestResource",
+                                  "fetchResource", "cancelRequest"};
+  return s < 10 ? n[s] : "?";
 }
+
+// The resources the sample's bundle carries in every input (installed on the first request).
+const char *const kResNames[] = {"empty", "one", "page", "max", "over", "absent"};
+const int kResCount = 6;
+const uint32_t kResSizes[] = {0, 1, 5000, kb::kMaxResourceSize, kb::kMaxResourceSize + 1, 0};
+uint8_t resByte(int res, uint32_t i) { return (uint8_t)(i * 13 + res * 7 + (i >> 9)); }
 
 uint32_t readU32LE(const uint8_t *p) {
   return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
@@ -310,10 +324,34 @@ class Probe final : public kb::KernelApi {
   uint32_t ownLoadTag() override { return inner_.ownLoadTag(); }
   const char *ownIdentifier() override { return inner_.ownIdentifier(); }
   const char *ownVersion() override { return inner_.ownVersion(); }
+  // The request KPIs: checked for the lock discipline (not modelled call by call: the request
+  // model checks their effects); no hook fires inside them.
+  uint32_t loadKextWithIdentifier(const char *id) override {
+    noLock("OSKextLoadKextWithIdentifier");
+    return inner_.loadKextWithIdentifier(id);
+  }
+  uint32_t requestResource(const char *id, const char *name, kb::ResourceCallback cb, void *ctx,
+                           uint32_t *tag) override {
+    noLock("OSKextRequestResource");
+    return inner_.requestResource(id, name, cb, ctx, tag);
+  }
+  uint32_t cancelRequest(uint32_t tag, void **ctx) override {
+    noLock("OSKextCancelRequest");
+    return inner_.cancelRequest(tag, ctx);
+  }
+  void *allocBuffer(uint32_t n) override {
+    noLock("allocBuffer");
+    return inner_.allocBuffer(n);
+  }
+  void freeBuffer(void *b, uint32_t n) override { inner_.freeBuffer(b, n); }
   bool inTerminate = false;  // terminate() is running: it must call no KPI
 
  private:
   uint32_t kpi(int kpi, uint32_t tag);
+  void noLock(const char *what) {
+    CHECK(!inTerminate, "client %d: terminate() called %s", slot_, what);
+    CHECK(!lock_.held(), "client %d: %s called with the client lock held", slot_, what);
+  }
   World &w_;
   int slot_;
   kb::KernelApi &inner_;
@@ -322,10 +360,15 @@ class Probe final : public kb::KernelApi {
 
 // A raw core the way the kext's IOUserClient holds one: its own lock and kernel API, and (when
 // registered) known to the kernel as an open user client of the sample's service.
-struct RawCore final : public kb::sim::UserClientHandle {
+struct RawCore final : public kb::sim::UserClientHandle, public kb::AsyncNotifier {
   RawCore(World &w, int slot, bool privileged);
   ~RawCore();
   void serviceTerminated() override;  // IOUserClient::stop, from the sim, kext lock held
+  // sendAsyncResult64 / releaseAsyncReference64 (under the core's lock, from the callback).
+  void sendAsyncResult(const kb::AsyncRef &ref, uint32_t result, const uint64_t *args,
+                       uint32_t count) override;
+  void releaseAsyncReference(const kb::AsyncRef &ref) override;
+  int32_t refs = 0;  // async references the core owns (+1 per accepted call, -1 per release)
   void terminateChecked();            // core.terminate(), checked to take no lock, call no KPI
 
   World &w;
@@ -408,6 +451,27 @@ struct Client {
   std::unique_ptr<Transport> transport;
   std::unique_ptr<RawCore> rawCore;
   Held held;  // the model ledger: units the core holds per tag
+  // The model request table: each accepted request until it is cancelled, completed without
+  // bytes kept, or fully fetched. stopped: a stopped client's requests may be dequeued by the
+  // kernel without a completion (the core delivers nothing to it), so they are "unknown".
+  struct MReq {
+    uint32_t tag;
+    int res;
+    bool ready;       // completed with bytes kept
+    uint32_t length;  // ready: the delivery's length
+    uint32_t fetched;
+  };
+  std::vector<MReq> reqs;
+  MReq *findReq(uint32_t tag) {
+    for (MReq &q : reqs)
+      if (q.tag == tag) return &q;
+    return nullptr;
+  }
+  uint32_t pendingReqs() const {
+    uint32_t n = 0;
+    for (const MReq &q : reqs) n += !q.ready;
+    return n;
+  }
 
   uint32_t count(uint32_t tag) const { return held.count(tag); }
   void add(uint32_t tag) { held.add(tag); }
@@ -419,6 +483,7 @@ struct Client {
     transport.reset();
     rawCore.reset();
     held.clear();
+    reqs.clear();
   }
 };
 
@@ -528,7 +593,40 @@ struct World {
   std::vector<uint32_t> decodedTags;  // the batch input as the core reads it
   std::vector<CtxEntry> entryPool[8];  // Ctx::entries, by nesting depth
   uint32_t liveCtx = 0;
+  // The request model (issue 13), reset per input by resetRequestModel().
+  bool resourcesInstalled = false;
+  uint32_t nextReqTag = 0;       // the kernel's request tags, from 0 up
+  uint32_t resFaultTimes = 0;    // failResources: at most this many completions fail
+  uint64_t completions = 0;
+  struct Sink;
+  Sink *sinks = nullptr;         // one per slot, for transports
 };
+
+void onCompletion(World &w, int slot, uint32_t result, const uint64_t *args, uint32_t n);
+
+struct World::Sink final : public kb::AsyncSink {
+  World *w = nullptr;
+  int slot = 0;
+  void asyncCompleted(uint64_t refcon, uint32_t result, const uint64_t *args, uint32_t n) override {
+    CHECK(refcon == 0xC0DE0000u + (uint32_t)slot, "transport %d: completion with refcon 0x%llx", slot,
+          (unsigned long long)refcon);
+    onCompletion(*w, slot, result, args, n);
+  }
+};
+
+const uint32_t kResFaultCode = kb::RC_kOSKextReturnNoMemory;
+
+void resetRequestModel(World &w) {
+  static World::Sink sinks[kMaxClients];
+  for (int i = 0; i < kMaxClients; i++) {
+    sinks[i].w = &w;
+    sinks[i].slot = i;
+  }
+  w.sinks = sinks;
+  w.resourcesInstalled = false;
+  w.nextReqTag = 0;
+  w.resFaultTimes = 0;
+}
 
 // One user-client call as the caller makes it.
 struct CallSpec {
@@ -873,7 +971,22 @@ uint32_t Probe::kpi(int kpi, uint32_t tag) {
 }
 
 RawCore::RawCore(World &world, int s, bool privileged)
-    : w(world), slot(s), api(world.kernel), probe(world, s, api, lock), core(probe, lock, privileged) {}
+    : w(world), slot(s), api(world.kernel), probe(world, s, api, lock),
+      core(probe, lock, privileged, this) {}
+
+void RawCore::sendAsyncResult(const kb::AsyncRef &ref, uint32_t result, const uint64_t *args,
+                              uint32_t count) {
+  CHECK(lock.held(), "raw client %d: a completion sent without the client lock", slot);
+  CHECK(ref.words[0] == 0xB0A7u + (uint32_t)slot && ref.words[2] == 0xC0DE0000u + (uint32_t)slot,
+        "raw client %d: completion with a reference that is not its own", slot);
+  onCompletion(w, slot, result, args, count);
+}
+
+void RawCore::releaseAsyncReference(const kb::AsyncRef &ref) {
+  CHECK(ref.words[0] == 0xB0A7u + (uint32_t)slot, "raw client %d: released a foreign reference", slot);
+  refs--;
+  CHECK(refs >= 0, "raw client %d: an async reference released twice", slot);
+}
 
 RawCore::~RawCore() {
   if (registered) w.kernel->closeUserClient(this);
@@ -1075,9 +1188,12 @@ void fullCheck(World &w) {
 
 // After every step: the tags and clients it touched, or everything when it may have changed
 // what is loaded (or every kFullCheckEvery steps).
+void checkRequests(World &w);
+
 void stepCheck(World &w) {
   CHECK(!w.kernel->panicked(), "the sim panicked: %s", w.kernel->panicRecord().message.c_str());
   CHECK(w.ctx.empty(), "an operation context was left on the stack");
+  checkRequests(w);
   if (gStep % kFullCheckEvery == 0) {
     fullCheck(w);
   } else {
@@ -1104,13 +1220,16 @@ bool isRetainRelease(uint32_t sel) {
 
 // The refusals made before a handler runs (design §2.1, §2.2, §2.4; kernel-facts §5.3).
 // Returns true when the call reaches its handler, else sets *kr.
-bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr) {
+bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr, const uint8_t *inBytes) {
   if (!c.raw) {
     if (c.closed) return *kr = kb::RC_MACH_SEND_INVALID_DEST, false;
     if (s.scalars.size() > kb::kMaxScalars) return *kr = kb::RC_MIG_ARRAY_TOO_LARGE, false;
   }
   *kr = kb::RC_kIOReturnBadArgument;
   if (s.selector >= kb::kSelectorCount) return false;
+  // requestResource takes an async reference, which a generic call never carries (raw: the
+  // async flag without one); every other selector refuses one.
+  if (s.selector == kb::kSelectorRequestResource) return false;
   const kb::SelectorShape &shape = kb::kSelectorShapes[s.selector];
   bool outOfLine, nullScalarOut, nullStructOut;
   uint32_t scalarOutCount;
@@ -1134,6 +1253,9 @@ bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr) {
     const uint32_t tags = s.inStructSize / 4;
     sizes = s.inStructSize % 4 == 0 && tags >= 1 && tags <= kb::kBatchMaxTags &&
             s.reqStruct >= tags * kb::kBatchEntrySize && s.reqStruct <= kInbandMax;
+  } else if (shape.structInputVariable) {
+    sizes = s.inStructSize >= 1 && s.inStructSize <= shape.structInputSize &&
+            s.reqStruct == shape.structOutputSize;
   } else {
     sizes = s.inStructSize == shape.structInputSize && s.reqStruct == shape.structOutputSize;
   }
@@ -1142,11 +1264,124 @@ bool reachesHandler(const Client &c, const CallSpec &s, uint32_t *kr) {
       (shape.structOutputSize && nullStructOut) || (shape.structInputSize && nullStructIn))
     return false;
   if (shape.admin && !c.privileged) return *kr = kb::RC_kIOReturnNotPrivileged, false;
-  if ((s.selector == kb::kSelectorRetain || s.selector == kb::kSelectorRelease) &&
+  if ((s.selector == kb::kSelectorRetain || s.selector == kb::kSelectorRelease ||
+       s.selector == kb::kSelectorCancelRequest || s.selector == kb::kSelectorFetchResource) &&
       s.scalars[0] > 0xFFFFFFFFull)
+    return false;
+  if (s.selector == kb::kSelectorFetchResource && s.scalars[1] > 0xFFFFFFFFull) return false;
+  // A bundle id: not empty and NUL-terminated within the bytes passed (kIOReturnBadArgument).
+  if (s.selector == kb::kSelectorLoadKextWithIdentifier &&
+      (!inBytes || (c.raw && s.nullIns) || inBytes[0] == 0 ||
+       !memchr(inBytes, 0, s.inStructSize)))
     return false;
   *kr = kb::RC_kIOReturnSuccess;
   return true;
+}
+
+// ---- the request model (issue 13) ----
+
+// What fetchResource(tag, offset) must answer for an open client, and the piece it hands over.
+uint32_t expectFetch(Client &c, uint32_t tag, uint64_t offset, uint32_t *copied) {
+  Client::MReq *q = c.findReq(tag);
+  if (!q || !q->ready) return kb::RC_kIOReturnNotFound;
+  if (offset != q->fetched) return kb::RC_kIOReturnBadArgument;
+  const uint32_t left = q->length - q->fetched;
+  *copied = left < kb::kFetchChunkSize ? left : kb::kFetchChunkSize;
+  return kb::RC_kIOReturnSuccess;
+}
+
+// After a successful fetch: the bytes are the resource's, the model moves on.
+void fetched(World &w, Client &c, uint32_t tag, const uint64_t *out, const uint8_t *bytes,
+             uint32_t copied) {
+  Client::MReq *q = c.findReq(tag);
+  CHECK(out[kb::FetchResourceOut::length] == q->length && out[kb::FetchResourceOut::copied] == copied,
+        "fetch of tag %u: length %llu copied %llu, expected %u, %u", tag,
+        (unsigned long long)out[0], (unsigned long long)out[1], q->length, copied);
+  for (uint32_t i = 0; i < copied; i++)
+    if (bytes[i] != resByte(q->res, q->fetched + i)) {
+      CHECK(false, "fetch of tag %u (%s): byte %u differs", tag, kResNames[q->res], q->fetched + i);
+      break;
+    }
+  q->fetched += copied;
+  if (q->fetched == q->length) c.reqs.erase(c.reqs.begin() + (q - c.reqs.data()));
+  (void)w;
+}
+
+// A completion reaching client `slot` (a raw core's notifier or a transport's sink), checked
+// against the model: only an open client, only a tag it has pending, exactly once, the
+// kernel's code with the resource's bytes, an oversize delivery refused.
+void onCompletion(World &w, int slot, uint32_t result, const uint64_t *args, uint32_t n) {
+  Client &c = w.clients[slot];
+  w.completions++;
+  CHECK(n == kb::Completion::fieldCount, "client %d: completion with %u args", slot, n);
+  const uint32_t tag = (uint32_t)args[kb::Completion::requestTag];
+  const uint32_t osr = (uint32_t)args[kb::Completion::osReturn];
+  const uint32_t len = (uint32_t)args[kb::Completion::length];
+  TRACE("  completion to client %d: tag %u result 0x%08X osReturn 0x%08X length %u", slot, tag,
+        result, osr, len);
+  CHECK(c.present && !c.closed && !c.stopped,
+        "client %d: a completion (tag %u) reached a client that is %s", slot, tag,
+        !c.present ? "gone" : c.closed ? "closed (or closing)" : "stopped");
+  Client::MReq *q = c.findReq(tag);
+  CHECK(q && !q->ready, "client %d: completion for tag %u, which it has %s", slot, tag,
+        !q ? "no request for (cancelled, completed or never made)" : "already completed");
+  const uint32_t size = kResSizes[q->res];
+  const bool exists = q->res != kResCount - 1;
+  bool ok;
+  if (osr == kb::RC_kOSReturnSuccess) ok = exists && len == size;
+  else if (osr == kb::RC_kOSKextReturnNotFound) ok = !exists && len == 0;
+  else if (osr == kb::RC_kOSKextReturnTimeout) ok = len == 0;
+  else if (osr == kResFaultCode && w.resFaultTimes > 0) ok = len == 0, w.resFaultTimes--;
+  else ok = false;
+  CHECK(ok, "client %d: tag %u (%s) completed with 0x%08X, length %u", slot, tag,
+        kResNames[q->res], osr, len);
+  const bool over = osr == kb::RC_kOSReturnSuccess && len > kb::kMaxResourceSize;
+  CHECK(result == (over ? kb::RC_kIOReturnNoSpace : kb::RC_kIOReturnSuccess),
+        "client %d: tag %u completed with result 0x%08X", slot, tag, result);
+  if (osr == kb::RC_kOSReturnSuccess && !over && len > 0) {
+    q->ready = true;
+    q->length = len;
+    q->fetched = 0;
+  } else {
+    c.reqs.erase(c.reqs.begin() + (q - c.reqs.data()));
+  }
+  w.touchedClients |= 1u << slot;
+}
+
+uint32_t coreRequests(Client &c) {
+  return c.raw ? c.rawCore->core.requestsInUse()
+               : static_cast<SimTransport *>(c.transport.get())->core().requestsInUse();
+}
+
+// Between steps: each client's table is the model's (an open one exactly; any one within the
+// cap), and the kernel holds exactly the open clients' pending requests unless a stopped client
+// may still have some (the kernel may have dequeued those without a completion).
+void checkRequests(World &w) {
+  uint32_t pending = 0;
+  bool unknown = false;
+  for (int i = 0; i < kMaxClients; i++) {
+    Client &c = w.clients[i];
+    if (!c.present) continue;
+    const uint32_t inUse = coreRequests(c);
+    CHECK(inUse <= kb::kRequestCapacity, "client %d: %u requests, over the cap", i, inUse);
+    if (c.stopped && !c.closed) {
+      unknown |= c.pendingReqs() > 0;
+      CHECK(inUse <= c.reqs.size(), "client %d (stopped): %u requests, model %zu", i, inUse, c.reqs.size());
+      continue;
+    }
+    CHECK(inUse == c.reqs.size(), "client %d: the core has %u requests, the model %zu", i, inUse,
+          c.reqs.size());
+    pending += c.pendingReqs();
+    if (c.closed) {
+      CHECK(c.reqs.empty(), "client %d closed with requests in the model", i);
+      const int32_t refs = c.raw ? c.rawCore->refs : static_cast<SimTransport *>(c.transport.get())->asyncRefsHeld();
+      CHECK(refs == 0, "client %d closed still owning %d async reference(s)", i, refs);
+    }
+  }
+  const uint32_t kernelPending = w.kernel->pendingRequestCount(w.sampleTag);
+  if (!unknown)
+    CHECK(kernelPending == pending, "the kernel holds %u requests of the sample kext, the model %u",
+          kernelPending, pending);
 }
 
 void checkStructString(const uint8_t *field, const char *want, const char *what) {
@@ -1263,7 +1498,7 @@ void doCallSpec(World &w, int slot, const CallSpec &s) {
 
   // The model: refusals before the handler, then (retain/release) the per-tag run.
   uint32_t want = 0;
-  const bool reached = reachesHandler(c, s, &want);
+  const bool reached = reachesHandler(c, s, &want, b.inStruct);
   const bool perTag = reached && isRetainRelease(s.selector);
   const bool retain = s.selector == kb::kSelectorRetain || s.selector == kb::kSelectorRetainBatch;
   uint32_t single = 0;
@@ -1338,11 +1573,18 @@ void doCallSpec(World &w, int slot, const CallSpec &s) {
   // What the call must answer.
   uint32_t outCnt = 0;
   const Ctx::Entry *single1 = nullptr;
+  uint32_t fetchCopied = 0;
   if (reached) {
     const kb::SelectorShape &shape = kb::kSelectorShapes[s.selector];
     outCnt = shape.scalarOutputs;
     if (!perTag) {
       want = openBefore ? kb::RC_kIOReturnSuccess : kb::RC_kIOReturnNotOpen;
+      if (openBefore && s.selector == kb::kSelectorFetchResource)
+        want = expectFetch(c, (uint32_t)s.scalars[0], s.scalars[1], &fetchCopied);
+      if (openBefore && s.selector == kb::kSelectorCancelRequest) {
+        Client::MReq *q = c.findReq((uint32_t)s.scalars[0]);
+        want = q && !q->ready ? kb::RC_kIOReturnSuccess : kb::RC_kIOReturnNotFound;
+      }
     } else if (x.entries.empty()) {
       want = kb::RC_kIOReturnNotOpen;  // closed or terminated before the first tag finished
     } else if (!isBatch(s.selector)) {
@@ -1410,6 +1652,27 @@ void doCallSpec(World &w, int slot, const CallSpec &s) {
       }
       std::sort(seen.begin(), seen.end());
       CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end(), "held lists a tag twice");
+      break;
+    }
+    case kb::kSelectorLoadKextWithIdentifier: {
+      // A loaded kext's id: success; anything else is unknown (no fuzz bundle is installed;
+      // the sample's is, but only its unloaded id would load it, which no generic call spells).
+      bool loaded = false;
+      for (uint32_t t : w.loadedTags) loaded |= strcmp(w.kexts[t].bundleId, (const char *)b.inStruct) == 0;
+      const uint32_t wantOsr = loaded ? kb::RC_kOSReturnSuccess : kb::RC_kOSKextReturnDeferred;
+      CHECK(b.out[0] == wantOsr, "loadKextWithIdentifier: kernel 0x%08llX, expected 0x%08X",
+            (unsigned long long)b.out[0], wantOsr);
+      break;
+    }
+    case kb::kSelectorFetchResource:
+      CHECK(gotStruct == fetchCopied, "fetch: %zu bytes, expected %u", gotStruct, fetchCopied);
+      fetched(w, c, (uint32_t)s.scalars[0], b.out, b.outStruct, fetchCopied);
+      break;
+    case kb::kSelectorCancelRequest: {
+      CHECK(b.out[0] == kb::RC_kOSReturnSuccess, "cancel of pending tag %llu: kernel 0x%08llX",
+            (unsigned long long)s.scalars[0], (unsigned long long)b.out[0]);
+      Client::MReq *q = c.findReq((uint32_t)s.scalars[0]);
+      c.reqs.erase(c.reqs.begin() + (q - c.reqs.data()));
       break;
     }
     case kb::kSelectorRetainBatch:
@@ -1497,6 +1760,7 @@ void closeClient(World &w, int slot, bool dying) {
       CHECK(kr == want, "transport %d close: 0x%08X, expected 0x%08X", slot, kr, want);
     }
   }
+  c.reqs.clear();  // close cancelled every pending request and dropped what was unfetched
   if (dying) {
     CHECK(c.held.empty(), "client %d destroyed while its ledger still holds %u unit(s)", slot,
           c.held.units());
@@ -1548,6 +1812,7 @@ void doOpen(World &w, Reader &r) {
     CHECK((c.transport != nullptr) == (kr == kb::RC_kIOReturnSuccess),
           "SimTransport::open returned %s with 0x%08X", c.transport ? "a transport" : "null", kr);
     if (!c.transport) return;
+    c.transport->setAsyncSink(&w.sinks[slot]);
     c.registered = true;
     w.ucInstances++;
   }
@@ -1561,7 +1826,7 @@ void doCall(World &w, Reader &r) {
   int slot = r.u8() % kMaxClients;
   CallSpec s;
   uint8_t sb = r.u8();
-  s.selector = sb >= 0xF0 ? r.u32() : sb % 8;  // 6, 7: just past the table
+  s.selector = sb >= 0xF0 ? r.u32() : sb % 12;  // 10, 11: just past the table
   uint32_t n = r.u8() % 21;
   for (uint32_t i = 0; i < n; i++) s.scalars.push_back(readValue(r, w));
   s.inStructSize = readSize(r);
@@ -1668,6 +1933,7 @@ void advanceChecked(World &w, uint64_t ms) {
     MKext &k = w.kexts[i];
     if (!k.loaded || w.kernel->retainCount(k.tag) >= 0) continue;
     TRACE("  autounload scan unloaded tag %u (%s)", k.tag, k.bundleId);
+    CHECK(w.kernel->pendingRequestCount(k.tag) == 0, "tag %u unloaded with requests pending", k.tag);
     CHECK(w.autounloadEnabled && w.unloadEnabled && !k.component && !k.unloadUnsupported &&
               heldEverywhere(w, k.tag) == 0 && dependentsOf(w, k.tag) == 0 &&
               !hasInstances(w, k, false),
@@ -1770,6 +2036,9 @@ void unloadChecked(World &w, uint32_t tag) {
   const bool serviceWasUp = serviceUp(w);
   // The kernel's count, not the model's: mid-call, a retain may be in flight.
   const int64_t count = w.kernel->retainCount(tag);
+  // Pending resource requests (their callbacks are the kext's code) refuse the unload before
+  // anything is terminated (removeKext). From the kernel: checkRequests holds it to the model.
+  const uint32_t pending = w.kernel->pendingRequestCount(tag);
   StopCalls stops(w);
   uint32_t kr = w.kernel->unloadKext(tag);
   TRACE("unload tag %u -> 0x%08X", tag, kr);
@@ -1780,19 +2049,22 @@ void unloadChecked(World &w, uint32_t tag) {
   }
   const bool sample = tag == w.sampleTag;
   const bool retainedNow = count > SimKernel::kBaselineRetainCount;
-  const bool terminates = sample && serviceWasUp && !retainedNow && !k->unloadUnsupported;
+  const bool terminates =
+      sample && serviceWasUp && !retainedNow && !k->unloadUnsupported && pending == 0;
   stops.check(w, terminates);
   if (terminates) stopRegistered(w);
   const bool instances = hasInstances(w, *k, true);
   const bool retained = count > SimKernel::kBaselineRetainCount;
-  if (!retained && !instances && !k->component && !k->unloadUnsupported && w.unloadEnabled) {
+  if (!retained && !instances && !k->component && !k->unloadUnsupported && w.unloadEnabled &&
+      pending == 0) {
     CHECK(kr == kb::RC_kOSReturnSuccess, "unload of idle tag %u (%s) refused: 0x%08X", tag,
           k->bundleId, kr);
     markUnloaded(w, *k);
     return;
   }
   // The safety property: nothing retained, depended on or instantiated is ever unloaded.
-  bool why = (kr == kb::RC_kOSKextReturnInUse && (retained || instances || k->unloadUnsupported)) ||
+  bool why = (kr == kb::RC_kOSKextReturnInUse &&
+              (retained || instances || k->unloadUnsupported || pending > 0)) ||
              (kr == kb::RC_kOSKextReturnDisabled && !w.unloadEnabled) ||
              (kr == kb::RC_kOSKextReturnInvalidArgument && k->component);
   CHECK(why, "unload of tag %u (%s, retainCount %lld, instances %d, component %d, unsupported %d, "
@@ -1945,6 +2217,223 @@ void fireHook(World &w, int slot) {
   }
 }
 
+// ---- issue 13: requests, cancels, fetches, loads by identifier ----
+
+void installResources(World &w) {
+  if (w.resourcesInstalled) return;
+  static kb::sim::Resources *res = nullptr;
+  if (!res) {
+    res = new kb::sim::Resources;
+    for (int i = 0; i < kResCount - 1; i++) {
+      std::vector<uint8_t> &v = (*res)[kResNames[i]];
+      v.resize(kResSizes[i]);
+      for (uint32_t j = 0; j < kResSizes[i]; j++) v[j] = resByte(i, j);
+    }
+  }
+  KextSpec bundle;
+  bundle.bundleId = KB_SAMPLE_BUNDLE_ID;
+  CHECK(w.kernel->installKext(bundle, *res) == kb::RC_kOSReturnSuccess, "install the resources");
+  w.resourcesInstalled = true;
+}
+
+// The IOReturn every request-family call gets before its handler's own answer: the MIG edge
+// of a closed transport, then (after the shape) privilege, the content check, the closed check.
+uint32_t reqPrefix(Client &c, bool admin, bool badContent) {
+  if (!c.raw && c.closed) return kb::RC_MACH_SEND_INVALID_DEST;
+  if (admin && !c.privileged) return kb::RC_kIOReturnNotPrivileged;
+  if (badContent) return kb::RC_kIOReturnBadArgument;
+  if (!c.open()) return kb::RC_kIOReturnNotOpen;
+  return kb::RC_kIOReturnSuccess;
+}
+
+uint32_t callClient(World &w, int slot, uint32_t sel, bool async, const uint64_t *in, uint32_t nIn,
+                    const void *inStruct, uint32_t inStructSize, uint64_t *out, uint32_t nOut,
+                    void *outStruct, uint32_t *outStructSize) {
+  Client &c = w.clients[slot];
+  if (c.raw) {
+    uint64_t ref[kb::kAsyncRefWords] = {0xB0A7u + (uint32_t)slot, 0, 0xC0DE0000u + (uint32_t)slot};
+    MethodArgs a;
+    a.scalarInput = in;
+    a.scalarInputCount = nIn;
+    a.structureInput = inStruct;
+    a.structureInputSize = inStructSize;
+    a.scalarOutput = out;
+    a.scalarOutputCount = nOut;
+    a.structureOutput = outStruct;
+    a.structureOutputSize = *outStructSize;
+    a.async = async;
+    a.asyncReference = async ? ref : nullptr;
+    a.asyncReferenceCount = async ? kb::kAsyncRefWords : 0;
+    // Counted before the call: a success reply hands the reference over, and the core may
+    // release it (the kernel refused the request) before the reply is out.
+    if (async) c.rawCore->refs++;
+    uint32_t kr = c.rawCore->core.externalMethod(sel, a);
+    if (kr != kb::RC_kIOReturnSuccess && async) c.rawCore->refs--;  // MIG gives it back
+    *outStructSize = kr == kb::RC_kIOReturnSuccess ? a.structureOutputSize : 0;
+    return kr;
+  }
+  uint32_t oc = nOut;
+  size_t os = *outStructSize;
+  uint32_t kr = async ? c.transport->callAsyncMethod(sel, 0xC0DE0000u + (uint32_t)slot, in, nIn, inStruct,
+                                                     inStructSize, out, &oc, outStruct, &os)
+                      : c.transport->callMethod(sel, in, nIn, inStruct, inStructSize, out, &oc,
+                                                outStruct, &os);
+  *outStructSize = (uint32_t)os;
+  return kr;
+}
+
+void doRequest(World &w, Reader &r) {
+  const int slot = r.u8() % kMaxClients;
+  const int res = r.u8() % kResCount;
+  const uint8_t flags = r.u8();
+  Client &c = w.clients[slot];
+  if (!c.present) return;
+  installResources(w);
+  w.touchedClients |= 1u << slot;
+  w.work++;
+  uint8_t in[kb::kBundleIdSize + kb::kResourceNameSize];
+  memset(in, 0, sizeof in);
+  if (!(flags & 1)) strcpy((char *)in, KB_SAMPLE_BUNDLE_ID);
+  strcpy((char *)in + kb::kBundleIdSize, kResNames[res]);
+  if (flags & 2) memset(in + kb::kBundleIdSize, 'n', kb::kResourceNameSize);
+  uint32_t want = reqPrefix(c, true, (flags & 3) != 0);
+  if (want == kb::RC_kIOReturnSuccess && c.reqs.size() == kb::kRequestCapacity)
+    want = kb::RC_kIOReturnNoResources;
+  uint64_t out[2] = {0xA5A5, 0xA5A5};
+  uint32_t os = 0;
+  uint32_t kr = callClient(w, slot, kb::kSelectorRequestResource, true, nullptr, 0, in, sizeof in,
+                           out, 2, nullptr, &os);
+  TRACE("client %d requestResource(%s) flags %u -> 0x%08X {0x%08llX, %llu}", slot, kResNames[res],
+        flags, kr, (unsigned long long)out[0], (unsigned long long)out[1]);
+  CHECK(kr == want, "client %d requestResource: 0x%08X, expected 0x%08X", slot, kr, want);
+  if (kr != kb::RC_kIOReturnSuccess) return;
+  // The requester is the sample kext: while it is loaded the kernel takes the request.
+  const bool sampleUp = w.kexts[w.sampleTag].loaded;
+  const uint32_t wantOsr = sampleUp ? kb::RC_kOSReturnSuccess : kb::RC_kOSKextReturnInvalidArgument;
+  CHECK(out[0] == wantOsr, "client %d requestResource: kernel 0x%08llX, expected 0x%08X", slot,
+        (unsigned long long)out[0], wantOsr);
+  if (out[0] != kb::RC_kOSReturnSuccess) {
+    CHECK(out[1] == kb::kInvalidRequestTag, "a refused request has tag %llu", (unsigned long long)out[1]);
+    return;
+  }
+  CHECK(out[1] == w.nextReqTag, "request tag %llu, expected %u (from 0 up)", (unsigned long long)out[1],
+        w.nextReqTag);
+  w.nextReqTag = (uint32_t)out[1] + 1;
+  c.reqs.push_back({(uint32_t)out[1], res, false, 0, 0});
+}
+
+// A tag to cancel or fetch: one of the client's model requests, or any u32.
+uint32_t pickTag(Reader &r, Client &c) {
+  const uint8_t p = r.u8();
+  if (p & 0x80) return r.u32();
+  if (c.reqs.empty()) return p;
+  return c.reqs[p % c.reqs.size()].tag;
+}
+
+void doCancelReq(World &w, Reader &r) {
+  const int slot = r.u8() % kMaxClients;
+  Client &c = w.clients[slot];
+  const uint32_t tag = pickTag(r, c);
+  if (!c.present) return;
+  w.touchedClients |= 1u << slot;
+  w.work++;
+  uint32_t want = reqPrefix(c, false, false);
+  Client::MReq *q = c.findReq(tag);
+  if (want == kb::RC_kIOReturnSuccess && !(q && !q->ready)) want = kb::RC_kIOReturnNotFound;
+  uint64_t in[1] = {tag}, out[1] = {0xA5A5};
+  uint32_t os = 0;
+  uint32_t kr = callClient(w, slot, kb::kSelectorCancelRequest, false, in, 1, nullptr, 0, out, 1, nullptr, &os);
+  TRACE("client %d cancelRequest(%u) -> 0x%08X {0x%08llX}", slot, tag, kr, (unsigned long long)out[0]);
+  CHECK(kr == want, "client %d cancelRequest(%u): 0x%08X, expected 0x%08X", slot, tag, kr, want);
+  if (kr != kb::RC_kIOReturnSuccess) return;
+  // Single-threaded, a pending request is still in the kernel: the cancel wins.
+  CHECK(out[0] == kb::RC_kOSReturnSuccess, "cancel of pending tag %u: kernel 0x%08llX", tag,
+        (unsigned long long)out[0]);
+  c.reqs.erase(c.reqs.begin() + (c.findReq(tag) - c.reqs.data()));
+}
+
+void doFetch(World &w, Reader &r) {
+  const int slot = r.u8() % kMaxClients;
+  Client &c = w.clients[slot];
+  const uint32_t tag = pickTag(r, c);
+  const uint8_t flags = r.u8();
+  if (!c.present) return;
+  w.touchedClients |= 1u << slot;
+  w.work++;
+  Client::MReq *q = c.findReq(tag);
+  const uint64_t offset = (q ? q->fetched : 0) + (flags & 1 ? 1 + (flags >> 1) : 0);
+  uint32_t copied = 0;
+  uint32_t want = reqPrefix(c, false, false);
+  if (want == kb::RC_kIOReturnSuccess) want = expectFetch(c, tag, offset, &copied);
+  uint64_t in[2] = {tag, offset}, out[2] = {0, 0};
+  static uint8_t chunk[kb::kFetchChunkSize];
+  uint32_t os = sizeof chunk;
+  uint32_t kr = callClient(w, slot, kb::kSelectorFetchResource, false, in, 2, nullptr, 0, out, 2, chunk, &os);
+  TRACE("client %d fetchResource(%u, %llu) -> 0x%08X, %u bytes", slot, tag, (unsigned long long)offset, kr, os);
+  CHECK(kr == want, "client %d fetchResource(%u, %llu): 0x%08X, expected 0x%08X", slot, tag,
+        (unsigned long long)offset, kr, want);
+  if (kr != kb::RC_kIOReturnSuccess) return;
+  CHECK(os == copied, "fetch: %u bytes, expected %u", os, copied);
+  fetched(w, c, tag, out, chunk, copied);
+}
+
+void doLoadId(World &w, Reader &r) {
+  const int slot = r.u8() % kMaxClients;
+  const uint8_t mode = r.u8() % 4;
+  Client &c = w.clients[slot];
+  if (!c.present) return;
+  w.touchedClients |= 1u << slot;
+  w.work++;
+  // Never an installed, unloaded id: the model's kext table stays the kernel's.
+  char id[kb::kBundleIdSize];
+  memset(id, 0, sizeof id);
+  uint32_t size = 0;
+  uint32_t wantOsr = kb::RC_kOSKextReturnDeferred;
+  bool bad = false;
+  if (mode == 0) {
+    snprintf(id, sizeof id, "com.fuzz.unknown.%u", (unsigned)(w.work % 5));
+  } else if (mode == 1 && w.kexts[w.sampleTag].loaded) {
+    snprintf(id, sizeof id, "%s", KB_SAMPLE_BUNDLE_ID);
+    wantOsr = kb::RC_kOSReturnSuccess;
+  } else if (mode == 2 && !w.loadedTags.empty()) {
+    snprintf(id, sizeof id, "%s", w.kexts[w.loadedTags.back()].bundleId);
+    wantOsr = kb::RC_kOSReturnSuccess;
+  } else {
+    memset(id, 'x', sizeof id);  // no NUL within 64 bytes
+    bad = true;
+  }
+  size = bad ? (uint32_t)sizeof id : (uint32_t)strlen(id) + 1;
+  const uint32_t want = reqPrefix(c, true, bad);
+  uint64_t out[1] = {0xA5A5};
+  uint32_t os = 0;
+  uint32_t kr = callClient(w, slot, kb::kSelectorLoadKextWithIdentifier, false, nullptr, 0, id, size,
+                           out, 1, nullptr, &os);
+  TRACE("client %d loadKextWithIdentifier(mode %u) -> 0x%08X {0x%08llX}", slot, mode, kr,
+        (unsigned long long)out[0]);
+  CHECK(kr == want, "client %d loadKextWithIdentifier: 0x%08X, expected 0x%08X", slot, kr, want);
+  if (kr == kb::RC_kIOReturnSuccess)
+    CHECK(out[0] == wantOsr, "loadKextWithIdentifier: kernel 0x%08llX, expected 0x%08X",
+          (unsigned long long)out[0], wantOsr);
+}
+
+void doResCtl(World &w, Reader &r) {
+  const uint8_t m = r.u8() % 6;
+  static const char *const names[] = {"withhold on", "withhold off", "fail next", "delay 0",
+                                      "delay 10", "delay 70 s"};
+  TRACE("kernelmanagerd: %s", names[m]);
+  switch (m) {
+    case 0: w.kernel->withholdResources(true); break;
+    case 1: w.kernel->withholdResources(false); break;
+    case 2:
+      w.resFaultTimes = 1 + (uint32_t)(w.work & 1);
+      w.kernel->failResources(kResFaultCode, w.resFaultTimes);
+      break;
+    case 3: w.kernel->setResourceDelay(0); break;
+    case 4: w.kernel->setResourceDelay(10); break;
+    case 5: w.kernel->setResourceDelay(70000); break;
+  }
+}
+
 void runOp(World &w, Reader &r, bool allowHook);
 
 // hook: at byte (bit7: a u16 follows, at = u16 % 1024 + 1; else at = (byte & 7) + 1;
@@ -2032,6 +2521,21 @@ void runOp(World &w, Reader &r, bool allowHook) {
       terminateClient(w, slot);
       break;
     }
+    case kOpRequest:
+      doRequest(w, r);
+      break;
+    case kOpCancelReq:
+      doCancelReq(w, r);
+      break;
+    case kOpFetch:
+      doFetch(w, r);
+      break;
+    case kOpLoadId:
+      doLoadId(w, r);
+      break;
+    case kOpResCtl:
+      doResCtl(w, r);
+      break;
     case kOpHooked:
       if (allowHook) {
         doHooked(w, r);
@@ -2096,6 +2600,7 @@ void runInput(const uint8_t *data, size_t size) {
   w.opKpiCalls = 0;
   w.work = 0;
   w.tableReads = 0;
+  resetRequestModel(w);
   for (Client &c : w.clients) CHECK(!c.present, "a client survived the previous input");
   gStep = 0;
   TRACE("kernel: autounload %s, explicit unload %s", o.autounloadEnabled ? "on" : "off",

@@ -12,6 +12,7 @@ const OP = {
   fault: 0, call: 1, close: 2, die: 3, advance: 4, load: 5, unload: 6, setInstances: 7,
   retain: 8, release: 9, held: 10, getInfo: 11, repeat: 12, loadedKexts: 13, open: 14,
   batch: 15, terminate: 16, hooked: 17,
+  request: 18, cancelReq: 19, fetch: 20, loadId: 21, resCtl: 22,
 };
 const u16 = (n) => [n & 0xff, (n >> 8) & 0xff];
 const u32 = (n) => [...u16(n & 0xffff), ...u16((n >>> 16) & 0xffff)];
@@ -71,7 +72,7 @@ const unload = (v) => [OP.unload, ...v];
 // (index into {kOSReturnError, kOSKextReturnNotFound, ...InvalidArgument, ...Stopping}).
 const fault = (isRelease, code, times) => [OP.fault, isRelease ? 1 : 0, code, times];
 const setInstances = (v, extraClass, count) => [OP.setInstances, ...v, extraClass ? 1 : 0, count];
-// A generic call: selector (0..7 directly, or 0xF0 + u32), scalars, sizes, flags
+// A generic call: selector (0..11 directly: 10 and 11 are past the table; or 0xF0 + u32), scalars, sizes, flags
 // (1 null scalar-in when empty, 2 null zero-size outputs, 4 outOfLine (raw core),
 //  8 null scalar-out (raw), 16 null struct-out (raw), 64 async (raw), 128 null scalar and struct
 //  inputs whatever their counts (raw)); tags: 1..4 values written into the struct input as
@@ -93,6 +94,19 @@ function batch(slot, { release = false, n, vals, out = 'exact', blocks = false }
 const retainBatch = (slot, n, vals, o = {}) => batch(slot, { n, vals, ...o });
 const releaseBatch = (slot, n, vals, o = {}) => batch(slot, { release: true, n, vals, ...o });
 const terminate = (slot) => [OP.terminate, slot];
+// Issue 13. request: resource index into {empty, one, page (5000 bytes), max (65536), over
+// (65537), absent}, flags (1 empty bundle id, 2 name without NUL); cancel/fetch: pick (index
+// into the client's requests, or 0x80 + u32 tag); fetch flags (1 a wrong offset); loadId mode
+// (0 unknown id, 1 the sample's, 2 a loaded kext's, 3 no NUL); resCtl (0 withhold on, 1 off,
+// 2 fail the next 1-2 deliveries, 3 delay 0, 4 delay 10 ms, 5 delay 70 s).
+const RES = { empty: 0, one: 1, page: 2, max: 3, over: 4, absent: 5 };
+const request = (slot, res, flags = 0) => [OP.request, slot, RES[res], flags];
+const cancelReq = (slot, pick = 0) => [OP.cancelReq, slot, pick];
+const cancelTag = (slot, tag) => [OP.cancelReq, slot, 0x80, ...u32(tag)];
+const fetch = (slot, pick = 0, flags = 0) => [OP.fetch, slot, pick, flags];
+const fetchTimes = (slot, pick, n) => Array.from({ length: n }, () => fetch(slot, pick));
+const loadId = (slot, mode) => [OP.loadId, slot, mode];
+const resCtl = (m) => [OP.resCtl, m];
 // A mid-call hook on the next operation: at the at-th KPI call through a raw core's Probe
 // (1-based, nested calls counted), before or after forwarding it, run the action; arg picks
 // the other client (slot + 1 + arg % 3) or the scan length (odd: 120 s).
@@ -211,7 +225,11 @@ const seeds = {
     call(1, { sel: 4, inSize: SZ(8), reqStruct: SZ(16), tags: [V.sample()], flags: 128 }), // null in
     call(1, { sel: 1, scalars: [V.sample()], reqOut: 2, flags: 128 }),                    // null in
     call(1, { sel: 0, reqOut: 4, reqStruct: SZ(128), flags: 128 }),  // nothing to read: fine
-    call(0, { sel: 6 }), call(0, { sel: 7, inSize: SZ(4), reqStruct: SZ(8) }),
+    call(0, { sel: 10 }), call(0, { sel: 11, inSize: SZ(4), reqStruct: SZ(8) }),
+    call(0, { sel: 6, inSize: SZ(64), fill: 0x61, reqOut: 1 }),  // a bundle id without a NUL
+    call(0, { sel: 7, inSize: S.small(192), reqOut: 2 }),         // requestResource, not async
+    call(0, { sel: 8, scalars: [V.raw(0n), V.raw(0n)], reqOut: 2, reqStruct: SZ(4096) }),
+    call(0, { sel: 9, scalars: [V.raw(1n << 32n)], reqOut: 1 }),
     close(0), die(1)],
   'batch-faults': [open(0), open(1, RAW), retainBatch(0, 3, [V.sample()]), fault(false, 1, 2),
     retainBatch(0, 4, [V.sample(), V.loaded(IOKIT)]), fault(true, 0, 3),
@@ -278,6 +296,26 @@ const seeds = {
     open(1), loadedKexts(1), die(0), die(1)],
   'midcall-repeat-late': [open(0, RAW), repeat(0, false, V.sample(), 20),
     hooked({ at: 200, action: 'closeSelf' }, repeat(0, false, V.sample(), 299)), held(0), close(0)],
+  'requests-deliver-fetch': [open(0), open(1, RAW), request(0, 'one'), request(0, 'page'),
+    request(1, 'max'), request(1, 'over'), request(1, 'empty'), request(0, 'absent'), advance(0),
+    advanceMs(10), fetch(0, 0), fetch(0, 1, 1), ...fetchTimes(0, 1, 2), fetch(0, 0),
+    ...fetchTimes(1, 0, 17), held(1), close(0), close(1)],
+  'requests-cancel-close': [open(0, RAW), open(1), request(0, 'one'), request(0, 'page'),
+    cancelReq(0, 1), cancelTag(0, 77), request(1, 'one'), request(1, 'one'), request(1, 'one'),
+    request(1, 'one'), request(1, 'one'), request(1, 'one'), request(1, 'one'), request(1, 'one'),
+    request(1, 'one'), unload(V.sample()), close(1), advanceMs(10), fetch(0, 0), close(0)],
+  'requests-timeout-scan': [open(0), resCtl(0), request(0, 'one'), load(0, 2), open(1, RAW),
+    retain(1, V.loaded(9)), release(1, V.loaded(9)), advance(3), request(1, 'page'),
+    retain(1, V.loaded(9)), release(1, V.loaded(9)), advance(3), advance(3), resCtl(1),
+    advance(0), fetch(1, 0), close(0), close(1)],
+  'requests-faults-stop': [open(0, RAW), open(1, USER), resCtl(2), resCtl(4), request(0, 'one'),
+    request(0, 'one', 1), request(0, 'one', 2), request(1, 'one'), advanceMs(10), request(0, 'page'),
+    terminate(0), advanceMs(10), fetch(0, 0), cancelReq(0, 0), loadId(0, 0), close(0), die(1)],
+  'requests-load-by-id': [open(0), open(1, USER), loadId(0, 0), loadId(0, 0), loadId(0, 1),
+    loadId(0, 2), loadId(0, 3), loadId(1, 0), advanceMs(10), loadId(0, 0), close(0), close(1)],
+  'requests-midcall': [open(0, RAW), open(1, RAW), request(1, 'one'), request(0, 'page'),
+    retain(0, V.sample()), hooked({ action: 'autounload', arg: 1 }, release(0, V.sample())),
+    hooked({ action: 'closeOther', arg: 0 }, retain(0, V.loaded(IOKIT))), fetch(0, 0), die(0)],
 };
 // Kernel option variants (byte 0): autounload off; explicit unload off.
 const withOpts = { 'advance-autounload': [0, 1], 'deps-unload': [0, 2], 'midcall-service-unload': [0, 2] };
