@@ -16,6 +16,8 @@
 #                warnings on, at the addon's deployment target (11.0) and at 14.0
 #     user       iokit_transport.cc against IOKitUser's own KextManager.h, when the mirror
 #                is there (proves its fallback declaration matches)
+#     user       test/native/iokit_async_smoke.cc, the async smoke test a Mac runs
+#                (test/native/mac-async-smoke.sh)
 #     user-obj   iokit_transport.cc as objects: it calls IOConnectCallAsyncMethod with an
 #                IONotificationPort on a dispatch queue (and destroys it), and no CFRunLoop API
 #
@@ -215,6 +217,8 @@ if tree_or_skip "user current" "$TREE_CURRENT" MACHDRS "$ASKED_CURRENT"; then
   export MACHDRS=$TREE_CURRENT
   run "user current macOS 11.0: ${user_sources[*]}" \
     env USER_ARCHS="$USER_ARCHS_MIN" EXTRA_FLAGS="$user_flags" "$MACCHECK" user "${user_sources[@]}"
+  run "user current macOS 11.0: test/native/iokit_async_smoke.cc (the Mac smoke test)" \
+    env USER_ARCHS="$USER_ARCHS_MIN" EXTRA_FLAGS="-Itest/native $user_flags" "$MACCHECK" user test/native/iokit_async_smoke.cc
   run "user-obj current macOS 11.0: iokit_transport.cc objects" \
     env USER_ARCHS="$USER_ARCHS_MIN" EXTRA_FLAGS="$user_flags" "$MACCHECK" user-obj "$tmp/uo" bridge/iokit_transport.cc
   if [ -d "$tmp/uo/x86_64" ]; then

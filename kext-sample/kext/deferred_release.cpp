@@ -37,7 +37,8 @@ void org_kextbridge_DeferredRelease::run(thread_call_param_t self, thread_call_p
     KB_LOG("user client freed: released %u retain(s) and ended %u request(s) it still had",
            released, requests - left);
   if (left) {
-    KB_LOG("user client freed: %u request(s) could not be cancelled; their state is kept for good", left);
+    KB_LOG("user client freed: %u request(s) could not be cancelled; their state is kept",
+           left);
   } else {
     delete d->session_;
     IOLockFree(d->lock_);

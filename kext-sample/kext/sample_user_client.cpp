@@ -74,7 +74,8 @@ void org_kextbridge_SampleUserClient::free() {
   // holds is released from here, but never by calling a KPI on this thread. free() may run on
   // the unloading thread, or on IOKit's terminate thread while an unload holds the kext lock
   // and waits for that thread (kernel-facts §3.10); a thread call does it (deferred_release.h).
-  if (session_ && (session_->core().outstanding() > 0 || session_->core().requestsInUse() > 0)) {
+  if (session_ &&
+      (session_->core().outstanding() > 0 || session_->core().requestsInUse() > 0)) {
     if (org_kextbridge_DeferredRelease::schedule(session_, lock_)) {
       session_ = nullptr;  // the deferred release owns both now
       lock_ = nullptr;
@@ -82,7 +83,8 @@ void org_kextbridge_SampleUserClient::free() {
       // Leaked with what it holds: the retains stay (pinned, never over-released), and a
       // request's callback still finds valid memory (the kernel keeps the kext loaded while
       // it is pending; the table's wake-port rights stay with the leak).
-      KB_LOG("user client freed holding %u retain(s) and %u request(s): no memory to finish them later; they stay",
+      KB_LOG("user client freed holding %u retain(s) and %u request(s): no memory to end "
+             "them later; they stay",
              session_->core().outstanding(), session_->core().requestsInUse());
       session_ = nullptr;
       lock_ = nullptr;
