@@ -334,6 +334,7 @@ void UserClientCore::finishSlot(RequestSlot &slot, bool releaseRef) {
   slot.state = RequestSlot::Free;
   slot.called = false;
   slot.keep = false;
+  slot.sent = false;
   slot.tag = kInvalidRequestTag;
   slot.length = 0;
   slot.fetched = 0;
@@ -377,6 +378,14 @@ uint32_t UserClientCore::onRequestResource(MethodArgs &args) {
   bool cancel = false;
   {
     LockGuard guard(lock_);
+    if (!open() && kr == RC_kOSReturnSuccess && slot->called && slot->sent) {
+      // Closed after the completion went out: the call still answers success (a completion
+      // never follows an error reply), and the bytes, if any, are dropped with the client.
+      finishSlot(*slot, true);
+      args.scalarOutput[RequestResourceOut::osReturn] = kr;
+      args.scalarOutput[RequestResourceOut::requestTag] = tag;
+      return RC_kIOReturnSuccess;
+    }
     if (!open()) {
       // Closed meanwhile (close() left this entry to us): the reply will be an error, so the
       // wake port goes back with it; a request the kernel took is cancelled below.
@@ -440,6 +449,7 @@ void UserClientCore::delivered(RequestSlot &slot, uint32_t tag, uint32_t result,
   words[Completion::osReturn] = result;
   words[Completion::length] = length;
   notifier_->sendAsyncResult(slot.ref, verdict, words, Completion::fieldCount);
+  slot.sent = true;
   completions_++;
   if (slot.state == RequestSlot::Pending) {
     if (slot.keep) slot.state = RequestSlot::Ready;

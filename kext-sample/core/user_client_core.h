@@ -52,6 +52,7 @@ struct RequestSlot {
   State state = Free;
   bool called = false;  // the kernel's callback ran for this occupancy (exactly once)
   bool keep = false;    // the callback kept bytes for fetchResource
+  bool sent = false;    // the callback sent the completion
   uint32_t tag = 0xFFFFFFFFu;
   uint32_t length = 0;   // Ready: bytes in buffer
   uint32_t fetched = 0;  // Ready: bytes handed out so far

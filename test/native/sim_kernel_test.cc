@@ -1584,6 +1584,25 @@ TEST(core_races_at_fixed_points, "core: delivery before the reply, delivery insi
     CHECK_EQ(notes.refs, 0);  // the error reply gives the wake port back
     CHECK_EQ(core.requestsInUse(), 0u);
   }
+  {  // delivered, then closed, before the requester is back: its reply is still success
+    HookedApi api(k);
+    MutexLock lock;
+    Notes notes;
+    UserClientCore core(api, lock, true, &notes);
+    k->setResourceDelay(0);
+    api.afterRequest = [&] {
+      k->advance(0);
+      core.close();
+    };
+    uint64_t out[2] = {0, 0};
+    CHECK_EQ(coreRequest(core, 16, out), RC_kIOReturnSuccess);
+    CHECK_EQ(out[0], OK);
+    CHECK_EQ(notes.got.size(), 1u);
+    CHECK_EQ(notes.got[0].tag, (uint32_t)out[1]);
+    CHECK_EQ(core.requestsInUse(), 0u);
+    CHECK_EQ(notes.refs, 1);
+    k->setResourceDelay(10);
+  }
   {  // the delivery comes during close (between the flag and the cancel): nothing is sent
     HookedApi api(k);
     MutexLock lock;
