@@ -255,6 +255,11 @@ const char *EventTypeName(sim::EventType t) {
     case sim::EventType::RetainCount: return "retainCount";
     case sim::EventType::Instances: return "instances";
     case sim::EventType::Panic: return "panic";
+    case sim::EventType::LoadRequested: return "loadRequested";
+    case sim::EventType::RequestQueued: return "requestQueued";
+    case sim::EventType::RequestDelivered: return "requestDelivered";
+    case sim::EventType::RequestTimedOut: return "requestTimedOut";
+    case sim::EventType::RequestCancelled: return "requestCancelled";
   }
   return "unknown";
 }
@@ -293,6 +298,14 @@ Napi::Value SimKernelWrap::EventsSince(const Napi::CallbackInfo &info) {
         o.Set("message", e.message);
         break;
       case sim::EventType::Loaded:
+        break;
+      // kernelmanagerd's events: their request fields (requestTag, resourceName, code, length)
+      // are not mapped yet.
+      case sim::EventType::LoadRequested:
+      case sim::EventType::RequestQueued:
+      case sim::EventType::RequestDelivered:
+      case sim::EventType::RequestTimedOut:
+      case sim::EventType::RequestCancelled:
         break;
     }
     list.Set((uint32_t)i, o);

@@ -113,6 +113,12 @@ SimKernel::SimKernel(const Options &options) : options_(options) {
     loadLocked(kpi, &tag);
   }
 
+  loadLocked(sampleKextSpec(), &sampleTag_);
+  resetKernelmanagerd();
+}
+
+// The sample kext as the default world loads it (and kernelmanagerd has it installed).
+KextSpec SimKernel::sampleKextSpec() {
   KextSpec sample;
   sample.bundleId = KB_SAMPLE_BUNDLE_ID;
   sample.version = KB_SAMPLE_VERSION;
@@ -127,8 +133,7 @@ SimKernel::SimKernel(const Options &options) : options_(options) {
   client.instances = 0;
   sample.classes = {service, client};
   sample.autounload = true;
-  loadLocked(sample, &sampleTag_);
-  installed_[sample.bundleId].spec = sample;  // its bundle is on disk: loadable by id again
+  return sample;
 }
 
 SimKernel::~SimKernel() = default;
@@ -639,8 +644,11 @@ void SimKernel::closeUserClient(UserClientHandle *handle, int32_t pid) {
 
 // ---- kernelmanagerd ----
 
+// kernelmanagerd as at boot: only the sample's bundle installed (loadable by id again after an
+// unload), nothing queued, the default delays, no controls. Under mu_ (or in the constructor).
 void SimKernel::resetKernelmanagerd() {
   installed_.clear();
+  installed_[KB_SAMPLE_BUNDLE_ID].spec = sampleKextSpec();
   requests_.clear();
   postedLoads_.clear();
   loadPickupArmed_ = false;

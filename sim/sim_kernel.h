@@ -335,7 +335,8 @@ class SimKernel {
     ResourceCallback callback = nullptr;
     void *context = nullptr;
   };
-  void resetKernelmanagerd();
+  void resetKernelmanagerd();                // the boot state of everything in this group
+  static KextSpec sampleKextSpec();
   void answerRequestLocked(size_t index);    // dispatchResource for requests_[index]
   void invokeLocked(const Request &r, uint32_t code, const std::vector<uint8_t> *bytes);
   void pickUpLoadRequestsLocked();           // kernelmanagerd takes the load requests
