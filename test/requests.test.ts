@@ -5,7 +5,7 @@
 // resources, delays, withholding) are pending on iokit with the reason.
 import { KextBridge, LIMITS, SAMPLE_KEXT, SimKernel } from '../lib';
 import { describeBackends, Machine } from './backends';
-import { defaultSimKernel } from '../lib';
+import { createSimKernel, defaultSimKernel, open } from '../lib';
 import { main } from '../lib/cli/main';
 import type { Io } from '../lib/cli/common';
 
@@ -367,5 +367,60 @@ describe('kextbridge load <bundle-id> in-process (the deferred load needs kernel
       schemaVersion: 1, ok: true, backend: 'sim',
       result: { bundleId: 'com.example.late', alreadyLoaded: false, name: 'kOSKextReturnDeferred', code: 0xdc008011, loadTag: kernel.lookup('com.example.late'), loaded: true, deferred: true, waitedMs: 10 },
     });
+  });
+});
+
+/** A native error comes from the main realm: compare its name, not its constructor. */
+function named(fn: () => unknown, name: string, message?: RegExp): void {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (e) {
+    thrown = e;
+  }
+  expect((thrown as Error | undefined)?.name).toBe(name);
+  if (message) expect((thrown as Error).message).toMatch(message);
+}
+
+describe('the native surface checks what it reads (below the library)', () => {
+  test('sim controls: installKext resources, failResources, setStopping, withholdResources', () => {
+    const kernel = createSimKernel();
+    const n = kernel._native;
+    named(() => n.installKext({ bundleId: 'com.x' }, { a: 5 } as never), 'TypeError');
+    named(() => n.installKext({ bundleId: 'com.x' }, [] as never), 'TypeError');
+    named(() => n.installKext({ bundleId: 'com.x' }, { ['n'.repeat(128)]: 'x' }), 'RangeError');
+    const detached = new Uint8Array(new ArrayBuffer(4));
+    structuredClone(detached.buffer, { transfer: [detached.buffer] });
+    named(() => n.installKext({ bundleId: 'com.x' }, { a: detached }), 'TypeError', /detached/);
+    named(() => n.failResources(0, 1), 'RangeError');
+    named(() => n.failResources(-1, 1), 'RangeError');
+    named(() => n.setStopping(8, 'yes' as never), 'TypeError');
+    named(() => n.withholdResources(1 as never), 'TypeError');
+    named(() => n.setResourceDelay(-1), 'RangeError');
+    expect(kernel.pendingRequests()).toEqual([]);
+    // and through the library, with its messages
+    expect(() => kernel.installKext({ bundleId: 'com.x' }, { resources: { '': 'x' } })).toThrow(TypeError);
+    expect(() => kernel.installKext({ bundleId: 'com.x' }, { resources: { a: '\uD800' } })).toThrow(/lone UTF-16 surrogate/);
+    expect(() => kernel.installKext({ bundleId: 'com.x' }, { resources: { a: 1 as never } })).toThrow(/must be a Buffer, a Uint8Array or a string/);
+    expect(() => kernel.failResources('kNoSuchCode' as never)).toThrow(RangeError);
+    expect(() => kernel.setStopping('com.example.not-loaded', true)).toThrow(/no loaded kext answers/);
+  });
+
+  test('connection: callAsync needs a function, forgetAsync and fetchResource numbers', async () => {
+    const kb = await open({ backend: 'sim', kernel: createSimKernel() });
+    try {
+      const c = kb.conn;
+      named(() => c.callAsync(7, [], Buffer.alloc(192), 2, 0, 'nope' as never), 'TypeError', /onCompletion must be a function/);
+      named(() => c.forgetAsync('1' as never), 'TypeError');
+      named(() => c.fetchResource(-1), 'RangeError');
+      named(() => c.fetchResource(2 ** 32), 'RangeError');
+      expect(c.forgetAsync(12345)).toBe(false);
+      expect((await c.fetchResource(77)).kr).toBe(0xe00002f0); // kIOReturnNotFound: no such delivery
+      // requestResource called synchronously (no async reference) is refused by the user client
+      expect((await c.call(7, [], Buffer.alloc(192), 2, 0)).kr).not.toBe(0);
+      expect(c._asyncPending).toBe(0);
+    } finally {
+      await kb.close();
+    }
   });
 });
