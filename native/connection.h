@@ -69,7 +69,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
   // The transport's AsyncSink: copies each completion and queues it on the thread-safe
   // function without blocking (it runs on the sim's clock thread with the kernel's locks held,
   // or IOKit's dispatch queue); never calls back into the transport or JS.
-  class Sink : public AsyncSink {
+  class Sink final : public AsyncSink {
    public:
     explicit Sink(napi_threadsafe_function tsfn) : tsfn_(tsfn) {}
     void asyncCompleted(uint64_t refcon, uint32_t result, const uint64_t *args, uint32_t numArgs) override;
