@@ -254,13 +254,18 @@ describeBackends('loadKext and requestResource', (backend) => {
     simTest('close with requests pending cancels them all: each settles as closed, nothing pending or awaited after', async () => {
       install({ a: 'x' });
       kernel.withholdResources(true);
+      const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      const timersBefore = timers();
       const ps = [kb.requestResource(RES, 'a'), kb.requestResource(RES, 'a'), kb.requestResource(RES, 'a')];
       while (kernel.pendingRequests().length < 3) await new Promise((r) => setImmediate(r));
       expect(kb.conn._asyncPending).toBe(3);
+      await new Promise((r) => setImmediate(r));
+      expect(timers()).toBeGreaterThan(timersBefore); // (the measure sees them while they wait)
       await kb.close();
       for (const r of await Promise.all(ps)) expect(r).toMatchObject({ ok: false, layer: 'caller', reason: 'closed', name: 'Closed', cancelled: true, cancel: null });
       expect(kernel.pendingRequests()).toEqual([]);
       expect(kb.conn._asyncPending).toBe(0);
+      expect(timers()).toBe(timersBefore); // the requests' looks at the clock are all cleared
       expect(kernel.events(0).events.flatMap((e) => (e.type === 'request' ? [e.phase] : []))).toEqual(['queued', 'queued', 'queued', 'cancelled', 'cancelled', 'cancelled']);
       // A request after close: rejected like every call on a closed connection.
       await expect(kb.requestResource(RES, 'a')).rejects.toThrow(/MACH_SEND_INVALID_DEST/);
