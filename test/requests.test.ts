@@ -429,3 +429,23 @@ describe('the native surface checks what it reads (below the library)', () => {
     }
   });
 });
+
+describe('explain on a Mac lists this connection\'s own pending requests (user space cannot list the kernel\'s)', () => {
+  test('the sample kext carries the blocker with each request; without requests none', async () => {
+    const { Workflow } = await import('../lib/workflow/workflow');
+    const sample = { bundleId: SAMPLE_KEXT.bundleId, loadTag: 150, retainCount: 0, started: true, version: '0.1.0', uuid: '00000000-0000-0000-0000-000000000000', dependencies: [], classes: [] };
+    const other = { ...sample, bundleId: 'com.example.other', loadTag: 151 };
+    let own: { requestTag: number | null; bundleId: string; resourceName: string }[] = [{ requestTag: 4, bundleId: RES, resourceName: 'fw.bin' }];
+    const host = {
+      sim: undefined, closed: false,
+      loadedKexts: async () => [sample, other], held: async () => [],
+      retain: async () => { throw new Error('unused'); }, release: async () => { throw new Error('unused'); },
+      _ownRequests: () => own,
+    };
+    const wf = new Workflow(host as never);
+    expect(await wf.explain(150)).toMatchObject({ unloadable: false, blockers: [{ kind: 'pendingRequests', count: 1, requests: [{ requestTag: 4, bundleId: RES, resourceName: 'fw.bin' }] }] });
+    expect(await wf.explain(151)).toMatchObject({ unloadable: true, blockers: [] });
+    own = [];
+    expect(await wf.explain(150)).toMatchObject({ unloadable: true, blockers: [] });
+  });
+});
