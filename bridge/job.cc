@@ -116,6 +116,12 @@ void Execute(Transport &transport, Job &job) {
     case Job::Kind::UserClients:
       job.kr = transport.userClients(job.clients);
       break;
+    case Job::Kind::AsyncCall:
+      ExecuteAsyncCall(transport, job);
+      break;
+    case Job::Kind::FetchResource:
+      ExecuteFetchResource(transport, job);
+      break;
     case Job::Kind::Close:
       job.kr = transport.close();
       job.unreleased = transport.unreleasedAtClose();

@@ -15,7 +15,9 @@
 namespace kb {
 
 struct Job {
-  enum class Kind { Call, Batch, LoadedKexts, UserClients, Close };
+  // AsyncCall: callAsyncMethod with `refcon` (otherwise as Call). FetchResource: the whole
+  // delivery of requestTag in[0], fetched piece by piece (bridge/resource_job.cc).
+  enum class Kind { Call, Batch, LoadedKexts, UserClients, Close, AsyncCall, FetchResource };
   explicit Job(Kind k) : kind(k) {}
   virtual ~Job() = default;
   Job(const Job &) = delete;
@@ -45,6 +47,7 @@ struct Job {
   std::vector<KextInfo> kexts;
   std::vector<UserClientInfo> clients;  // UserClients
   uint32_t unreleased = 0;  // Close: retains the user client could not release
+  uint64_t refcon = 0;      // AsyncCall: the reference word the completion carries back
 };
 
 // Runs the job against the transport (on the connection's worker, or the JS thread for the
@@ -59,6 +62,12 @@ void Execute(Transport &transport, Job &job);
 // comes between; other connections never change this ledger. NaN when the user client does
 // not answer the query (stopped, closed). Adds its user-client calls to *calls.
 double HeldAfterRefusal(Transport &transport, uint32_t loadTag, uint32_t *calls);
+// bridge/resource_job.cc. AsyncCall: one IOConnectCallAsyncMethod with job.refcon.
+// FetchResource: fetchResource(requestTag = in[0]) from offset 0, one user-client call per
+// fetchChunkSize piece, until the whole delivery is in structOut (or a call fails: kr, and
+// structOut holds what came before). One job, so JS gets one Buffer.
+void ExecuteAsyncCall(Transport &transport, Job &job);
+void ExecuteFetchResource(Transport &transport, Job &job);
 
 } // namespace kb
 

@@ -9,7 +9,12 @@ export { KextBridge } from './kextbridge';
 export type { Backend, SyncApi } from './kextbridge';
 export type { CallOptions } from './abortable';
 export { createSimKernel, defaultSimKernel, SimKernel } from './sim';
-export type { KernelEvent, KernelEvents, KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim-types';
+export type { KernelEvent, KernelEvents, KextSpec, LoadRequestedEvent, OSReturnResult, PanicRecord, RequestEvent, SimKernelOptions, SimPendingRequest } from './sim-types';
+export type { InstallOptions } from './sim';
+export type {
+  LoadKextKernelFailure, LoadKextRefusal, LoadKextResult, LoadKextSuccess, OwnRequest, RequestOptions,
+  ResourceAborted, ResourceDelivered, ResourceKernelFailure, ResourceRefusal, ResourceResult,
+} from './requests';
 export { describeReturn, codeValue, isCodeName, toHex } from './codes';
 export type { CodeName, ReturnDescription } from './codes';
 export { KextBridgeError } from './errors';

@@ -18,6 +18,9 @@ import { Workflow } from './workflow/workflow';
 import type { LifecycleOptions, LoadResult, UnloadResult } from './lifecycle/results';
 import { checkWaitOptions } from './workflow/wait';
 import { checkTarget } from './workflow/target';
+import { checkBundleId, checkRequestOptions, decodeLoadKext, encodeBundleId, LoadKextResult, OwnRequest, PendingRequest, RequestOptions, ResourceResult } from './requests';
+import { checkCString } from './validate';
+import { LIMITS } from './protocol.gen';
 
 /** Which kernel a connection talks to: the simulated one, or the real kext through IOKit (macOS). */
 export type Backend = 'sim' | 'iokit';
@@ -54,6 +57,8 @@ export interface SyncApi {
   held(): Held[];
   /** As {@link KextBridge.loadedKexts}, on the calling thread. */
   loadedKexts(): LoadedKext[];
+  /** As {@link KextBridge.loadKext}, on the calling thread. */
+  loadKext(bundleId: string): LoadKextResult;
 }
 
 /** Objects the KextBridge constructor made: methods check it, so a detached method or an object
@@ -82,7 +87,7 @@ export class KextBridge {
   /** The same calls, synchronous: they run on the calling thread after anything already queued. */
   readonly sync: SyncApi;
   /** @internal the addon connection; lifetime tests queue work on it below the library. */
-  private readonly conn: NativeConnection;
+  readonly conn: NativeConnection;
   private readonly ownLoadTag: number;
   private closing: Promise<void> | undefined;
   /** kext(), explain(), the waits and watch() (lib/workflow/). */
@@ -115,6 +120,12 @@ export class KextBridge {
       releaseMany: (tags) => this.manySync('release', checkLoadTags(tags)),
       held: () => decodeHeld(this.callSync('held', shape(sel.held))),
       loadedKexts: () => decodeKexts(this.conn.loadedKextsSync()),
+      loadKext: (bundleId: string) => {
+        own(this, 'sync.loadKext');
+        const id = checkBundleId(bundleId);
+        const r = decodeLoadKext(id, this.conn.callSync(sel.loadKextWithIdentifier.selector, [], encodeBundleId(id), sel.loadKextWithIdentifier.scalarOutputs, 0));
+        return r.ok ? { ...r, loadTag: decodeKexts(this.conn.loadedKextsSync()).find((k) => k.bundleId === id)?.loadTag ?? null } : r;
+      },
     };
   }
 
@@ -184,11 +195,70 @@ export class KextBridge {
     return r.clients;
   }
 
+  /**
+   * OSKextLoadKextWithIdentifier (admin only): loads a kext the kernel knows by its bundle id.
+   * Already loaded: success with its tag. Installed but not loaded: loaded now, success with
+   * the new tag. Unknown to the kernel: `kOSKextReturnDeferred` — the kernel asked user space
+   * (kernelmanagerd) to load it; follow with `kb.waitForLoad(bundleId)`. Not an administrator:
+   * `kIOReturnNotPrivileged`. A bundle id that is not a string throws TypeError; one that is
+   * empty, longer than 63 bytes of UTF-8, or has a NUL or a lone surrogate throws RangeError
+   * and nothing is sent (the user client would refuse it too, with kIOReturnBadArgument).
+   */
+  async loadKext(bundleId: string, options?: CallOptions): Promise<LoadKextResult> {
+    own(this, 'loadKext');
+    const id = checkBundleId(bundleId);
+    const o = checkCallOptions(options);
+    const site = callSite(this.loadKext);
+    const s = sel.loadKextWithIdentifier;
+    const r = decodeLoadKext(id, await abortable('loadKext', o, site, () => this.conn.call(s.selector, [], encodeBundleId(id), s.scalarOutputs, 0)), site);
+    if (!r.ok) return r;
+    return { ...r, loadTag: (await this.loadedKexts()).find((k) => k.bundleId === id)?.loadTag ?? null };
+  }
+
+  /**
+   * OSKextRequestResource on behalf of the sample kext: the bytes of resource `resourceName`
+   * in the bundle of `bundleId`, delivered later by user space (kernelmanagerd) through the
+   * kext's callback and the connection's async completion, then fetched once.
+   *
+   * Resolves with a {@link ResourceResult}: `{ ok: true, data, requestTag }`; the kernel's
+   * failure with no data (`kOSKextReturnNotFound` for a missing resource,
+   * `kOSKextReturnTimeout` when nobody answered before the autounload scans); a user-client
+   * refusal (`kIOReturnNoSpace` for a resource over 64 KiB). Aborting (options.signal, or
+   * options.timeout passing) cancels the request in the kernel: `{ ok: false, reason:
+   * 'aborted' | 'timeout', cancelled: true }` when the cancel won; when the delivery had
+   * already won, its result with `abortedAfterDelivery: true`. close() cancels every pending
+   * request (`reason: 'closed'`). A signal already aborted rejects with an AbortError and
+   * nothing is sent; bad arguments throw TypeError / RangeError.
+   *
+   * On the sim the wait runs in virtual time: it jumps the clock to the next due event (the
+   * delivery, an autounload scan) as the waits do, so it resolves in real milliseconds; a
+   * timeout is in virtual ms. When nothing is due (resources withheld and no scan armed), it
+   * waits for someone else to advance the clock, for the signal, or for close().
+   */
+  requestResource(bundleId: string, resourceName: string, options?: RequestOptions): Promise<ResourceResult> {
+    own(this, 'requestResource');
+    const id = checkBundleId(bundleId);
+    const name = checkCString('resourceName', resourceName, LIMITS.resourceNameSize - 1);
+    const o = checkRequestOptions(options);
+    return new PendingRequest(this, id, name, o, callSite(this.requestResource)).start();
+  }
+
+  /** @internal the requests this connection waits for (explain() on a Mac; close() settles them). */
+  readonly requests = new Set<PendingRequest>();
+
+  /** @internal explain() on a Mac: this connection's pending requests. */
+  _ownRequests(): OwnRequest[] {
+    return [...this.requests].filter((r) => r.own.requestTag !== null).map((r) => ({ ...r.own }));
+  }
+
   /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */
   close(): Promise<void> {
     own(this, 'close');
     if (!this.closing) queueMicrotask(() => this.wf.reportClosing());
-    this.closing ??= this.conn.close().then(({ kr, unreleased }) => {
+    const settleRequests = () => {
+      for (const r of [...this.requests]) r.connectionClosed();
+    };
+    this.closing ??= this.conn.close().finally(settleRequests).then(({ kr, unreleased }) => {
       // On a Mac a connection whose service was terminated is cut: IOServiceClose answers
       // kIOReturnBadArgument, still drops the handle, and the kext releases what the client
       // held when it is freed (docs/kernel-facts.md §4.4). That is a completed close.

@@ -4,6 +4,8 @@
 #include "js_values.h"
 #include "protocol.gen.h"
 
+#include <new>
+
 namespace kb {
 
 namespace {
@@ -23,6 +25,10 @@ Napi::Function Connection::Define(Napi::Env env) {
                       InstanceMethod<&Connection::LoadedKextsSync>("loadedKextsSync"),
                       InstanceMethod<&Connection::UserClients>("userClients"),
                       InstanceMethod<&Connection::Close>("close"),
+                      InstanceMethod<&Connection::CallAsync>("callAsync"),
+                      InstanceMethod<&Connection::ForgetAsync>("forgetAsync"),
+                      InstanceMethod<&Connection::FetchResource>("fetchResource"),
+                      InstanceAccessor<&Connection::AsyncPending>("_asyncPending"),
                       InstanceAccessor<&Connection::Closing>("closing"),
                       InstanceAccessor<&Connection::UserClientCalls>("_userClientCalls"),
                       InstanceAccessor<&Connection::NativeCalls>("_nativeCalls")});
@@ -79,6 +85,7 @@ void Connection::Shutdown() {
   shutdown_ = closing_ = true;
   queue_->stop();       // the environment is going away; nobody awaits the dropped jobs
   transport_.reset();   // closes the connection if still open
+  ReleaseCompletions();  // closed: no completion runs or will arrive
   if (!deliveryReleased_) {
     deliveryReleased_ = true;
     delivery_.Release();
@@ -100,6 +107,8 @@ void Connection::Deliver(Napi::Env env, Napi::Function, Connection *self, Pendin
   // longer run: napi calls fail, and a Napi::Error escaping this callback aborts the process
   // (node-addon-api rethrows when it cannot throw into JS). Settle the promise if JS can take
   // it, else drop the answer (nobody can await it); the bookkeeping below runs either way.
+  // An async call the transport did not take gets no completion.
+  if (job->kind == Job::Kind::AsyncCall && job->kr != 0) self->Forget(env, job->refcon);
   try {
     job->deferred->Resolve(JobResult(env, *job));
   } catch (const Napi::Error &e) {
@@ -114,6 +123,7 @@ void Connection::Deliver(Napi::Env env, Napi::Function, Connection *self, Pendin
   }
   if (close) {
     self->queue_->join();  // the worker returned after posting this
+    self->ReleaseCompletions();  // the transport is closed: no completion arrives any more
     if (!self->deliveryReleased_) {
       self->deliveryReleased_ = true;
       self->delivery_.Release();
@@ -320,6 +330,103 @@ namespace kb {
 
 Napi::Value Connection::NativeCalls(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), (double)nativeCalls_);
+}
+
+} // namespace kb
+
+// ---- asynchronous calls ----
+
+namespace kb {
+
+void Connection::Sink::asyncCompleted(uint64_t refcon, uint32_t result, const uint64_t *args,
+                                      uint32_t numArgs) {
+  Completion *c = new (std::nothrow) Completion();
+  if (c == nullptr) return;  // out of memory on the clock thread: the completion is lost
+  c->refcon = refcon;
+  c->result = result;
+  c->args.assign(args, args + (numArgs > kMaxScalars ? kMaxScalars : numArgs));
+  // Non-blocking: an unbounded queue; napi_closing once the connection released it.
+  if (napi_call_threadsafe_function(tsfn_, c, napi_tsfn_nonblocking) != napi_ok) delete c;
+}
+
+void Connection::DeliverCompletion(Napi::Env env, Napi::Function, Connection *self, Completion *c) {
+  std::unique_ptr<Completion> owned(c);
+  if (env == nullptr) return;
+  auto it = self->awaiting_.find(c->refcon);
+  if (it == self->awaiting_.end()) return;  // forgotten (closed, or never expected): dropped
+  Napi::FunctionReference callback = std::move(it->second);
+  self->Forget(env, c->refcon);
+  Napi::Array args = Napi::Array::New(env, c->args.size());
+  for (size_t i = 0; i < c->args.size(); i++) args.Set((uint32_t)i, FromUint64(env, c->args[i]));
+  try {
+    callback.Call({Napi::Number::New(env, c->result), args});
+  } catch (const Napi::Error &e) {
+    // The library's own callback does not throw; if it did, it is that code's uncaught error.
+    try {
+      e.ThrowAsJavaScriptException();
+    } catch (const Napi::Error &) {
+    }
+  }
+}
+
+void Connection::Forget(Napi::Env env, uint64_t refcon) {
+  if (awaiting_.erase(refcon) == 1 && awaiting_.empty() && completionsMade_ && !completionsReleased_)
+    completions_.Unref(env);
+}
+
+void Connection::ReleaseCompletions() {
+  awaiting_.clear();  // JS settles what it still waited for (see KextBridge.close)
+  if (completionsMade_ && !completionsReleased_) {
+    completionsReleased_ = true;
+    completions_.Release();
+  }
+}
+
+Napi::Value Connection::CallAsync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
+  Napi::Env env = info.Env();
+  std::unique_ptr<PendingJob> call = ParseCall(info);  // every argument read once, checked
+  if (!info[5].IsFunction()) throw Napi::TypeError::New(env, "onCompletion must be a function");
+  std::unique_ptr<PendingJob> job(new PendingJob(Job::Kind::AsyncCall));
+  job->selector = call->selector;
+  job->in = std::move(call->in);
+  job->structIn = std::move(call->structIn);
+  job->outCount = call->outCount;
+  job->outStructSize = call->outStructSize;
+  if (!closing_) {
+    if (!completionsMade_) {
+      // Made on the first async call, not per connection: most connections never make one.
+      completions_ = Completions::New(env, "kextbridge.completions", 0, 1, this);
+      completions_.Unref(env);
+      completionsMade_ = true;
+      sink_.reset(new Sink(completions_));
+      transport_->setAsyncSink(sink_.get());
+    }
+    // Registered before the call is queued: its completion may come before its reply.
+    job->refcon = ++nextRefcon_;
+    if (awaiting_.empty()) completions_.Ref(env);
+    awaiting_[job->refcon] = Napi::Persistent(info[5].As<Napi::Function>());
+  }
+  return Enqueue(env, std::move(job));
+}
+
+Napi::Value Connection::ForgetAsync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
+  uint64_t refcon = ToUint(info[0], "refcon", 9007199254740991ull);
+  bool was = awaiting_.count(refcon) == 1;
+  Forget(info.Env(), refcon);
+  return Napi::Boolean::New(info.Env(), was);
+}
+
+Napi::Value Connection::FetchResource(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
+  std::unique_ptr<PendingJob> job(new PendingJob(Job::Kind::FetchResource));
+  job->in.push_back(ToUint(info[0], "requestTag", 0xFFFFFFFFull));
+  return Enqueue(info.Env(), std::move(job));
+}
+
+Napi::Value Connection::AsyncPending(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), (double)awaiting_.size());
 }
 
 } // namespace kb

@@ -7,7 +7,9 @@
 #include <napi.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <vector>
 
 #include "job_js.h"
 #include "serial_queue.h"
@@ -77,12 +79,47 @@ class Connection : public Napi::ObjectWrap<Connection> {
   // Test seam: calls to this object's methods from JS, so a test can prove nothing reached it.
   Napi::Value NativeCalls(const Napi::CallbackInfo &info);
 
+  // ---- asynchronous calls (requestResource) and their completions ----
+  // A completion as the transport's sink copied it, on its way to the JS thread.
+  struct Completion {
+    uint64_t refcon = 0;
+    uint32_t result = 0;
+    std::vector<uint64_t> args;
+  };
+  static void DeliverCompletion(Napi::Env env, Napi::Function, Connection *self, Completion *c);
+  using Completions = Napi::TypedThreadSafeFunction<Connection, Completion, &Connection::DeliverCompletion>;
+  // The transport's AsyncSink: copies each completion and queues it on the thread-safe
+  // function without blocking (it runs on the sim's clock thread with the kernel's locks held,
+  // or IOKit's dispatch queue); never calls back into the transport or JS.
+  class Sink final : public AsyncSink {
+   public:
+    explicit Sink(napi_threadsafe_function tsfn) : tsfn_(tsfn) {}
+    void asyncCompleted(uint64_t refcon, uint32_t result, const uint64_t *args, uint32_t numArgs) override;
+
+   private:
+    const napi_threadsafe_function tsfn_;
+  };
+  // JS: callAsync(selector, scalars, structIn, outScalars, outStructSize, onCompletion)
+  //     → Promise<{ kr, scalars, struct, refcon }>. onCompletion(result, args) runs on the JS
+  //     thread at most once, possibly before the promise settles; never after close.
+  Napi::Value CallAsync(const Napi::CallbackInfo &info);
+  // JS: forgetAsync(refcon) → whether it was pending. For a call whose reply says no
+  //     completion will come (the kernel refused it, or cancelRequest succeeded).
+  Napi::Value ForgetAsync(const Napi::CallbackInfo &info);
+  // JS: fetchResource(requestTag) → Promise<{ kr, length, data: Buffer }>: the whole delivery.
+  Napi::Value FetchResource(const Napi::CallbackInfo &info);
+  // Test seam: async calls awaiting their completion (the event loop is kept alive while > 0).
+  Napi::Value AsyncPending(const Napi::CallbackInfo &info);
+  void Forget(Napi::Env env, uint64_t refcon);
+  void ReleaseCompletions();  // after the transport closed: no completion can arrive any more
+
   Napi::Value Enqueue(Napi::Env env, std::unique_ptr<PendingJob> job);
   Napi::Value RunSync(Napi::Env env, Job &job);
   void Execute(Job &job);  // on the worker, or on the JS thread for the sync path
   void Shutdown();         // finalizer or environment teardown: stop, join, close the transport
   static void OnEnvCleanup(void *self);
 
+  std::unique_ptr<Sink> sink_;  // outlives transport_ (closed first): it may call into it
   std::unique_ptr<Transport> transport_;
   Delivery delivery_;
   bool deliveryReleased_ = false;
@@ -97,6 +134,11 @@ class Connection : public Napi::ObjectWrap<Connection> {
   Napi::Reference<Napi::ArrayBuffer> syncOut_;  // bindSync's output buffer
   // What bindSync's functions hold: this connection, nulled by the destructor.
   std::shared_ptr<Connection *> alive_ = std::make_shared<Connection *>(this);
+  // Async calls awaiting a completion, by refcon; while non-empty completions_ is ref'd.
+  std::map<uint64_t, Napi::FunctionReference> awaiting_;
+  uint64_t nextRefcon_ = 0;
+  Completions completions_;
+  bool completionsMade_ = false, completionsReleased_ = false;
 };
 
 } // namespace kb

@@ -92,6 +92,19 @@ Napi::Value JobResult(Napi::Env env, const Job &job) {
     case Job::Kind::Close:
       r.Set("unreleased", Napi::Number::New(env, job.unreleased));
       break;
+    case Job::Kind::AsyncCall: {
+      Napi::Array scalars = Napi::Array::New(env, job.out.size());
+      for (size_t i = 0; i < job.out.size(); i++)
+        scalars.Set((uint32_t)i, FromUint64(env, job.out[i]));
+      r.Set("scalars", scalars);
+      r.Set("struct", Napi::Buffer<uint8_t>::Copy(env, job.structOut.data(), job.structOut.size()));
+      r.Set("refcon", Napi::Number::New(env, (double)job.refcon));
+      break;
+    }
+    case Job::Kind::FetchResource:
+      r.Set("length", Napi::Number::New(env, (double)(job.out.empty() ? 0 : job.out[0])));
+      r.Set("data", Napi::Buffer<uint8_t>::Copy(env, job.structOut.data(), job.structOut.size()));
+      break;
   }
   return r;
 }

@@ -25,8 +25,7 @@ afterEach(async () => {
 function changes(cursor: number): [number, number][] {
   return kernel
     .events(cursor)
-    .events.filter((e) => e.type === 'retainCount' && tags.includes(e.loadTag))
-    .map((e) => [e.loadTag, e.type === 'retainCount' ? e.to - e.from : 0]);
+    .events.flatMap((e): [number, number][] => (e.type === 'retainCount' && tags.includes(e.loadTag) ? [[e.loadTag, e.to - e.from]] : []));
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
