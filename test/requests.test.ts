@@ -441,6 +441,7 @@ describe('explain on a Mac lists this connection\'s own pending requests (user s
       loadedKexts: async () => [sample, other], held: async () => [],
       retain: async () => { throw new Error('unused'); }, release: async () => { throw new Error('unused'); },
       _ownRequests: () => own,
+      _userClients: async () => [],
     };
     const wf = new Workflow(host as never);
     expect(await wf.explain(150)).toMatchObject({ unloadable: false, blockers: [{ kind: 'pendingRequests', count: 1, requests: [{ requestTag: 4, bundleId: RES, resourceName: 'fw.bin' }] }] });
