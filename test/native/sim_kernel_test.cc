@@ -2120,7 +2120,8 @@ TEST(steady_activity_postpones_the_timeout, "resources: a release every 30 s kee
   }
   CHECK_EQ(c.sink.count(), 0u);
   CHECK_EQ(countEvents(*k, EventType::RequestTimedOut), 0u);
-  CHECK(!k->pendingRequests()[0].stale);  // no scan has fired at all
+  CHECK_EQ(k->pendingRequests().size(), 1u);
+  CHECK(!k->pendingRequests().empty() && !k->pendingRequests()[0].stale);  // no scan has fired at all
   k->advance(SimKernel::kConsiderUnloadDelayMs);  // quiet: the first scan marks it stale
   CHECK_EQ(c.sink.count(), 0u);
   k->armAutounloadScan();  // (the scan does not re-arm itself; an idle machine's next release would)
