@@ -31,6 +31,7 @@
         "native/js_values.cc",
         "native/sim_kernel_wrap.cc",
         "bridge/job.cc",
+        "bridge/resource_job.cc",
         "bridge/serial_queue.cc",
         "bridge/sim_transport.cc",
         "sim/sim_kernel.cpp"

@@ -1,16 +1,21 @@
 // kb::Transport over IOKit: IOServiceGetMatchingService + IOServiceOpen to reach the sample
-// kext's user client, IOConnectCallMethod per call, IOServiceClose once, and
-// KextManagerCopyLoadedKextInfo for the loaded-kext table. macOS only.
+// kext's user client, IOConnectCallMethod per call, IOConnectCallAsyncMethod with a wake port
+// (an IONotificationPort delivered on a private serial dispatch queue) for asynchronous calls,
+// IOServiceClose once, and KextManagerCopyLoadedKextInfo for the loaded-kext table. macOS only.
 #include "iokit_transport.h"
 
 #include <CoreFoundation/CoreFoundation.h>
 #include <IOKit/IOKitLib.h>
+#include <dispatch/dispatch.h>
 #include <mach/mach_init.h>
 #include <mach/message.h>
 #include <stdio.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -235,6 +240,119 @@ std::string describeOpenFailure(uint32_t kr) {
   return what + " (" + codeText(kr) + ").";
 }
 
+// ---- asynchronous completions (kernel-facts §8.6-§8.8) ----
+
+static_assert(kAsyncRefWords == (uint32_t)kOSAsyncRef64Count,
+              "the protocol's async reference is not IOKit's OSAsyncReference64");
+
+// Where a connection's completions arrive: one IONotificationPort whose receive right is the
+// wake port of every asynchronous call on the connection, served by a private serial dispatch
+// queue (IONotificationPortSetDispatchQueue), so IOKitUser's dispatcher runs onCompletion on
+// that queue, one message at a time. No CFRunLoop anywhere, and nothing runs on the JS thread.
+//
+// The reference IOKit hands back carries the caller's refcon (word 2) and the callback
+// (word 1) but nothing else reaches the callback, so the port is found through the queue
+// instead: the queue's specific value under kPortKey is this object, and dispatch_get_specific
+// from the dispatch source's handler (a queue targeting ours) finds it.
+//
+// Teardown (destroy()): IONotificationPortDestroy cancels the source, after which its handler
+// is never entered again; a dispatch_sync_f on the serial queue then waits out a handler that
+// is running. Only after that is this object freed. The receive right itself goes later, when
+// the source's cancel handler has run on the queue (IOKitUser's own reference counting).
+class AsyncPort {
+ public:
+  // Null when the queue or the notification port could not be made.
+  static AsyncPort *create(AsyncSink *sink) {
+    AsyncPort *port = new (std::nothrow) AsyncPort(sink);
+    if (!port) return nullptr;
+    port->queue_ = dispatch_queue_create("org.kextbridge.iokit-async", DISPATCH_QUEUE_SERIAL);
+    if (port->queue_) {
+      dispatch_queue_set_specific(port->queue_, &kPortKey, port, nullptr);
+      port->notify_ = IONotificationPortCreate(MACH_PORT_NULL);  // the default main port
+    }
+    if (!port->queue_ || !port->notify_) {
+      port->destroy();
+      return nullptr;
+    }
+    IONotificationPortSetDispatchQueue(port->notify_, port->queue_);
+    return port;
+  }
+
+  mach_port_t wakePort() const { return IONotificationPortGetMachPort(notify_); }
+
+  // The callback word of every reference (kIOAsyncCalloutFuncIndex).
+  static uint64_t callbackWord() { return (uint64_t)(uintptr_t)&AsyncPort::onCompletion; }
+
+  // From now on no completion reaches the sink; one that is running is waited for (the sink
+  // runs under mutex_). The sink must not call back into the transport (transport.h), so
+  // this cannot wait for itself unless called from the sink.
+  void stopDelivery() {
+    if (onQueue()) {  // inside a completion: mutex_ is this thread's already
+      sink_.store(nullptr);
+      return;
+    }
+    std::lock_guard<std::mutex> guard(mutex_);
+    sink_.store(nullptr);
+  }
+
+  // Stops deliveries and frees this object. When it returns, no completion is running and
+  // none will run, except when called from a completion itself (on the queue: the sink
+  // must not), where the free is left to the queue, after that completion.
+  void destroy() {
+    stopDelivery();
+    if (notify_) {
+      IONotificationPortDestroy(notify_);  // cancels the dispatch source
+      notify_ = nullptr;
+    }
+    if (!queue_) {
+      delete this;
+      return;
+    }
+    dispatch_queue_t queue = queue_;
+    if (onQueue()) {
+      dispatch_async_f(queue, this, &AsyncPort::deleteOnQueue);
+    } else {
+      dispatch_sync_f(queue, nullptr, &AsyncPort::nothing);  // waits out a running handler
+      delete this;
+    }
+    dispatch_release(queue);  // the source and a pending block keep what they need
+  }
+
+ private:
+  explicit AsyncPort(AsyncSink *sink) : sink_(sink) {}
+  ~AsyncPort() = default;
+  AsyncPort(const AsyncPort &) = delete;
+  AsyncPort &operator=(const AsyncPort &) = delete;
+
+  bool onQueue() const { return dispatch_get_specific(&kPortKey) == this; }
+  static void nothing(void *) {}
+  static void deleteOnQueue(void *self) { delete static_cast<AsyncPort *>(self); }
+
+  // IOAsyncCallback: the kext completes requestResource with three argument words
+  // (protocol.gen.h Completion), which IOKitUser passes as an array. With fewer than three
+  // it would call this through a narrower function type: the kext never sends fewer.
+  static void onCompletion(void *refcon, IOReturn result, void **args, uint32_t numArgs) {
+    AsyncPort *port = static_cast<AsyncPort *>(dispatch_get_specific(&kPortKey));
+    if (!port) return;
+    uint64_t words[kMaxWords] = {};
+    uint32_t n = numArgs < kMaxWords ? numArgs : kMaxWords;
+    for (uint32_t i = 0; i < n; i++) words[i] = (uint64_t)(uintptr_t)args[i];
+    std::lock_guard<std::mutex> guard(port->mutex_);
+    AsyncSink *sink = port->sink_.load();
+    if (sink) sink->asyncCompleted((uint64_t)(uintptr_t)refcon, (uint32_t)result, words, n);
+  }
+
+  static const uint32_t kMaxWords = 16;  // kMaxAsyncArgs: the most a completion carries
+  static const char kPortKey;            // its address is the queue-specific key
+
+  std::mutex mutex_;              // held while the sink runs, so stopDelivery() can wait it out
+  std::atomic<AsyncSink *> sink_;  // null once delivery has stopped
+  dispatch_queue_t queue_ = nullptr;
+  IONotificationPortRef notify_ = nullptr;
+};
+
+const char AsyncPort::kPortKey = 0;
+
 // ---- the transport ----
 
 class IOKitTransport final : public Transport {
@@ -258,16 +376,43 @@ class IOKitTransport final : public Transport {
   uint32_t callMethod(uint32_t selector, const uint64_t *input, uint32_t inputCnt,
                       const void *inStruct, size_t inStructCnt, uint64_t *output,
                       uint32_t *outputCnt, void *outStruct, size_t *outStructCnt) override {
-    kern_return_t kr = MACH_SEND_INVALID_DEST;  // closed: the name is gone, do not use it
-    if (connect_ != IO_OBJECT_NULL)
-      kr = IOConnectCallMethod(connect_, selector, input, inputCnt, inStruct, inStructCnt,
-                               output, outputCnt, outStruct, outStructCnt);
-    if (kr != KERN_SUCCESS) {
-      // MIG copies no output back on failure; say so instead of leaving the caller's counts.
-      if (outputCnt) *outputCnt = 0;
-      if (outStructCnt) *outStructCnt = 0;
+    io_connect_t connect = IO_OBJECT_NULL;
+    uint32_t kr = enter(&connect, nullptr);
+    if (kr == RC_kIOReturnSuccess) {
+      kr = (uint32_t)IOConnectCallMethod(connect, selector, input, inputCnt, inStruct,
+                                         inStructCnt, output, outputCnt, outStruct,
+                                         outStructCnt);
+      leave();
     }
-    return (uint32_t)kr;
+    return finish(kr, outputCnt, outStructCnt);
+  }
+
+  void setAsyncSink(AsyncSink *sink) override {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (sink && !sink_) sink_ = sink;  // once; again or null is ignored (transport.h)
+  }
+
+  // The wake port is made on the first asynchronous call, so connections that never make one
+  // cost no port or queue. Reference: word 0 is the kernel's (it writes the wake port there),
+  // word 1 the callback, word 2 the caller's refcon, the rest 0 (kernel-facts §8.6).
+  uint32_t callAsyncMethod(uint32_t selector, uint64_t refcon, const uint64_t *input,
+                           uint32_t inputCnt, const void *inStruct, size_t inStructCnt,
+                           uint64_t *output, uint32_t *outputCnt, void *outStruct,
+                           size_t *outStructCnt) override {
+    io_connect_t connect = IO_OBJECT_NULL;
+    mach_port_t wake = MACH_PORT_NULL;
+    uint32_t kr = enter(&connect, &wake);
+    if (kr == RC_kIOReturnSuccess) {
+      uint64_t reference[kAsyncRefWords] = {};
+      reference[kIOAsyncCalloutFuncIndex] = AsyncPort::callbackWord();
+      reference[kIOAsyncCalloutRefconIndex] = refcon;
+      kr = (uint32_t)IOConnectCallAsyncMethod(connect, selector, wake, reference,
+                                              kAsyncRefWords, input, inputCnt, inStruct,
+                                              inStructCnt, output, outputCnt, outStruct,
+                                              outStructCnt);
+      leave();
+    }
+    return finish(kr, outputCnt, outStructCnt);
   }
 
   uint32_t loadedKexts(std::vector<KextInfo> &out) override {
@@ -330,16 +475,73 @@ class IOKitTransport final : public Transport {
   }
 
   // IOServiceClose releases the connection's port name itself, so it is never released
-  // again; afterwards the name may already denote another right and is not touched.
+  // again; afterwards the name may already denote another right and is not touched. A call
+  // running on another thread is waited for first (it uses the name), and none starts once
+  // closing has begun. Then, in order (kernel-facts §8.8): completions stop reaching the sink
+  // (a running one is waited for; one already sent by the kernel is dropped, as the sim drops
+  // what completes after its close), IOServiceClose (the kext's clientClose cancels what is
+  // pending and sends nothing more), and the wake port and its queue go. When this returns
+  // no completion is running and none will arrive.
   uint32_t close() override {
-    if (connect_ == IO_OBJECT_NULL) return RC_MACH_SEND_INVALID_DEST;
-    kern_return_t kr = IOServiceClose(connect_);
-    connect_ = IO_OBJECT_NULL;
-    return (uint32_t)kr;
+    io_connect_t connect;
+    AsyncPort *port;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (closing_) return RC_MACH_SEND_INVALID_DEST;
+      closing_ = true;
+      idle_.wait(lock, [this] { return inFlight_ == 0; });
+      connect = connect_;
+      connect_ = IO_OBJECT_NULL;
+      port = port_;
+      port_ = nullptr;
+    }
+    if (port) port->stopDelivery();
+    uint32_t kr = connect == IO_OBJECT_NULL ? (uint32_t)RC_MACH_SEND_INVALID_DEST
+                                            : (uint32_t)IOServiceClose(connect);
+    if (port) port->destroy();
+    return kr;
   }
 
  private:
+  // Admits one call: *connect is the connection, counted in flight until leave(). With wake
+  // (an asynchronous call): also the wake port, made on first use. Anything but success
+  // admits nothing: MACH_SEND_INVALID_DEST once closing has begun, kIOReturnNotReady with no
+  // sink (transport.h), kIOReturnNoMemory when the port or its queue could not be made.
+  uint32_t enter(io_connect_t *connect, mach_port_t *wake) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (closing_ || connect_ == IO_OBJECT_NULL) return RC_MACH_SEND_INVALID_DEST;
+    if (wake) {
+      if (!sink_) return RC_kIOReturnNotReady;
+      if (!port_) port_ = AsyncPort::create(sink_);
+      if (!port_) return RC_kIOReturnNoMemory;
+      *wake = port_->wakePort();
+    }
+    inFlight_++;
+    *connect = connect_;
+    return RC_kIOReturnSuccess;
+  }
+
+  void leave() {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (--inFlight_ == 0) idle_.notify_all();
+  }
+
+  // MIG copies no output back on failure; say so instead of leaving the caller's counts.
+  static uint32_t finish(uint32_t kr, uint32_t *outputCnt, size_t *outStructCnt) {
+    if (kr != RC_kIOReturnSuccess) {
+      if (outputCnt) *outputCnt = 0;
+      if (outStructCnt) *outStructCnt = 0;
+    }
+    return kr;
+  }
+
+  std::mutex mutex_;               // everything below
+  std::condition_variable idle_;   // inFlight_ reached 0
   io_connect_t connect_ = IO_OBJECT_NULL;
+  bool closing_ = false;
+  uint32_t inFlight_ = 0;          // calls using connect_ (and port_'s wake port) right now
+  AsyncSink *sink_ = nullptr;
+  AsyncPort *port_ = nullptr;      // made by the first asynchronous call
 };
 
 } // namespace

@@ -1,5 +1,7 @@
 // The real backend (macOS only): a connection to the sample kext's user client through
-// IOKit, and the loaded-kext table through KextManager. Compiled only when binding.gyp
+// IOKit (asynchronous calls complete through a wake port, an IONotificationPort served by a
+// private serial dispatch queue; docs/kernel-facts.md §8), and the loaded-kext table through
+// KextManager. Compiled only when binding.gyp
 // builds for OS=="mac" (KB_HAVE_IOKIT); this header needs no Apple header itself.
 #ifndef KEXTBRIDGE_IOKIT_TRANSPORT_H
 #define KEXTBRIDGE_IOKIT_TRANSPORT_H

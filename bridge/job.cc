@@ -25,6 +25,16 @@ void runCall(Transport &t, Job &job) {
                         &outStruct);
   job.out.resize(outCount);
   job.structOut.resize(outStruct);
+  if ((job.selector == kSelectorRetain || job.selector == kSelectorRelease) && job.in.size() == 1 &&
+      job.in[0] <= 0xFFFFFFFFull && selectorMayRefuse(job.selector, job.kr))
+    job.refusedHeld = HeldAfterRefusal(t, (uint32_t)job.in[0], &job.userClientCalls);
+}
+
+// The count a held selector's answer gives the tag (0 when it has no entry).
+double countIn(const uint8_t *held, size_t size, uint32_t loadTag) {
+  for (size_t off = 0; off + kHeldEntrySize <= size; off += kHeldEntrySize)
+    if (loadU32(held + off + 4 * HeldEntry::loadTag) == loadTag) return loadU32(held + off + 4 * HeldEntry::count);
+  return 0;
 }
 
 // Each chunk is one user-client call: tags in as little-endian uint32s, one entry per tag out.
@@ -43,18 +53,35 @@ void runBatch(Transport &t, Job &job) {
                                &outStruct);
     // A short answer (the user client stopped mid-batch) leaves the rest refused as not open.
     const size_t answered = kr == RC_kIOReturnSuccess ? outStruct / kBatchEntrySize : 0;
+    // The whole call refused (e.g. kIOReturnNotPrivileged): MIG dropped the entries, so each
+    // tag's count comes from one held query right after, as for a single call.
+    uint8_t held[kLedgerCapacity * kHeldEntrySize];
+    size_t heldSize = 0;
+    bool heldKnown = false;
+    if (kr != RC_kIOReturnSuccess && kr != RC_kIOReturnNotOpen && selectorMayRefuse(job.selector, kr)) {
+      uint32_t heldOut = 0;
+      heldSize = sizeof held;
+      job.userClientCalls++;
+      heldKnown = t.callMethod(kSelectorHeld, nullptr, 0, nullptr, 0, nullptr, &heldOut, held, &heldSize) == RC_kIOReturnSuccess;
+    }
     for (size_t i = 0; i < count; i++) {
       double *r = &job.batch[(start + i) * BatchResult::fieldCount];
       if (i >= answered) {
+        // Never reached the user client's ledger or the kernel: the held count is unknown
+        // here (NaN), not 0 (the lib reports these tags as not run).
         r[BatchResult::kr] = kr == RC_kIOReturnSuccess ? RC_kIOReturnNotOpen : kr;
+        r[BatchResult::heldAfter] = heldKnown ? countIn(held, heldSize, job.tags[start + i]) : NAN;
         continue;
       }
       const uint8_t *e = out + i * kBatchEntrySize;
       const uint32_t code = loadU32(e + BatchEntry::code * 4);
       // The entry holds either the kernel's OSReturn or the user client's refusal of this
-      // one tag; the protocol's refusal table tells them apart.
+      // one tag; the protocol's refusal table tells them apart. A refusal's entry still
+      // carries the ledger's real count on the tag (a batch answer is a success, so MIG
+      // keeps it): a refused retain of a held tag reports what is held, never 0.
       if (selectorMayRefuse(job.selector, code)) {
         r[BatchResult::kr] = code;
+        r[BatchResult::heldAfter] = loadU32(e + BatchEntry::heldAfter * 4);
         continue;
       }
       r[BatchResult::osReturn] = code;
@@ -64,6 +91,16 @@ void runBatch(Transport &t, Job &job) {
 }
 
 }  // namespace
+
+double HeldAfterRefusal(Transport &t, uint32_t loadTag, uint32_t *calls) {
+  uint8_t out[kLedgerCapacity * kHeldEntrySize];
+  uint32_t outCount = 0;
+  size_t outStruct = sizeof out;
+  (*calls)++;
+  if (t.callMethod(kSelectorHeld, nullptr, 0, nullptr, 0, nullptr, &outCount, out, &outStruct) != RC_kIOReturnSuccess)
+    return NAN;
+  return countIn(out, outStruct, loadTag);
+}
 
 void Execute(Transport &transport, Job &job) {
   switch (job.kind) {
@@ -78,6 +115,12 @@ void Execute(Transport &transport, Job &job) {
       break;
     case Job::Kind::UserClients:
       job.kr = transport.userClients(job.clients);
+      break;
+    case Job::Kind::AsyncCall:
+      ExecuteAsyncCall(transport, job);
+      break;
+    case Job::Kind::FetchResource:
+      ExecuteFetchResource(transport, job);
       break;
     case Job::Kind::Close:
       job.kr = transport.close();

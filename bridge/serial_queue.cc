@@ -131,13 +131,13 @@ void SerialQueue::post(std::unique_ptr<Job> job, bool last) {
   if (schedule) WorkerPool::instance().schedule(this);
 }
 
-void SerialQueue::runExclusive(const std::function<void()> &work) {
-  {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [this] { return (queue_.empty() || stop_ || finished_) && !busy_; });
-    busy_ = true;
-  }
-  work();
+void SerialQueue::enterExclusive() {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [this] { return (queue_.empty() || stop_ || finished_) && !busy_; });
+  busy_ = true;
+}
+
+void SerialQueue::leaveExclusive() {
   bool schedule = false;
   {
     std::lock_guard<std::mutex> lk(mu_);

@@ -34,8 +34,14 @@ class SerialQueue {
   // Queues a job. After a job posted with last = true runs, the queue runs nothing more.
   void post(std::unique_ptr<Job> job, bool last = false);
   // Runs `work` on the calling thread once everything posted before has run, never while a
-  // job runs on the worker.
-  void runExclusive(const std::function<void()> &work);
+  // job runs on the worker. A template, so the sync path builds no std::function (which
+  // allocates for a lambda capturing more than two pointers) on each call.
+  template <class F>
+  void runExclusive(F &&work) {
+    enterExclusive();
+    work();
+    leaveExclusive();
+  }
   // Drops jobs not yet started (deleting them), waits for the one running and for the pool
   // thread to let go of this queue.
   void stop();
@@ -52,6 +58,8 @@ class SerialQueue {
   friend class WorkerPool;
   // On a pool thread: runs this queue's jobs in order until it has none (or must yield).
   void drain();
+  void enterExclusive();  // waits until nothing is queued or running, then marks the queue busy
+  void leaveExclusive();  // unmarks it, handing work posted meanwhile to the pool
 
   std::function<void(Job &)> run_;
   std::function<bool(Job *)> done_;

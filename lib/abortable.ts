@@ -84,7 +84,7 @@ interface Waiters {
 const waiting = new WeakMap<object, Waiters>();
 
 /** The signal's reason, or a TypeError (caused by what was thrown) when reading it throws. */
-function reasonOf(signal: AbortSignal): unknown {
+export function reasonOf(signal: AbortSignal): unknown {
   try {
     return signal.reason;
   } catch (e) {
@@ -96,7 +96,7 @@ function reasonOf(signal: AbortSignal): unknown {
  * Calls `onAbort(reason)` once the signal aborts; returns the unsubscribe function (which
  * never throws). Throws only when the signal refuses the listener, before anything started.
  */
-function subscribe(signal: AbortSignal, onAbort: (reason: unknown) => void): () => void {
+export function subscribe(signal: AbortSignal, onAbort: (reason: unknown) => void): () => void {
   let w = waiting.get(signal);
   if (w === undefined) {
     const calls = new Set<(reason: unknown) => void>();

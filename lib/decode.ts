@@ -4,7 +4,7 @@ import { codeValue, describeReturn } from './codes';
 import { CallSite, KextBridgeError } from './errors';
 import { NativeCallResult, NativeKext, NativeManyResult } from './native';
 import { BATCH_RESULT, HELD_ENTRY, LIMITS, OUT, SELECTORS } from './protocol.gen';
-import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
+import { BatchTagFailure, Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 
 const sel = SELECTORS;
 
@@ -44,15 +44,28 @@ export function checkTransport(op: string, r: NativeCallResult, outScalars: numb
 
 export function counted(op: Counted, loadTag: number, r: NativeCallResult): RetainResult | ReleaseResult {
   const o = OUT[op];
+  // A refusal has no outputs (MIG drops them): its held count is the one the addon asked the
+  // user client for right after, in the same turn on the connection's queue.
+  if (r.kr !== 0) return decode(op, loadTag, r.kr, 0, r.held ?? NaN);
   return decode(op, loadTag, r.kr, Number(r.scalars[o.osReturn] ?? 0), Number(r.scalars[o.heldAfter] ?? 0));
 }
 
-/** A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. */
+let successMessage: string | undefined;
+
+/**
+ * A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. For a
+ * refusal `held` is the ledger's count on the tag when the user client said it, NaN when not
+ * (then the result has no `held`).
+ */
 export function decode(op: Counted, loadTag: number, kr: number, osReturn: number, held: number): RetainResult | ReleaseResult {
   if (kr !== 0) {
     const d = describeCached(kr);
-    return { ok: false, layer: 'userclient', name: d.name, code: d.value, message: d.message, loadTag } as RetainResult | ReleaseResult;
+    const r = { ok: false, layer: 'userclient', name: d.name, code: d.value, message: d.message, loadTag } as RetainResult | ReleaseResult;
+    if (!Number.isNaN(held)) r.held = held;
+    return r;
   }
+  // The common answer, without the code table (kOSReturnSuccess is in both KPIs' kernelCodes).
+  if (osReturn === 0) return { ok: true, layer: 'kernel', name: 'kOSReturnSuccess', code: 0, message: (successMessage ??= describeReturn(0).message), loadTag, held };
   const d = describeCached(osReturn);
   if (!(sel[op].kernelCodes as readonly string[]).includes(d.name))
     throw new KextBridgeError(op, d.value, `the kernel answered ${d.name}, which ${op} cannot produce: ${d.message}`);
@@ -60,17 +73,83 @@ export function decode(op: Counted, loadTag: number, kr: number, osReturn: numbe
   return { ok: false, layer: 'kernel', name: d.name, code: d.value, message: d.message, loadTag, held } as RetainResult | ReleaseResult;
 }
 
-/** One typed result per tag, in order; a transport failure of any tag rejects the batch. */
-export function decodeMany<S extends Counted>(op: S, tags: Uint32Array, r: NativeManyResult, site?: CallSite): ResultFor<S>[] {
-  if (r.kr !== 0) throw new KextBridgeError(`${op}Many`, r.kr, undefined, site);
-  const out: (RetainResult | ReleaseResult)[] = [];
-  for (let i = 0; i < tags.length; i++) {
-    const at = i * BATCH_RESULT.stride;
-    const kr = r.results[at + BATCH_RESULT.kr];
-    if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(`${op}Many`, kr, `${describeReturn(kr).message} (tag ${tags[i]})`, site);
-    out.push(decode(op, tags[i], kr, r.results[at + BATCH_RESULT.osReturn], r.results[at + BATCH_RESULT.heldAfter]));
+/** What one tag of a batch came to: its typed result, or why it has none. */
+function decodeTag(op: Counted, loadTag: number, kr: number, osReturn: number, held: number): RetainResult | ReleaseResult | BatchTagFailure {
+  if (kr !== 0 && !refusable(op, kr)) {
+    // The chunk carrying the tag failed, or the user client stopped before it: never run.
+    const d = describeCached(kr);
+    return { ok: false, layer: 'not-run', name: d.name, code: d.value, message: d.message, loadTag };
   }
-  return out as ResultFor<S>[];
+  if (kr === 0 && osReturn !== 0 && !(sel[op].kernelCodes as readonly string[]).includes(describeCached(osReturn).name)) {
+    const d = describeCached(osReturn);
+    return { ok: false, layer: 'unexpected', name: d.name, code: d.value, message: `the kernel answered ${d.name}, which ${op} cannot produce: ${d.message}`, loadTag };
+  }
+  return decode(op, loadTag, kr, osReturn, held);
+}
+
+function decodeRange(op: Counted, tags: Uint32Array, results: Float64Array, from: number, to: number, out: (RetainResult | ReleaseResult | BatchTagFailure)[]): number {
+  let firstFailure = -1;
+  for (let i = from; i < to; i++) {
+    const at = i * BATCH_RESULT.stride;
+    const t = decodeTag(op, tags[i], results[at + BATCH_RESULT.kr], results[at + BATCH_RESULT.osReturn], results[at + BATCH_RESULT.heldAfter]);
+    if (firstFailure < 0 && (t.layer === 'not-run' || t.layer === 'unexpected')) firstFailure = i;
+    out[i] = t;
+  }
+  return firstFailure;
+}
+
+/**
+ * The batch's answer once every tag is decoded: the typed results, or (when some tag has none:
+ * the batch was interrupted by a stopped user client, a failed chunk or a kernel answer the KPI
+ * cannot produce) a KextBridgeError whose `results` still carries every tag's outcome in
+ * order, so nothing that already happened is lost.
+ */
+function finish<S extends Counted>(op: S, out: (RetainResult | ReleaseResult | BatchTagFailure)[], failure: number, site?: CallSite): ResultFor<S>[] {
+  if (failure < 0) return out as ResultFor<S>[];
+  const f = out[failure] as BatchTagFailure;
+  const answered = out.filter((r) => r.layer !== 'not-run').length;
+  throw new KextBridgeError(
+    `${op}Many`,
+    f.code,
+    `${f.layer === 'not-run' ? f.message : f.message} (tag ${f.loadTag}, index ${failure}); ${answered} of ${out.length} tags were answered, ${out.length - answered} never ran: error.results has each tag's outcome`,
+    site,
+    out,
+  );
+}
+
+/** Tags decoded per turn of the event loop for a big batch (decodeManyAsync). */
+export const DECODE_CHUNK = 4096;
+// Captured at load: a test's fake timers must not be able to stall a batch's decoding.
+const yieldTurn: () => Promise<void> = ((si) => () => new Promise<void>((resolve) => si(resolve)))(setImmediate);
+
+/** Every tag not run, for a batch refused as a whole (a closed connection). */
+function notRun<S extends Counted>(op: S, tags: Uint32Array, kr: number, site?: CallSite): never {
+  const d = describeCached(kr);
+  const out = Array.from(tags, (loadTag): BatchTagFailure => ({ ok: false, layer: 'not-run', name: d.name, code: d.value, message: d.message, loadTag }));
+  throw new KextBridgeError(`${op}Many`, kr, undefined, site, out);
+}
+
+/** One typed result per tag, in order (sync: all at once). See finish() for an interrupted batch. */
+export function decodeMany<S extends Counted>(op: S, tags: Uint32Array, r: NativeManyResult, site?: CallSite): ResultFor<S>[] {
+  if (r.kr !== 0) notRun(op, tags, r.kr, site);
+  const out = new Array<RetainResult | ReleaseResult | BatchTagFailure>(tags.length);
+  return finish(op, out, decodeRange(op, tags, r.results, 0, tags.length, out), site);
+}
+
+/**
+ * As decodeMany, for the async calls: a batch above DECODE_CHUNK tags is decoded a chunk per
+ * turn of the event loop (setImmediate between chunks), so timers and I/O run meanwhile.
+ */
+export async function decodeManyAsync<S extends Counted>(op: S, tags: Uint32Array, r: NativeManyResult, site?: CallSite): Promise<ResultFor<S>[]> {
+  if (r.kr !== 0) notRun(op, tags, r.kr, site);
+  const out = new Array<RetainResult | ReleaseResult | BatchTagFailure>(tags.length);
+  let failure = -1;
+  for (let from = 0; from < tags.length; from += DECODE_CHUNK) {
+    if (from > 0) await yieldTurn();
+    const f = decodeRange(op, tags, r.results, from, Math.min(tags.length, from + DECODE_CHUNK), out);
+    if (failure < 0) failure = f;
+  }
+  return finish(op, out, failure, site);
 }
 
 function cString(bytes: Buffer): string {

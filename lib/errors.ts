@@ -1,4 +1,5 @@
 import { describeReturn, ReturnDescription } from './codes';
+import type { BatchTagFailure, ReleaseResult, RetainResult } from './results';
 
 /**
  * A transport failure: no such service, a closed connection, a Mach or MIG error, a
@@ -16,8 +17,15 @@ export class KextBridgeError extends Error {
   /** Everything {@link describeReturn} says about the code. */
   readonly description: ReturnDescription;
 
+  /**
+   * An interrupted retainMany/releaseMany: every tag's outcome, in the order passed. The tags
+   * that ran have their typed results (a retain that succeeded is held: release it or close);
+   * the others a {@link BatchTagFailure}. Undefined for every other error.
+   */
+  readonly results?: readonly (RetainResult | ReleaseResult | BatchTagFailure)[];
+
   /** `site`: a stack captured where the caller made the call, before any thread hop. */
-  constructor(operation: string, code: number, detail?: string, site?: CallSite) {
+  constructor(operation: string, code: number, detail?: string, site?: CallSite, results?: readonly (RetainResult | ReleaseResult | BatchTagFailure)[]) {
     const d = describeReturn(code);
     super(`${operation}: ${d.name} (${d.hex}): ${detail ?? d.message}`);
     this.name = 'KextBridgeError';
@@ -26,6 +34,7 @@ export class KextBridgeError extends Error {
     this.hex = d.hex;
     this.operation = operation;
     this.description = d;
+    if (results) this.results = results;
     if (site?.stack) this.stack = `${this.name}: ${this.message}\n${site.stack.slice(site.stack.indexOf('\n') + 1)}`;
   }
 }

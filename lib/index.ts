@@ -9,11 +9,16 @@ export { KextBridge } from './kextbridge';
 export type { Backend, SyncApi } from './kextbridge';
 export type { CallOptions } from './abortable';
 export { createSimKernel, defaultSimKernel, SimKernel } from './sim';
-export type { KernelEvent, KernelEvents, KextSpec, OSReturnResult, PanicRecord, SimKernelOptions } from './sim-types';
+export type { KernelEvent, KernelEvents, KextSpec, LoadRequestedEvent, OSReturnResult, PanicRecord, RequestEvent, SimKernelOptions, SimPendingRequest } from './sim-types';
+export type { InstallOptions } from './sim';
+export type {
+  LoadKextKernelFailure, LoadKextRefusal, LoadKextResult, LoadKextSuccess, OwnRequest, RequestOptions,
+  ResourceAborted, ResourceDelivered, ResourceKernelFailure, ResourceRefusal, ResourceResult,
+} from './requests';
 export { describeReturn, codeValue, isCodeName, toHex } from './codes';
 export type { CodeName, ReturnDescription } from './codes';
 export { KextBridgeError } from './errors';
-export type { Held, Info, KernelFailure, KernelSuccess, LoadedKext, ReleaseResult, RetainResult, UserClientRefusal } from './results';
+export type { BatchTagFailure, Held, Info, KernelFailure, KernelSuccess, LoadedKext, ReleaseResult, RetainResult, UserClientRefusal } from './results';
 export { CODES, LIMITS, PROTOCOL_VERSION, SAMPLE_KEXT, SELECTORS } from './protocol.gen';
 export { decodeText } from './decode-text';
 export type { TextCode, TextCodeKind } from './decode-text';

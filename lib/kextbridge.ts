@@ -3,11 +3,11 @@
 // in abortable.ts, and choosing and opening a backend in open.ts.
 import { abortable, CallOptions, checkCallOptions } from './abortable';
 import { codeValue } from './codes';
-import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, refusable, ResultFor } from './decode';
+import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, decodeManyAsync, refusable, ResultFor } from './decode';
 import { callSite, KextBridgeError } from './errors';
 import { binding, NativeCallResult, NativeConnection } from './native';
 import { OUT, SELECTORS } from './protocol.gen';
-import { Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
+import { BatchTagFailure, Held, Info, LoadedKext, ReleaseResult, RetainResult } from './results';
 import { SimKernel } from './sim';
 import { checkLoadTag, checkLoadTags } from './validate';
 import type { Explanation, UserClient } from './workflow/explain';
@@ -18,6 +18,9 @@ import { Workflow } from './workflow/workflow';
 import type { LifecycleOptions, LoadResult, UnloadResult } from './lifecycle/results';
 import { checkWaitOptions } from './workflow/wait';
 import { checkTarget } from './workflow/target';
+import { checkBundleId, checkRequestOptions, decodeLoadKext, encodeBundleId, LoadKextResult, OwnRequest, PendingRequest, RequestOptions, ResourceResult } from './requests';
+import { checkCString } from './validate';
+import { LIMITS } from './protocol.gen';
 
 /** Which kernel a connection talks to: the simulated one, or the real kext through IOKit (macOS). */
 export type Backend = 'sim' | 'iokit';
@@ -32,6 +35,11 @@ const shape = (s: (typeof SELECTORS)[keyof typeof SELECTORS], scalars: number[] 
   outScalars: s.scalarOutputs,
   outStruct: s.structOutputSize,
 });
+
+/** Where bindSync's output array carries the answer: retain and release share the layout. */
+const SYNC_OS_RETURN = OUT.retain.osReturn;
+const SYNC_HELD_AFTER = OUT.retain.heldAfter;
+if (OUT.release.osReturn !== SYNC_OS_RETURN || OUT.release.heldAfter !== SYNC_HELD_AFTER) throw new Error('kextbridge: retain and release outputs differ');
 
 /** The same operations as KextBridge, run on the calling thread (after anything queued). */
 export interface SyncApi {
@@ -49,6 +57,8 @@ export interface SyncApi {
   held(): Held[];
   /** As {@link KextBridge.loadedKexts}, on the calling thread. */
   loadedKexts(): LoadedKext[];
+  /** As {@link KextBridge.loadKext}, on the calling thread. */
+  loadKext(bundleId: string): LoadKextResult;
 }
 
 /** Objects the KextBridge constructor made: methods check it, so a detached method or an object
@@ -77,11 +87,9 @@ export class KextBridge {
   /** The same calls, synchronous: they run on the calling thread after anything already queued. */
   readonly sync: SyncApi;
   /** @internal the addon connection; lifetime tests queue work on it below the library. */
-  private readonly conn: NativeConnection;
+  readonly conn: NativeConnection;
   private readonly ownLoadTag: number;
   private closing: Promise<void> | undefined;
-  /** Output scalars of the sync retain/release fast path (osReturn, heldAfter). */
-  private readonly scalarsOut = new Float64Array(SELECTORS.retain.scalarOutputs);
   /** kext(), explain(), the waits and watch() (lib/workflow/). */
   private readonly wf: Workflow = new Workflow(this);
 
@@ -94,14 +102,30 @@ export class KextBridge {
     this.backendReason = backendReason;
     this.sim = sim;
     this.ownLoadTag = ownLoadTag;
+    // The sync retain/release fast path: native functions bound to this connection, writing
+    // [osReturn, heldAfter] into one buffer made once (README "Performance").
+    const fast = conn.bindSync();
+    const out = fast.out;
     this.sync = {
       info: () => decodeInfo(this.callSync('getInfo', shape(sel.getInfo)), this.backendReason),
-      retain: (...a: [number?]) => this.countedSync('retain', this.tagOf(a[0], a.length)),
-      release: (...a: [number?]) => this.countedSync('release', this.tagOf(a[0], a.length)),
+      retain: (loadTag?: number) => {
+        const tag = loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
+        return this.countedSync('retain', fast.retain(tag), tag, out);
+      },
+      release: (loadTag?: number) => {
+        const tag = loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
+        return this.countedSync('release', fast.release(tag), tag, out);
+      },
       retainMany: (tags) => this.manySync('retain', checkLoadTags(tags)),
       releaseMany: (tags) => this.manySync('release', checkLoadTags(tags)),
       held: () => decodeHeld(this.callSync('held', shape(sel.held))),
       loadedKexts: () => decodeKexts(this.conn.loadedKextsSync()),
+      loadKext: (bundleId: string) => {
+        own(this, 'sync.loadKext');
+        const id = checkBundleId(bundleId);
+        const r = decodeLoadKext(id, this.conn.callSync(sel.loadKextWithIdentifier.selector, [], encodeBundleId(id), sel.loadKextWithIdentifier.scalarOutputs, 0));
+        return r.ok ? { ...r, loadTag: decodeKexts(this.conn.loadedKextsSync()).find((k) => k.bundleId === id)?.loadTag ?? null } : r;
+      },
     };
   }
 
@@ -136,7 +160,8 @@ export class KextBridge {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.retainMany);
-    return this.reportedMany('retain', decodeMany('retain', tags, await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags)), site));
+    const r = await abortable('retainMany', o, site, () => this.conn.callMany(sel.retainBatch.selector, tags));
+    return this.reportedMany('retain', () => decodeManyAsync('retain', tags, r, site));
   }
 
   /** Many releases in one trip to the worker thread; one typed result per tag, in order. */
@@ -145,7 +170,8 @@ export class KextBridge {
     const tags = checkLoadTags(loadTags);
     const o = checkCallOptions(options);
     const site = callSite(this.releaseMany);
-    return this.reportedMany('release', decodeMany('release', tags, await abortable('releaseMany', o, site, () => this.conn.callMany(sel.releaseBatch.selector, tags)), site));
+    const r = await abortable('releaseMany', o, site, () => this.conn.callMany(sel.releaseBatch.selector, tags));
+    return this.reportedMany('release', () => decodeManyAsync('release', tags, r, site));
   }
 
   /** What this connection holds: [{ loadTag, count }]. */
@@ -169,11 +195,70 @@ export class KextBridge {
     return r.clients;
   }
 
+  /**
+   * OSKextLoadKextWithIdentifier (admin only): loads a kext the kernel knows by its bundle id.
+   * Already loaded: success with its tag. Installed but not loaded: loaded now, success with
+   * the new tag. Unknown to the kernel: `kOSKextReturnDeferred` — the kernel asked user space
+   * (kernelmanagerd) to load it; follow with `kb.waitForLoad(bundleId)`. Not an administrator:
+   * `kIOReturnNotPrivileged`. A bundle id that is not a string throws TypeError; one that is
+   * empty, longer than 63 bytes of UTF-8, or has a NUL or a lone surrogate throws RangeError
+   * and nothing is sent (the user client would refuse it too, with kIOReturnBadArgument).
+   */
+  async loadKext(bundleId: string, options?: CallOptions): Promise<LoadKextResult> {
+    own(this, 'loadKext');
+    const id = checkBundleId(bundleId);
+    const o = checkCallOptions(options);
+    const site = callSite(this.loadKext);
+    const s = sel.loadKextWithIdentifier;
+    const r = decodeLoadKext(id, await abortable('loadKext', o, site, () => this.conn.call(s.selector, [], encodeBundleId(id), s.scalarOutputs, 0)), site);
+    if (!r.ok) return r;
+    return { ...r, loadTag: (await this.loadedKexts()).find((k) => k.bundleId === id)?.loadTag ?? null };
+  }
+
+  /**
+   * OSKextRequestResource on behalf of the sample kext: the bytes of resource `resourceName`
+   * in the bundle of `bundleId`, delivered later by user space (kernelmanagerd) through the
+   * kext's callback and the connection's async completion, then fetched once.
+   *
+   * Resolves with a {@link ResourceResult}: `{ ok: true, data, requestTag }`; the kernel's
+   * failure with no data (`kOSKextReturnNotFound` for a missing resource,
+   * `kOSKextReturnTimeout` when nobody answered before the autounload scans); a user-client
+   * refusal (`kIOReturnNoSpace` for a resource over 64 KiB). Aborting (options.signal, or
+   * options.timeout passing) cancels the request in the kernel: `{ ok: false, reason:
+   * 'aborted' | 'timeout', cancelled: true }` when the cancel won; when the delivery had
+   * already won, its result with `abortedAfterDelivery: true`. close() cancels every pending
+   * request (`reason: 'closed'`). A signal already aborted rejects with an AbortError and
+   * nothing is sent; bad arguments throw TypeError / RangeError.
+   *
+   * On the sim the wait runs in virtual time: it jumps the clock to the next due event (the
+   * delivery, an autounload scan) as the waits do, so it resolves in real milliseconds; a
+   * timeout is in virtual ms. When nothing is due (resources withheld and no scan armed), it
+   * waits for someone else to advance the clock, for the signal, or for close().
+   */
+  requestResource(bundleId: string, resourceName: string, options?: RequestOptions): Promise<ResourceResult> {
+    own(this, 'requestResource');
+    const id = checkBundleId(bundleId);
+    const name = checkCString('resourceName', resourceName, LIMITS.resourceNameSize - 1);
+    const o = checkRequestOptions(options);
+    return new PendingRequest(this, id, name, o, callSite(this.requestResource)).start();
+  }
+
+  /** @internal the requests this connection waits for (explain() on a Mac; close() settles them). */
+  readonly requests = new Set<PendingRequest>();
+
+  /** @internal explain() on a Mac: this connection's pending requests. */
+  _ownRequests(): OwnRequest[] {
+    return [...this.requests].filter((r) => r.own.requestTag !== null).map((r) => ({ ...r.own }));
+  }
+
   /** Waits for calls in flight, then closes, releasing what this connection holds. Idempotent. */
   close(): Promise<void> {
     own(this, 'close');
     if (!this.closing) queueMicrotask(() => this.wf.reportClosing());
-    this.closing ??= this.conn.close().then(({ kr, unreleased }) => {
+    const settleRequests = () => {
+      for (const r of [...this.requests]) r.connectionClosed();
+    };
+    this.closing ??= this.conn.close().finally(settleRequests).then(({ kr, unreleased }) => {
       // On a Mac a connection whose service was terminated is cut: IOServiceClose answers
       // kIOReturnBadArgument, still drops the handle, and the kext releases what the client
       // held when it is freed (docs/kernel-facts.md §4.4). That is a completed close.
@@ -299,9 +384,31 @@ export class KextBridge {
     return r;
   }
 
-  private reportedMany<R extends RetainResult | ReleaseResult>(op: 'retain' | 'release', rs: R[]): R[] {
-    for (const r of rs) this.wf.reportCall(op, r);
-    return rs;
+  /** Reports each tag's call to watch(): all of them, or (an interrupted batch) those that ran. */
+  private reportAll(op: Counted, rs: readonly (RetainResult | ReleaseResult | BatchTagFailure)[]): void {
+    for (const r of rs) if (r.layer !== 'not-run' && r.layer !== 'unexpected') this.wf.reportCall(op, r as RetainResult | ReleaseResult);
+  }
+
+  private async reportedMany<R extends RetainResult | ReleaseResult>(op: Counted, decoded: () => Promise<R[]>): Promise<R[]> {
+    try {
+      const rs = await decoded();
+      this.reportAll(op, rs);
+      return rs;
+    } catch (e) {
+      if (e instanceof KextBridgeError && e.results) this.reportAll(op, e.results);
+      throw e;
+    }
+  }
+
+  private reportedManySync<R extends RetainResult | ReleaseResult>(op: Counted, decoded: () => R[]): R[] {
+    try {
+      const rs = decoded();
+      this.reportAll(op, rs);
+      return rs;
+    } catch (e) {
+      if (e instanceof KextBridgeError && e.results) this.reportAll(op, e.results);
+      throw e;
+    }
   }
 
   private tagOf(loadTag: unknown, argc: number): number {
@@ -318,13 +425,13 @@ export class KextBridge {
     return checkTransport(op, this.conn.callSync(c.selector, c.scalars, null, c.outScalars, c.outStruct), c.outScalars);
   }
 
-  private countedSync<S extends Counted>(op: S, loadTag: number): ResultFor<S> {
-    const kr = this.conn.callScalarSync(sel[op].selector, loadTag, this.scalarsOut);
+  private countedSync<S extends Counted>(op: S, kr: number, loadTag: number, out: Float64Array): ResultFor<S> {
     if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(op, kr);
-    return this.reported(op, decode(op, loadTag, kr, this.scalarsOut[OUT[op].osReturn], this.scalarsOut[OUT[op].heldAfter]) as RetainResult) as ResultFor<S>;
+    return this.reported(op, decode(op, loadTag, kr, out[SYNC_OS_RETURN], out[SYNC_HELD_AFTER]) as RetainResult) as ResultFor<S>;
   }
 
   private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {
-    return this.reportedMany(op, decodeMany(op, tags, this.conn.callManySync(sel[`${op}Batch` as const].selector, tags)) as RetainResult[]) as ResultFor<S>[];
+    const r = this.conn.callManySync(sel[`${op}Batch` as const].selector, tags);
+    return this.reportedManySync(op, () => decodeMany(op, tags, r));
   }
 }

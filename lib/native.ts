@@ -2,12 +2,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { LoadedKext } from './results';
-import type { KernelEvents, KextSpec, PanicRecord, SimKernelOptions, SimKextFlags } from './sim-types';
+import type { KernelEvents, KextSpec, PanicRecord, SimKernelOptions, SimKextFlags, SimPendingRequest } from './sim-types';
 
 export interface NativeCallResult {
   kr: number;
   scalars: (number | bigint)[];
   struct: Buffer;
+  /** retain/release refused by the user client: the ledger's count on the tag, asked right after. */
+  held?: number;
 }
 export interface NativeManyResult {
   kr: number;
@@ -26,6 +28,25 @@ export interface NativeConnection {
   callSync(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): NativeCallResult;
   /** One scalar in; writes out.length scalars into `out` (zeros when none came back); returns kr. */
   callScalarSync(selector: number, scalar: number, out: Float64Array): number;
+  /**
+   * The sync retain/release fast path: functions bound to this connection that take a load
+   * tag, write [osReturn, heldAfter] into `out` (on a refusal [0, the held count or NaN]) and
+   * return kr. `out` is the connection's one buffer, made once.
+   */
+  bindSync(): { out: Float64Array; retain(loadTag: number): number; release(loadTag: number): number };
+  /**
+   * IOConnectCallAsyncMethod: as call(), with a refcon the native side picks and registers
+   * before the call is queued. onCompletion(result, args) runs on the JS thread at most once,
+   * possibly before the promise settles, never after close. A call answering kr ≠ 0 gets no
+   * completion (forgotten natively); for one the kernel refused, call forgetAsync(refcon).
+   */
+  callAsync(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number, onCompletion: (result: number, args: (number | bigint)[]) => void): Promise<NativeCallResult & { refcon: number }>;
+  /** Stops awaiting a completion (no event-loop reference left for it); true when it was awaited. */
+  forgetAsync(refcon: number): boolean;
+  /** The whole delivery of a request (fetchResource in fetchChunkSize pieces, one job). */
+  fetchResource(requestTag: number): Promise<{ kr: number; length: number; data: Buffer }>;
+  /** Test seam: async calls awaiting their completion. */
+  readonly _asyncPending: number;
   callMany(selector: number, loadTags: Uint32Array): Promise<NativeManyResult>;
   callManySync(selector: number, loadTags: Uint32Array): NativeManyResult;
   loadedKexts(): Promise<{ kr: number; kexts: NativeKext[] }>;
@@ -67,6 +88,14 @@ export interface NativeSimKernel {
   /** The kernel's open user clients of the sample kext, as SimTransport::userClients reports them. */
   userClients(): NativeUserClient[];
   unloadEnabled(): { unload: boolean; autounload: boolean };
+  installKext(spec: KextSpec, resources?: Record<string, Uint8Array | string>): number;
+  setResourceDelay(ms: number): void;
+  setLoadReplyDelay(ms: number): void;
+  withholdResources(on: boolean): void;
+  failResources(code: number, times: number): void;
+  setStopping(loadTag: number, stopping: boolean): number;
+  armAutounloadScan(): void;
+  pendingRequests(): SimPendingRequest[];
 }
 /** Why a connection did not open; `why` says what to do. */
 export type OpenFailure = { kr: number; why: string };

@@ -56,6 +56,39 @@ export interface UserClientRefusal<N extends string> {
   message: string;
   /** The load tag the call was for. */
   loadTag: number;
+  /**
+   * How many retains this connection holds on the tag after the refusal (unchanged by it):
+   * the ledger's real count, e.g. a held tag refused by a full ledger (kIOReturnNoResources).
+   * A single call's refusal carries no outputs (MIG drops them on an error), so the addon asks
+   * the user client (the held selector) right after, in the same turn on the connection's
+   * queue; a batch's entry carries it. Absent when the user client could not say (stopped).
+   */
+  held?: number;
+}
+
+/**
+ * One tag of an interrupted retainMany/releaseMany (in `KextBridgeError.results`) that has no
+ * typed result. The error carries every tag's outcome in order: the typed results of what
+ * happened, and one of these for each other tag.
+ */
+export interface BatchTagFailure {
+  /** Always false. */
+  ok: false;
+  /**
+   * 'not-run': the tag never reached the kernel (the user client stopped before it, e.g. its
+   * service was terminated, or the call carrying it failed, e.g. a panicked or closed
+   * connection): nothing changed for it. 'unexpected': the kernel answered a code this KPI
+   * cannot produce (on the sim only an injected fault does, and a fault changes nothing).
+   */
+  layer: 'not-run' | 'unexpected';
+  /** The code's name: why the tag did not run, or what the kernel answered. */
+  name: string;
+  /** The code's value, unsigned 32-bit. */
+  code: number;
+  /** What the code means. */
+  message: string;
+  /** The load tag. */
+  loadTag: number;
 }
 
 type ResultOf<S extends 'retain' | 'release'> =

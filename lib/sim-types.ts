@@ -113,7 +113,74 @@ export type KernelEvent =
       type: 'panic';
       /** The panic string. */
       message: string;
-    });
+    })
+  | RequestEvent
+  | LoadRequestedEvent;
+
+/**
+ * A resource request's life in the kernel (OSKextRequestResource): queued, then delivered,
+ * timed out (at the autounload scans) or cancelled. `loadTag` is the requesting kext (whose
+ * callback it is: the sample kext for kb.requestResource), `bundleId` and `resourceName` what
+ * it asked for.
+ */
+export interface RequestEvent {
+  /** A resource request event. */
+  type: 'request';
+  /** What happened to the request. */
+  phase: 'queued' | 'delivered' | 'timedOut' | 'cancelled';
+  /** Position in the kernel's event stream. */
+  seq: number;
+  /** Virtual milliseconds since boot. */
+  at: number;
+  /** The requesting kext's load tag. */
+  loadTag: number;
+  /** The bundle the resource was asked from. */
+  bundleId: string;
+  /** The resource's name. */
+  resourceName: string;
+  /** The kernel's tag for the request. */
+  requestTag: number;
+  /** delivered / timedOut: the OSReturn the callback got (kOSKextReturnNotFound: no such resource). */
+  code?: number;
+  /** delivered: the bytes delivered. */
+  length?: number;
+}
+
+/** OSKextLoadKextWithIdentifier of an id the kernel does not know: queued to kernelmanagerd. */
+export interface LoadRequestedEvent {
+  /** A load request went to user space. */
+  type: 'loadRequested';
+  /** Position in the kernel's event stream. */
+  seq: number;
+  /** Virtual milliseconds since boot. */
+  at: number;
+  /** Always null: nothing is loaded yet. */
+  loadTag: null;
+  /** The bundle id asked for. */
+  bundleId: string;
+}
+
+/** A resource request the simulated kernel holds (SimKernel.pendingRequests()). */
+export interface SimPendingRequest {
+  /** The kernel's tag for the request. */
+  requestTag: number;
+  /** The requesting kext's load tag. */
+  loadTag: number;
+  /** The requesting kext's bundle id. */
+  callerBundleId: string;
+  /** The bundle the resource is asked from. */
+  bundleId: string;
+  /** The resource's name. */
+  resourceName: string;
+  /** Virtual ms when it was requested. */
+  requestedAt: number;
+  /** Virtual ms when kernelmanagerd answers it, or null while resources are withheld. */
+  dueAt: number | null;
+  /** kernelmanagerd will not answer it (withholdResources): it times out at the scans. */
+  withheld: boolean;
+  /** One autounload scan has seen it: the next one times it out. */
+  stale: boolean;
+}
 
 /** A read of the kernel's event ring. */
 export interface KernelEvents {
@@ -130,4 +197,8 @@ export interface SimKextFlags {
   autounload: boolean;
   unloadUnsupported: boolean;
   kernelComponent: boolean;
+  /** Resource requests with this kext's callback (they block its unload). */
+  pendingRequests: number;
+  /** Its stop routine is running (setStopping): new requests answer kOSKextReturnStopping. */
+  stopping: boolean;
 }

@@ -4,10 +4,11 @@ import { codeValue, describeReturn, isCodeName, CodeName } from './codes';
 import { KextBridgeError } from './errors';
 import { binding, NativeSimKernel, NativeUserClient } from './native';
 import { LoadedKext } from './results';
-import { KernelEvents, KextSpec, OSReturnResult, PanicRecord, SimKernelOptions, SimKextFlags } from './sim-types';
+import { KernelEvents, KextSpec, OSReturnResult, PanicRecord, SimKernelOptions, SimKextFlags, SimPendingRequest } from './sim-types';
+import { LIMITS } from './protocol.gen';
 import { explainFrom, Explanation } from './workflow/explain';
 import { checkTarget } from './workflow/target';
-import { simFacts } from './workflow/workflow';
+import { simFacts, simRequests } from './workflow/workflow';
 import type { SimBundleRecord } from './lifecycle/sim-lifecycle';
 import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, checkOneOf, checkOptions, checkUint32, checkUuid, isWellFormed, quote, readArray } from './validate';
 
@@ -15,7 +16,7 @@ import { checkBoolean, checkCString, checkLoadTag, checkNonNegativeInteger, chec
 const KMOD_NAME_BYTES = 63;
 
 // Their home is sim-types.ts (below native.ts); they read naturally from here too.
-export type { KernelEvent, KernelEvents } from './sim-types';
+export type { KernelEvent, KernelEvents, LoadRequestedEvent, RequestEvent, SimPendingRequest } from './sim-types';
 export type { KextSpec, OSReturnResult, PanicRecord, SimKernelOptions };
 
 const SPEC_KEYS = ['bundleId', 'version', 'uuid', 'dependencies', 'classes', 'autounload', 'unloadUnsupported', 'started'] as const;
@@ -23,6 +24,50 @@ const SPEC_KEYS = ['bundleId', 'version', 'uuid', 'dependencies', 'classes', 'au
 function osReturn(code: number): OSReturnResult {
   const d = describeReturn(code);
   return { ok: d.value === 0, name: d.name, code: d.value, message: d.message };
+}
+
+/**
+ * A kext spec read once, field by field, into a plain copy that is checked and is what native
+ * code reads (which checks again): a getter cannot answer the check one thing and the kernel
+ * another.
+ */
+function checkSpec(spec: unknown): KextSpec {
+  const s = checkOptions('spec', spec, SPEC_KEYS);
+  if (spec === undefined) throw new TypeError('spec must be an object with a bundleId');
+  const { bundleId, version, uuid, dependencies, classes, autounload, unloadUnsupported, started } = s; // each read once
+  const copy: KextSpec = { bundleId: checkCString('spec.bundleId', bundleId, KMOD_NAME_BYTES) };
+  if (version !== undefined) copy.version = checkCString('spec.version', version, KMOD_NAME_BYTES);
+  if (uuid !== undefined) copy.uuid = checkUuid('spec.uuid', uuid);
+  if (autounload !== undefined) copy.autounload = checkBoolean('spec.autounload', autounload);
+  if (unloadUnsupported !== undefined) copy.unloadUnsupported = checkBoolean('spec.unloadUnsupported', unloadUnsupported);
+  if (started !== undefined) copy.started = checkBoolean('spec.started', started);
+  if (dependencies !== undefined) {
+    if (!Array.isArray(dependencies)) throw new TypeError('spec.dependencies must be an array of bundle ids');
+    copy.dependencies = readArray('spec.dependencies', dependencies).map((d, i) => checkCString(`spec.dependencies[${i}]`, d, KMOD_NAME_BYTES));
+  }
+  if (classes !== undefined) {
+    if (!Array.isArray(classes)) throw new TypeError('spec.classes must be an array');
+    const names = new Set<string>();
+    copy.classes = readArray('spec.classes', classes).map((c, i) => {
+      const o = checkOptions(`spec.classes[${i}]`, c, ['name', 'superclass', 'instances']);
+      if (c === undefined) throw new TypeError(`spec.classes[${i}] must be an object`);
+      const { name: n, superclass, instances } = o; // each read once
+      const name = checkCString(`spec.classes[${i}].name`, n);
+      // One metaclass per name (a second would be kOSMetaClassDuplicateClass).
+      if (names.has(name)) throw new RangeError(`spec.classes[${i}].name ${quote(name)} is declared twice`);
+      names.add(name);
+      const cls: NonNullable<KextSpec['classes']>[number] = { name };
+      if (superclass !== undefined) {
+        if (typeof superclass !== 'string') throw new TypeError(`spec.classes[${i}].superclass must be a string`);
+        if (superclass.includes('\0')) throw new RangeError(`spec.classes[${i}].superclass must not contain a NUL character`);
+        if (!isWellFormed(superclass)) throw new RangeError(`spec.classes[${i}].superclass must be well-formed Unicode (it has a lone UTF-16 surrogate)`);
+        cls.superclass = superclass;
+      }
+      if (instances !== undefined) cls.instances = checkUint32(`spec.classes[${i}].instances`, instances);
+      return cls;
+    });
+  }
+  return copy;
 }
 
 /**
@@ -69,45 +114,96 @@ export class SimKernel {
    * another.
    */
   loadKext(spec: KextSpec): number {
-    const s = checkOptions('spec', spec, SPEC_KEYS);
-    if (spec === undefined) throw new TypeError('spec must be an object with a bundleId');
-    const { bundleId, version, uuid, dependencies, classes, autounload, unloadUnsupported, started } = s; // each read once
-    const copy: KextSpec = { bundleId: checkCString('spec.bundleId', bundleId, KMOD_NAME_BYTES) };
-    if (version !== undefined) copy.version = checkCString('spec.version', version, KMOD_NAME_BYTES);
-    if (uuid !== undefined) copy.uuid = checkUuid('spec.uuid', uuid);
-    if (autounload !== undefined) copy.autounload = checkBoolean('spec.autounload', autounload);
-    if (unloadUnsupported !== undefined) copy.unloadUnsupported = checkBoolean('spec.unloadUnsupported', unloadUnsupported);
-    if (started !== undefined) copy.started = checkBoolean('spec.started', started);
-    if (dependencies !== undefined) {
-      if (!Array.isArray(dependencies)) throw new TypeError('spec.dependencies must be an array of bundle ids');
-      copy.dependencies = readArray('spec.dependencies', dependencies).map((d, i) => checkCString(`spec.dependencies[${i}]`, d, KMOD_NAME_BYTES));
-    }
-    if (classes !== undefined) {
-      if (!Array.isArray(classes)) throw new TypeError('spec.classes must be an array');
-      const names = new Set<string>();
-      copy.classes = readArray('spec.classes', classes).map((c, i) => {
-        const o = checkOptions(`spec.classes[${i}]`, c, ['name', 'superclass', 'instances']);
-        if (c === undefined) throw new TypeError(`spec.classes[${i}] must be an object`);
-        const { name: n, superclass, instances } = o; // each read once
-        const name = checkCString(`spec.classes[${i}].name`, n);
-        // One metaclass per name (a second would be kOSMetaClassDuplicateClass).
-        if (names.has(name)) throw new RangeError(`spec.classes[${i}].name ${quote(name)} is declared twice`);
-        names.add(name);
-        const cls: NonNullable<KextSpec['classes']>[number] = { name };
-        if (superclass !== undefined) {
-          if (typeof superclass !== 'string') throw new TypeError(`spec.classes[${i}].superclass must be a string`);
-          if (superclass.includes('\0')) throw new RangeError(`spec.classes[${i}].superclass must not contain a NUL character`);
-          if (!isWellFormed(superclass)) throw new RangeError(`spec.classes[${i}].superclass must be well-formed Unicode (it has a lone UTF-16 surrogate)`);
-          cls.superclass = superclass;
-        }
-        if (instances !== undefined) cls.instances = checkUint32(`spec.classes[${i}].instances`, instances);
-        return cls;
-      });
-    }
+    const copy = checkSpec(spec);
     this.alive('loadKext');
     const r = this._native.loadKext(copy);
     if (r.kr !== 0) throw new KextBridgeError('sim.loadKext', r.kr);
     return r.loadTag;
+  }
+
+  /**
+   * kernelmanagerd's disk: installs (or reinstalls) a kext bundle, loadable by identifier
+   * (kb.loadKext) but not loaded, with the resources its bundle carries (name → bytes; a string
+   * is stored as its UTF-8). kb.requestResource(spec.bundleId, name) is answered with those
+   * bytes, or kOSKextReturnNotFound for a name it does not have. The spec is checked as for
+   * loadKext; resource names as the user client's field holds them (1–127 bytes of UTF-8, no
+   * NUL, no lone surrogate), at most 1024 of them, each at most 16 MiB.
+   */
+  installKext(spec: KextSpec, options?: InstallOptions): void {
+    const copy = checkSpec(spec);
+    const o = checkOptions('options', options, ['resources']);
+    const resources = o.resources; // read once
+    let bytes: Record<string, Uint8Array | string> | undefined;
+    if (resources !== undefined) {
+      if (resources === null || typeof resources !== 'object' || Array.isArray(resources))
+        throw new TypeError('options.resources must be an object of resource name: Buffer | Uint8Array | string');
+      const names = Object.keys(resources);
+      if (names.length > 1024) throw new RangeError(`options.resources: at most 1024 resources, got ${names.length}`);
+      bytes = Object.create(null) as Record<string, Uint8Array | string>;
+      for (const name of names) {
+        checkCString('a resource name', name, LIMITS.resourceNameSize - 1);
+        const v: unknown = (resources as Record<string, unknown>)[name]; // read once
+        const at = `options.resources[${quote(name)}]`;
+        if (typeof v === 'string') {
+          if (!isWellFormed(v)) throw new RangeError(`${at} must be well-formed Unicode (it has a lone UTF-16 surrogate)`);
+          bytes[name] = v;
+        } else if (v instanceof Uint8Array) {
+          if (v.byteLength > 16 << 20) throw new RangeError(`${at}: at most 16 MiB, got ${v.byteLength} bytes`);
+          bytes[name] = Buffer.from(v); // a copy: later writes to the caller's array change nothing
+        } else throw new TypeError(`${at} must be a Buffer, a Uint8Array or a string`);
+      }
+    }
+    this.alive('installKext');
+    const kr = this._native.installKext(copy, bytes);
+    if (kr !== 0) throw new KextBridgeError('sim.installKext', kr);
+  }
+
+  /** Virtual ms before kernelmanagerd answers a resource request (default 10). */
+  setResourceDelay(ms: number): void {
+    checkNonNegativeInteger('ms', ms);
+    this._native.setResourceDelay(ms);
+  }
+
+  /** Virtual ms before kernelmanagerd picks up deferred load requests (default 10). */
+  setLoadReplyDelay(ms: number): void {
+    checkNonNegativeInteger('ms', ms);
+    this._native.setLoadReplyDelay(ms);
+  }
+
+  /** While on, kernelmanagerd answers no resource request: they time out at the autounload scans. */
+  withholdResources(on: boolean): void {
+    this._native.withholdResources(checkBoolean('on', on));
+  }
+
+  /** The next `times` answers of kernelmanagerd deliver `code` (a failure) and no data. */
+  failResources(code: CodeName | number, times = 1): void {
+    if (typeof code === 'string' && !isCodeName(code)) throw new RangeError(`code must be a code name such as 'kOSKextReturnNotFound' or an unsigned 32-bit number, got ${quote(code)}`);
+    const value = typeof code === 'string' ? codeValue(code) : checkUint32('code', code);
+    if (value === 0) throw new RangeError('code must be a failure, not kOSReturnSuccess');
+    this._native.failResources(value, checkUint32('times', times));
+  }
+
+  /**
+   * Marks a loaded kext as stopping (its stop routine running) or not: its new resource
+   * requests answer kOSKextReturnStopping. Throws RangeError when no kext answers to the target.
+   */
+  setStopping(target: number | string, stopping: boolean): void {
+    const t = checkTarget(target);
+    const on = checkBoolean('stopping', stopping);
+    const tag = typeof t === 'number' ? t : this.lookup(t);
+    if (tag === null || this._native.setStopping(tag, on) !== 0)
+      throw new RangeError(`no loaded kext answers to ${typeof t === 'number' ? `load tag ${t}` : quote(t)}`);
+  }
+
+  /** Arms the autounload scan as a release does (tests that wait for a request's timeout). */
+  armAutounloadScan(): void {
+    this.alive('armAutounloadScan');
+    this._native.armAutounloadScan();
+  }
+
+  /** The resource requests the kernel holds (pending: neither answered, timed out nor cancelled). */
+  pendingRequests(): SimPendingRequest[] {
+    return this._native.pendingRequests();
   }
 
   /** Explicit unload (kmutil unload): kOSKextReturnInUse while retained, depended on or instantiated. */
@@ -242,7 +338,7 @@ export class SimKernel {
    */
   explain(target: number | string): Explanation {
     const t = checkTarget(target);
-    return explainFrom({ kexts: this.loadedKexts(), held: [], userClients: this._userClients(), sim: simFacts(this) }, t);
+    return explainFrom({ kexts: this.loadedKexts(), held: [], userClients: this._userClients(), sim: simFacts(this), requests: simRequests(this) }, t);
   }
 
   /** @internal explain(): the per-kext flags the loaded-kext table does not carry, or null. */
@@ -264,6 +360,12 @@ export class SimKernel {
     const p = this.panicked;
     if (p) throw new KextBridgeError(`sim.${op}`, codeValue('kOSReturnError'), `the simulated kernel panicked earlier: ${p.message}`);
   }
+}
+
+/** Options of SimKernel.installKext(). */
+export interface InstallOptions {
+  /** The resources the bundle carries: name → bytes (a string is stored as its UTF-8). */
+  resources?: Record<string, Buffer | Uint8Array | string>;
 }
 
 /** A fresh, isolated simulated machine (each test should use its own). */

@@ -4,6 +4,8 @@
 #include "js_values.h"
 #include "protocol.gen.h"
 
+#include <new>
+
 namespace kb {
 
 namespace {
@@ -16,12 +18,17 @@ Napi::Function Connection::Define(Napi::Env env) {
                      {InstanceMethod<&Connection::Call>("call"),
                       InstanceMethod<&Connection::CallSync>("callSync"),
                       InstanceMethod<&Connection::CallScalarSync>("callScalarSync"),
+                      InstanceMethod<&Connection::BindSync>("bindSync"),
                       InstanceMethod<&Connection::CallBatch>("callMany"),
                       InstanceMethod<&Connection::CallBatchSync>("callManySync"),
                       InstanceMethod<&Connection::LoadedKexts>("loadedKexts"),
                       InstanceMethod<&Connection::LoadedKextsSync>("loadedKextsSync"),
                       InstanceMethod<&Connection::UserClients>("userClients"),
                       InstanceMethod<&Connection::Close>("close"),
+                      InstanceMethod<&Connection::CallAsync>("callAsync"),
+                      InstanceMethod<&Connection::ForgetAsync>("forgetAsync"),
+                      InstanceMethod<&Connection::FetchResource>("fetchResource"),
+                      InstanceAccessor<&Connection::AsyncPending>("_asyncPending"),
                       InstanceAccessor<&Connection::Closing>("closing"),
                       InstanceAccessor<&Connection::UserClientCalls>("_userClientCalls"),
                       InstanceAccessor<&Connection::NativeCalls>("_nativeCalls")});
@@ -66,6 +73,7 @@ Connection *Connection::Unwrap(Napi::Object wrapper) {
 }
 
 Connection::~Connection() {
+  *alive_ = nullptr;  // bindSync's functions now throw instead of reaching a freed connection
   if (!shutdown_) napi_remove_env_cleanup_hook(Env(), &Connection::OnEnvCleanup, this);
   Shutdown();  // a forgotten connection: close it, releasing what it still holds
 }
@@ -77,6 +85,7 @@ void Connection::Shutdown() {
   shutdown_ = closing_ = true;
   queue_->stop();       // the environment is going away; nobody awaits the dropped jobs
   transport_.reset();   // closes the connection if still open
+  ReleaseCompletions();  // closed: no completion runs or will arrive
   if (!deliveryReleased_) {
     deliveryReleased_ = true;
     delivery_.Release();
@@ -98,6 +107,8 @@ void Connection::Deliver(Napi::Env env, Napi::Function, Connection *self, Pendin
   // longer run: napi calls fail, and a Napi::Error escaping this callback aborts the process
   // (node-addon-api rethrows when it cannot throw into JS). Settle the promise if JS can take
   // it, else drop the answer (nobody can await it); the bookkeeping below runs either way.
+  // An async call the transport did not take gets no completion.
+  if (job->kind == Job::Kind::AsyncCall && job->kr != 0) self->Forget(env, job->refcon);
   try {
     job->deferred->Resolve(JobResult(env, *job));
   } catch (const Napi::Error &e) {
@@ -112,6 +123,7 @@ void Connection::Deliver(Napi::Env env, Napi::Function, Connection *self, Pendin
   }
   if (close) {
     self->queue_->join();  // the worker returned after posting this
+    self->ReleaseCompletions();  // the transport is closed: no completion arrives any more
     if (!self->deliveryReleased_) {
       self->deliveryReleased_ = true;
       self->delivery_.Release();
@@ -141,7 +153,7 @@ Napi::Value Connection::RunSync(Napi::Env env, Job &job) {
   if (closing_)
     job.kr = RC_MACH_SEND_INVALID_DEST;
   else
-    queue_->runExclusive([&] { Execute(job); });
+    Exclusive([&] { Execute(job); });
   return JobResult(env, job);
 }
 
@@ -161,7 +173,7 @@ Napi::Value Connection::CallScalarSync(const Napi::CallbackInfo &info) {
   if (closing_) {
     outCount = 0;
   } else {
-    queue_->runExclusive([&] {
+    Exclusive([&] {
       size_t outStruct = 0;
       userClientCalls_++;
       kr = transport_->callMethod(selector, &scalar, 1, nullptr, 0, scalars, &outCount, nullptr, &outStruct);
@@ -169,6 +181,94 @@ Napi::Value Connection::CallScalarSync(const Napi::CallbackInfo &info) {
   }
   for (size_t i = 0; i < out.ElementLength(); i++) out[i] = i < outCount ? (double)scalars[i] : 0;
   return Napi::Number::New(env, kr);
+}
+
+namespace {
+constexpr uint32_t kSyncOutCount = RetainOut::fieldCount;
+static_assert((uint32_t)RetainOut::fieldCount == (uint32_t)ReleaseOut::fieldCount &&
+                  (uint32_t)RetainOut::osReturn == (uint32_t)ReleaseOut::osReturn &&
+                  (uint32_t)RetainOut::heldAfter == (uint32_t)ReleaseOut::heldAfter,
+              "retain and release share the sync output layout");
+const double kMaxSafeInteger = 9007199254740991.0;
+
+struct FastSync {
+  std::shared_ptr<Connection *> conn;
+  uint32_t selector;
+};
+}  // namespace
+
+Napi::Value Connection::BindSync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
+  Napi::Env env = info.Env();
+  if (syncOut_.IsEmpty())
+    syncOut_ = Napi::Persistent(Napi::ArrayBuffer::New(env, kSyncOutCount * sizeof(double)));
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("out", Napi::Float64Array::New(env, kSyncOutCount, syncOut_.Value(), 0));
+  const struct {
+    const char *name;
+    uint32_t selector;
+  } ops[] = {{"retain", kSelectorRetain}, {"release", kSelectorRelease}};
+  for (const auto &op : ops) {
+    FastSync *data = new FastSync{alive_, op.selector};
+    Napi::Function fn = Napi::Function::New<&Connection::FastScalarSync>(env, op.name, data);
+    fn.AddFinalizer([](Napi::Env, FastSync *d) { delete d; }, data);
+    r.Set(op.name, fn);
+  }
+  return r;
+}
+
+Napi::Value Connection::FastScalarSync(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const FastSync *f = static_cast<const FastSync *>(info.Data());
+  Connection *self = *f->conn;
+  if (self == nullptr) throw Napi::Error::New(env, "kextbridge: this sync function's connection is gone");
+  self->nativeCalls_++;
+  // The common case in one N-API call: a safe integer Number. Anything else (a BigInt, junk)
+  // takes ToUint's full check and its error.
+  double d = 0;
+  uint64_t scalar;
+  if (info.Length() >= 1 && napi_get_value_double(env, info[0], &d) == napi_ok && d >= 0 && d <= kMaxSafeInteger &&
+      d == (double)(uint64_t)d)
+    scalar = (uint64_t)d;
+  else
+    scalar = ToUint(info[0], "loadTag", UINT64_MAX, true);
+  return Napi::Number::New(env, self->ScalarSync(env, f->selector, scalar));
+}
+
+uint32_t Connection::ScalarSync(Napi::Env env, uint32_t selector, uint64_t scalar) {
+  // The buffer is this connection's own, but reachable from JS: a detached (transferred) one
+  // reads as zero bytes and is an error, never a write through a stale pointer.
+  napi_value ab;
+  void *data = nullptr;
+  size_t bytes = 0;
+  if (napi_get_reference_value(env, syncOut_, &ab) != napi_ok || ab == nullptr ||
+      napi_get_arraybuffer_info(env, ab, &data, &bytes) != napi_ok || bytes < kSyncOutCount * sizeof(double))
+    throw Napi::TypeError::New(env, "the sync output array's buffer was detached (transferred)");
+  double *out = static_cast<double *>(data);
+  uint32_t kr = RC_MACH_SEND_INVALID_DEST;
+  uint64_t scalars[kSyncOutCount] = {0, 0};
+  uint32_t outCount = 0;
+  double refusedHeld = NAN;
+  if (!closing_) {
+    uint32_t calls = 0;
+    Exclusive([&] {
+      outCount = kSyncOutCount;
+      size_t outStruct = 0;
+      calls++;
+      kr = transport_->callMethod(selector, &scalar, 1, nullptr, 0, scalars, &outCount, nullptr, &outStruct);
+      if (kr != RC_kIOReturnSuccess && scalar <= 0xFFFFFFFFull && selectorMayRefuse(selector, kr))
+        refusedHeld = HeldAfterRefusal(*transport_, (uint32_t)scalar, &calls);
+    });
+    userClientCalls_ += calls;
+  }
+  if (kr == RC_kIOReturnSuccess) {
+    out[RetainOut::osReturn] = outCount > RetainOut::osReturn ? (double)scalars[RetainOut::osReturn] : 0;
+    out[RetainOut::heldAfter] = outCount > RetainOut::heldAfter ? (double)scalars[RetainOut::heldAfter] : 0;
+  } else {
+    out[RetainOut::osReturn] = 0;
+    out[RetainOut::heldAfter] = refusedHeld;
+  }
+  return kr;
 }
 
 Napi::Value Connection::Call(const Napi::CallbackInfo &info) {
@@ -230,6 +330,103 @@ namespace kb {
 
 Napi::Value Connection::NativeCalls(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), (double)nativeCalls_);
+}
+
+} // namespace kb
+
+// ---- asynchronous calls ----
+
+namespace kb {
+
+void Connection::Sink::asyncCompleted(uint64_t refcon, uint32_t result, const uint64_t *args,
+                                      uint32_t numArgs) {
+  Completion *c = new (std::nothrow) Completion();
+  if (c == nullptr) return;  // out of memory on the clock thread: the completion is lost
+  c->refcon = refcon;
+  c->result = result;
+  c->args.assign(args, args + (numArgs > kMaxScalars ? kMaxScalars : numArgs));
+  // Non-blocking: an unbounded queue; napi_closing once the connection released it.
+  if (napi_call_threadsafe_function(tsfn_, c, napi_tsfn_nonblocking) != napi_ok) delete c;
+}
+
+void Connection::DeliverCompletion(Napi::Env env, Napi::Function, Connection *self, Completion *c) {
+  std::unique_ptr<Completion> owned(c);
+  if (env == nullptr) return;
+  auto it = self->awaiting_.find(c->refcon);
+  if (it == self->awaiting_.end()) return;  // forgotten (closed, or never expected): dropped
+  Napi::FunctionReference callback = std::move(it->second);
+  self->Forget(env, c->refcon);
+  Napi::Array args = Napi::Array::New(env, c->args.size());
+  for (size_t i = 0; i < c->args.size(); i++) args.Set((uint32_t)i, FromUint64(env, c->args[i]));
+  try {
+    callback.Call({Napi::Number::New(env, c->result), args});
+  } catch (const Napi::Error &e) {
+    // The library's own callback does not throw; if it did, it is that code's uncaught error.
+    try {
+      e.ThrowAsJavaScriptException();
+    } catch (const Napi::Error &) {
+    }
+  }
+}
+
+void Connection::Forget(Napi::Env env, uint64_t refcon) {
+  if (awaiting_.erase(refcon) == 1 && awaiting_.empty() && completionsMade_ && !completionsReleased_)
+    completions_.Unref(env);
+}
+
+void Connection::ReleaseCompletions() {
+  awaiting_.clear();  // JS settles what it still waited for (see KextBridge.close)
+  if (completionsMade_ && !completionsReleased_) {
+    completionsReleased_ = true;
+    completions_.Release();
+  }
+}
+
+Napi::Value Connection::CallAsync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
+  Napi::Env env = info.Env();
+  std::unique_ptr<PendingJob> call = ParseCall(info);  // every argument read once, checked
+  if (!info[5].IsFunction()) throw Napi::TypeError::New(env, "onCompletion must be a function");
+  std::unique_ptr<PendingJob> job(new PendingJob(Job::Kind::AsyncCall));
+  job->selector = call->selector;
+  job->in = std::move(call->in);
+  job->structIn = std::move(call->structIn);
+  job->outCount = call->outCount;
+  job->outStructSize = call->outStructSize;
+  if (!closing_) {
+    if (!completionsMade_) {
+      // Made on the first async call, not per connection: most connections never make one.
+      completions_ = Completions::New(env, "kextbridge.completions", 0, 1, this);
+      completions_.Unref(env);
+      completionsMade_ = true;
+      sink_.reset(new Sink(completions_));
+      transport_->setAsyncSink(sink_.get());
+    }
+    // Registered before the call is queued: its completion may come before its reply.
+    job->refcon = ++nextRefcon_;
+    if (awaiting_.empty()) completions_.Ref(env);
+    awaiting_[job->refcon] = Napi::Persistent(info[5].As<Napi::Function>());
+  }
+  return Enqueue(env, std::move(job));
+}
+
+Napi::Value Connection::ForgetAsync(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
+  uint64_t refcon = ToUint(info[0], "refcon", 9007199254740991ull);
+  bool was = awaiting_.count(refcon) == 1;
+  Forget(info.Env(), refcon);
+  return Napi::Boolean::New(info.Env(), was);
+}
+
+Napi::Value Connection::FetchResource(const Napi::CallbackInfo &info) {
+  nativeCalls_++;
+  std::unique_ptr<PendingJob> job(new PendingJob(Job::Kind::FetchResource));
+  job->in.push_back(ToUint(info[0], "requestTag", 0xFFFFFFFFull));
+  return Enqueue(info.Env(), std::move(job));
+}
+
+Napi::Value Connection::AsyncPending(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), (double)awaiting_.size());
 }
 
 } // namespace kb

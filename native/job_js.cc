@@ -2,6 +2,7 @@
 
 #include "js_values.h"
 
+#include <cmath>
 #include <string>
 
 namespace kb {
@@ -73,6 +74,7 @@ Napi::Value JobResult(Napi::Env env, const Job &job) {
         scalars.Set((uint32_t)i, FromUint64(env, job.out[i]));
       r.Set("scalars", scalars);
       r.Set("struct", Napi::Buffer<uint8_t>::Copy(env, job.structOut.data(), job.structOut.size()));
+      if (!std::isnan(job.refusedHeld)) r.Set("held", Napi::Number::New(env, job.refusedHeld));
       break;
     }
     case Job::Kind::Batch: {
@@ -89,6 +91,19 @@ Napi::Value JobResult(Napi::Env env, const Job &job) {
       break;
     case Job::Kind::Close:
       r.Set("unreleased", Napi::Number::New(env, job.unreleased));
+      break;
+    case Job::Kind::AsyncCall: {
+      Napi::Array scalars = Napi::Array::New(env, job.out.size());
+      for (size_t i = 0; i < job.out.size(); i++)
+        scalars.Set((uint32_t)i, FromUint64(env, job.out[i]));
+      r.Set("scalars", scalars);
+      r.Set("struct", Napi::Buffer<uint8_t>::Copy(env, job.structOut.data(), job.structOut.size()));
+      r.Set("refcon", Napi::Number::New(env, (double)job.refcon));
+      break;
+    }
+    case Job::Kind::FetchResource:
+      r.Set("length", Napi::Number::New(env, (double)(job.out.empty() ? 0 : job.out[0])));
+      r.Set("data", Napi::Buffer<uint8_t>::Copy(env, job.structOut.data(), job.structOut.size()));
       break;
   }
   return r;

@@ -113,7 +113,15 @@ Napi::Function SimKernelWrap::Define(Napi::Env env) {
        InstanceMethod<&SimKernelWrap::NextDueMs>("nextDueMs"),
        InstanceMethod<&SimKernelWrap::KextFlags>("kextFlags"),
        InstanceMethod<&SimKernelWrap::UserClients>("userClients"),
-       InstanceMethod<&SimKernelWrap::UnloadEnabled>("unloadEnabled")});
+       InstanceMethod<&SimKernelWrap::UnloadEnabled>("unloadEnabled"),
+       InstanceMethod<&SimKernelWrap::InstallKext>("installKext"),
+       InstanceMethod<&SimKernelWrap::SetResourceDelay>("setResourceDelay"),
+       InstanceMethod<&SimKernelWrap::SetLoadReplyDelay>("setLoadReplyDelay"),
+       InstanceMethod<&SimKernelWrap::WithholdResources>("withholdResources"),
+       InstanceMethod<&SimKernelWrap::FailResources>("failResources"),
+       InstanceMethod<&SimKernelWrap::SetStopping>("setStopping"),
+       InstanceMethod<&SimKernelWrap::ArmAutounloadScan>("armAutounloadScan"),
+       InstanceMethod<&SimKernelWrap::PendingRequests>("pendingRequests")});
 }
 
 Napi::Object SimKernelWrap::Wrap(Napi::Env env, std::shared_ptr<sim::SimKernel> kernel) {
@@ -256,10 +264,10 @@ const char *EventTypeName(sim::EventType t) {
     case sim::EventType::Instances: return "instances";
     case sim::EventType::Panic: return "panic";
     case sim::EventType::LoadRequested: return "loadRequested";
-    case sim::EventType::RequestQueued: return "requestQueued";
-    case sim::EventType::RequestDelivered: return "requestDelivered";
-    case sim::EventType::RequestTimedOut: return "requestTimedOut";
-    case sim::EventType::RequestCancelled: return "requestCancelled";
+    case sim::EventType::RequestQueued:
+    case sim::EventType::RequestDelivered:
+    case sim::EventType::RequestTimedOut:
+    case sim::EventType::RequestCancelled: return "request";
   }
   return "unknown";
 }
@@ -299,14 +307,26 @@ Napi::Value SimKernelWrap::EventsSince(const Napi::CallbackInfo &info) {
         break;
       case sim::EventType::Loaded:
         break;
-      // kernelmanagerd's events: their request fields (requestTag, resourceName, code, length)
-      // are not mapped yet.
-      case sim::EventType::LoadRequested:
+      case sim::EventType::LoadRequested:  // an unknown id queued to user space: no tag yet
+        o.Set("loadTag", env.Null());
+        break;
       case sim::EventType::RequestQueued:
       case sim::EventType::RequestDelivered:
       case sim::EventType::RequestTimedOut:
-      case sim::EventType::RequestCancelled:
+      case sim::EventType::RequestCancelled: {
+        // loadTag: the requesting kext; bundleId + resourceName: what it asked for.
+        const char *phase = e.type == sim::EventType::RequestQueued      ? "queued"
+                            : e.type == sim::EventType::RequestDelivered ? "delivered"
+                            : e.type == sim::EventType::RequestTimedOut  ? "timedOut"
+                                                                         : "cancelled";
+        o.Set("phase", phase);
+        o.Set("requestTag", Napi::Number::New(env, e.requestTag));
+        o.Set("resourceName", e.resourceName);
+        if (e.type == sim::EventType::RequestDelivered || e.type == sim::EventType::RequestTimedOut)
+          o.Set("code", Napi::Number::New(env, e.code));
+        if (e.type == sim::EventType::RequestDelivered) o.Set("length", Napi::Number::New(env, (double)e.length));
         break;
+      }
     }
     list.Set((uint32_t)i, o);
   }
@@ -331,6 +351,8 @@ Napi::Value SimKernelWrap::KextFlags(const Napi::CallbackInfo &info) {
   r.Set("autounload", Napi::Boolean::New(env, f.autounload));
   r.Set("unloadUnsupported", Napi::Boolean::New(env, f.unloadUnsupported));
   r.Set("kernelComponent", Napi::Boolean::New(env, f.kernelComponent));
+  r.Set("pendingRequests", Napi::Number::New(env, f.pendingRequests));
+  r.Set("stopping", Napi::Boolean::New(env, f.stopping));
   return r;
 }
 
@@ -345,6 +367,115 @@ Napi::Value SimKernelWrap::UnloadEnabled(const Napi::CallbackInfo &info) {
   r.Set("unload", Napi::Boolean::New(env, kernel_->unloadEnabled()));
   r.Set("autounload", Napi::Boolean::New(env, kernel_->autounloadGloballyEnabled()));
   return r;
+}
+
+} // namespace kb
+
+namespace kb {
+
+namespace {
+// A resource's bytes: a Buffer / Uint8Array (copied; detached is an error) or a string (UTF-8).
+const size_t kMaxSimResource = 16u << 20;  // far above what the user client keeps (64 KiB)
+const uint32_t kMaxSimResources = 1024;
+const size_t kResourceNameBytes = 127;     // LIMITS.resourceNameSize less the NUL
+
+std::vector<uint8_t> ResourceBytes(const Napi::Value &v, const std::string &what) {
+  Napi::Env env = v.Env();
+  if (v.IsString()) {
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s.size() > kMaxSimResource) throw Napi::RangeError::New(env, what + ": at most 16 MiB");
+    return std::vector<uint8_t>(s.begin(), s.end());
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, what + " must be a Buffer, a Uint8Array or a string");
+  Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
+  bool detached = false;
+  if (napi_is_detached_arraybuffer(env, bytes.ArrayBuffer(), &detached) != napi_ok || detached)
+    throw Napi::TypeError::New(env, what + " is a Uint8Array whose buffer was detached (transferred)");
+  if (bytes.ByteLength() > kMaxSimResource) throw Napi::RangeError::New(env, what + ": at most 16 MiB");
+  return std::vector<uint8_t>(bytes.Data(), bytes.Data() + bytes.ByteLength());
+}
+}  // namespace
+
+// installKext(spec, resources?: { name: bytes }) → kr. Every key and value read once here.
+Napi::Value SimKernelWrap::InstallKext(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  sim::KextSpec spec = ParseSpec(info[0]);
+  sim::Resources resources;
+  if (!info[1].IsUndefined()) {
+    if (!info[1].IsObject() || info[1].IsArray() || info[1].IsFunction())
+      throw Napi::TypeError::New(env, "resources must be an object of name: bytes");
+    Napi::Object o = info[1].As<Napi::Object>();
+    Napi::Array names = o.GetPropertyNames();
+    const uint32_t n = names.Length();
+    if (n > kMaxSimResources) throw Napi::RangeError::New(env, "resources: at most 1024 entries");
+    for (uint32_t i = 0; i < n; i++) {
+      Napi::Value key = names.Get(i);
+      std::string name = ToCString(key, "a resource name", kResourceNameBytes);
+      resources[name] = ResourceBytes(o.Get(key), "resources[" + std::to_string(i) + "]");
+    }
+  }
+  return Napi::Number::New(env, kernel_->installKext(spec, resources));
+}
+
+Napi::Value SimKernelWrap::SetResourceDelay(const Napi::CallbackInfo &info) {
+  kernel_->setResourceDelay(ToUint(info[0], "ms", 9007199254740991ull));
+  return info.Env().Undefined();
+}
+
+Napi::Value SimKernelWrap::SetLoadReplyDelay(const Napi::CallbackInfo &info) {
+  kernel_->setLoadReplyDelay(ToUint(info[0], "ms", 9007199254740991ull));
+  return info.Env().Undefined();
+}
+
+Napi::Value SimKernelWrap::WithholdResources(const Napi::CallbackInfo &info) {
+  if (!info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "on must be a boolean");
+  kernel_->withholdResources(info[0].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value SimKernelWrap::FailResources(const Napi::CallbackInfo &info) {
+  uint32_t code = (uint32_t)ToUint(info[0], "code", 0xFFFFFFFFull);
+  if (code == RC_kOSReturnSuccess)
+    throw Napi::RangeError::New(info.Env(), "code must be a failure, not kOSReturnSuccess");
+  uint32_t times = (uint32_t)ToUint(info[1], "times", 0xFFFFFFFFull);
+  kernel_->failResources(code, times);
+  return info.Env().Undefined();
+}
+
+Napi::Value SimKernelWrap::SetStopping(const Napi::CallbackInfo &info) {
+  uint32_t tag = Tag(info, 0);
+  if (!info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "stopping must be a boolean");
+  return Napi::Number::New(info.Env(), kernel_->setStopping(tag, info[1].As<Napi::Boolean>().Value()));
+}
+
+Napi::Value SimKernelWrap::ArmAutounloadScan(const Napi::CallbackInfo &info) {
+  kernel_->armAutounloadScan();
+  return info.Env().Undefined();
+}
+
+// pendingRequests() → [{ requestTag, loadTag, callerBundleId, bundleId, resourceName,
+//   requestedAt, dueAt (null when withheld), withheld, stale }]
+Napi::Value SimKernelWrap::PendingRequests(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::vector<sim::RequestRecord> recs = kernel_->pendingRequests();
+  Napi::Array list = Napi::Array::New(env, recs.size());
+  for (size_t i = 0; i < recs.size(); i++) {
+    const sim::RequestRecord &r = recs[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("requestTag", Napi::Number::New(env, r.requestTag));
+    o.Set("loadTag", Napi::Number::New(env, r.callerTag));
+    o.Set("callerBundleId", r.callerBundleId);
+    o.Set("bundleId", r.bundleId);
+    o.Set("resourceName", r.resourceName);
+    o.Set("requestedAt", Napi::Number::New(env, (double)r.requestedMs));
+    if (r.withheld || r.dueMs == UINT64_MAX) o.Set("dueAt", env.Null());
+    else o.Set("dueAt", Napi::Number::New(env, (double)r.dueMs));
+    o.Set("withheld", Napi::Boolean::New(env, r.withheld));
+    o.Set("stale", Napi::Boolean::New(env, r.stale));
+    list.Set((uint32_t)i, o);
+  }
+  return list;
 }
 
 } // namespace kb

@@ -44,6 +44,15 @@ class SimKernelWrap : public Napi::ObjectWrap<SimKernelWrap> {
   Napi::Value KextFlags(const Napi::CallbackInfo &info);
   Napi::Value UserClients(const Napi::CallbackInfo &info);
   Napi::Value UnloadEnabled(const Napi::CallbackInfo &info);
+  // kernelmanagerd (issue 13): installed kexts with resources, and its test controls.
+  Napi::Value InstallKext(const Napi::CallbackInfo &info);
+  Napi::Value SetResourceDelay(const Napi::CallbackInfo &info);
+  Napi::Value SetLoadReplyDelay(const Napi::CallbackInfo &info);
+  Napi::Value WithholdResources(const Napi::CallbackInfo &info);
+  Napi::Value FailResources(const Napi::CallbackInfo &info);
+  Napi::Value SetStopping(const Napi::CallbackInfo &info);
+  Napi::Value ArmAutounloadScan(const Napi::CallbackInfo &info);
+  Napi::Value PendingRequests(const Napi::CallbackInfo &info);
 
   std::shared_ptr<sim::SimKernel> kernel_;
 };

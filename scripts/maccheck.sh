@@ -8,11 +8,18 @@
 #     kext       kext-sample/kext/*.cpp + kext-sample/core/*.cpp, -Wall -Wextra -Werror
 #     kext (C)   the generated kmod-info source
 #     kext-obj + kext-link   with KPIs from the generated Info.plist: no undefined symbol
+#     kext KPIs  the objects really call the issue-13 KPIs (OSKextLoadKextWithIdentifier,
+#                OSKextRequestResource, OSKextCancelRequest, sendAsyncResult64,
+#                releaseAsyncReference64), so kext-link proved those resolve
 #   user side, on MACHDRS, arm64 + x86_64:
 #     user       bridge/iokit_transport.cc, the other bridge/*.cc and native/*.cc, -Werror, availability
 #                warnings on, at the addon's deployment target (11.0) and at 14.0
 #     user       iokit_transport.cc against IOKitUser's own KextManager.h, when the mirror
 #                is there (proves its fallback declaration matches)
+#     user       test/native/iokit_async_smoke.cc, the async smoke test a Mac runs
+#                (test/native/mac-async-smoke.sh)
+#     user-obj   iokit_transport.cc as objects: it calls IOConnectCallAsyncMethod with an
+#                IONotificationPort on a dispatch queue (and destroys it), and no CFRunLoop API
 #
 # A header tree named in the environment (MACHDRS or MACHDRS_11 set) must be there: if it is
 # missing, or the maccheck tool is, that is a failure. Only the default paths (variable
@@ -102,6 +109,42 @@ check_info_symbols() { # OBJDIR
   return $ok
 }
 
+# The KPIs issue 13 calls must be referenced by the kext objects (undefined there, so the
+# kext-link run that passed resolved them against the Info.plist's libraries).
+KEXT_ASYNC_KPIS="_OSKextLoadKextWithIdentifier _OSKextRequestResource _OSKextCancelRequest __ZN12IOUserClient17sendAsyncResult64EPyiS0_j __ZN12IOUserClient23releaseAsyncReference64EPy"
+check_kext_kpis() { # OBJDIR
+  local nm arch syms sym ok=0
+  nm=$(command -v llvm-nm-16 || command -v llvm-nm || true)
+  if [ -z "$nm" ]; then echo "no llvm-nm: KPI reference check not run"; return 1; fi
+  for arch in arm64e x86_64; do
+    syms=$("$nm" -u "$1/$arch/"*.o 2>/dev/null | awk '{ print $NF }' | sort -u)
+    for sym in $KEXT_ASYNC_KPIS; do
+      grep -Fqx -- "$sym" <<< "$syms" || { echo "$arch: $sym is not referenced by the kext objects"; ok=1; }
+    done
+  done
+  return $ok
+}
+
+# The IOKit transport's object must call the async-call and notification-port APIs, deliver on
+# a dispatch queue and tear down with a barrier, and use no CFRunLoop API (nothing may need a
+# run loop on the JS thread).
+USER_ASYNC_APIS="_IOConnectCallAsyncMethod _IONotificationPortCreate _IONotificationPortGetMachPort _IONotificationPortSetDispatchQueue _IONotificationPortDestroy _dispatch_queue_create _dispatch_sync_f"
+check_user_async() { # OBJDIR
+  local nm arch syms sym ok=0
+  nm=$(command -v llvm-nm-16 || command -v llvm-nm || true)
+  if [ -z "$nm" ]; then echo "no llvm-nm: async API check not run"; return 1; fi
+  for arch in arm64 x86_64; do
+    syms=$("$nm" -u "$1/$arch/iokit_transport.o" | awk '{ print $NF }' | sort -u)
+    for sym in $USER_ASYNC_APIS; do
+      grep -Fqx -- "$sym" <<< "$syms" || { echo "$arch: iokit_transport.o does not call ${sym#_}"; ok=1; }
+    done
+    if grep -q '^_CFRunLoop' <<< "$syms"; then
+      echo "$arch: iokit_transport.o uses a CFRunLoop API: $(grep '^_CFRunLoop' <<< "$syms" | tr '\n' ' ')"; ok=1
+    fi
+  done
+  return $ok
+}
+
 # has_tree TREE: maccheck status answers 3 when there is no header tree there.
 has_tree() { MACHDRS=$1 "$MACCHECK" status >/dev/null 2>&1; }
 
@@ -142,6 +185,9 @@ kernel_checks() { # NAME TREE VAR ASKED
   run "kext-link $name: no undefined symbol (KPIs from Info.plist)" \
     env KEXT_PLIST="$gen/Info.plist" BUNDLE_ID="$bundle_id" KEXT_VERSION="$version" \
     "$MACCHECK" kext-link "$objs"
+  if [ -d "$objs/x86_64" ]; then
+    run "kext KPIs $name: the issue-13 KPIs are referenced (and so resolved above)" check_kext_kpis "$objs"
+  fi
   run "kext-obj $name: generated kmod info object" env EXTRA_FLAGS="$info_flags" "$MACCHECK" kext-obj "$infoobjs" "$info_c"
   if [ -d "$infoobjs/x86_64" ]; then
     run "kmod info $name: kmod_info/_realmain/_antimain defined, _start/_stop from libkmod" check_info_symbols "$infoobjs"
@@ -171,6 +217,13 @@ if tree_or_skip "user current" "$TREE_CURRENT" MACHDRS "$ASKED_CURRENT"; then
   export MACHDRS=$TREE_CURRENT
   run "user current macOS 11.0: ${user_sources[*]}" \
     env USER_ARCHS="$USER_ARCHS_MIN" EXTRA_FLAGS="$user_flags" "$MACCHECK" user "${user_sources[@]}"
+  run "user current macOS 11.0: test/native/iokit_async_smoke.cc (the Mac smoke test)" \
+    env USER_ARCHS="$USER_ARCHS_MIN" EXTRA_FLAGS="-Itest/native $user_flags" "$MACCHECK" user test/native/iokit_async_smoke.cc
+  run "user-obj current macOS 11.0: iokit_transport.cc objects" \
+    env USER_ARCHS="$USER_ARCHS_MIN" EXTRA_FLAGS="$user_flags" "$MACCHECK" user-obj "$tmp/uo" bridge/iokit_transport.cc
+  if [ -d "$tmp/uo/x86_64" ]; then
+    run "user-obj current: async call on a notification port's dispatch queue, no CFRunLoop" check_user_async "$tmp/uo"
+  fi
   # After the Master→Main rename: no deprecation warning either.
   run "user current macOS 14.0: bridge/iokit_transport.cc" \
     env USER_ARCHS="$USER_ARCHS_NEW" EXTRA_FLAGS="$user_flags" "$MACCHECK" user bridge/iokit_transport.cc

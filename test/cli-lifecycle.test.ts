@@ -79,6 +79,38 @@ describe('kextbridge load / unload', () => {
     expect((await cli(['load', b.driver, '--timeout', 'soon'])).code).toBe(64);
   });
 
+  test('load <bundle-id>: already loaded (exit 0, same tag), text and JSON', async () => {
+    const t = await cli(['load', 'org.kextbridge.sample']);
+    expect(t).toMatchObject({ code: 0, stdout: 'org.kextbridge.sample was already loaded: tag 8\n', stderr: '' });
+    const j = await cli(['load', 'org.kextbridge.sample', '--json']);
+    expect(j.code).toBe(0);
+    expect(doc(j).result).toEqual({ bundleId: 'org.kextbridge.sample', alreadyLoaded: true, loaded: true, deferred: false, loadTag: 8, name: 'kOSReturnSuccess', code: 0 });
+    golden('load-id.json', j.stdout);
+  });
+
+  test('load <bundle-id>: deferred and never loaded is exit 75 at --timeout; --no-wait is exit 0 (loaded: false); not privileged 2; a bad id 64', async () => {
+    const late = await cli(['load', 'com.example.nowhere', '--timeout', '5s', '--json']);
+    expect(late.code).toBe(75);
+    expect(doc(late)).toMatchObject({ ok: false, result: { ok: false, reason: 'timeout', waitedMs: 5000 }, error: { name: 'Timeout', exitCode: 75 } });
+    expect(late.stderr).toMatch(/deferred the load to user space \(kOSKextReturnDeferred\) and it was not loaded within 5000 ms/);
+    golden('load-id-deferred-timeout.json', late.stdout);
+    const noWait = await cli(['load', 'com.example.nowhere', '--no-wait', '--json']);
+    expect(noWait.code).toBe(0);
+    expect(doc(noWait).result).toMatchObject({ loaded: false, deferred: true, loadTag: null, name: 'kOSKextReturnDeferred' });
+    golden('load-id-no-wait.json', noWait.stdout);
+    const user = await new Promise<Run>((resolve) => {
+      const child = execFile(process.execPath, [CLI, '--backend', 'sim', 'load', 'com.example.x', '--json'], { env: { ...process.env, KEXTBRIDGE_SIM_UNPRIVILEGED: '1' } }, (_e, stdout, stderr) => resolve({ code: child.exitCode, stdout, stderr }));
+    });
+    expect(user.code).toBe(2);
+    expect(doc(user).error).toMatchObject({ name: 'kIOReturnNotPrivileged', exitCode: 2 });
+    golden('load-id-not-privileged.json', user.stdout);
+    for (const bad of ['a'.repeat(64), '']) { // (argv cannot carry a NUL or a lone surrogate)
+      const r = await cli(['load', bad, '--json']);
+      expect(r.code).toBe(64);
+      expect(doc(r).error.name).toBe('UsageError');
+    }
+  });
+
   test('unload: not loaded is exit 1; the sample kext is held by the verb\'s own connection (exit 3, its pid named)', async () => {
     const r = await cli(['unload', 'com.example.driver', '--json']);
     expect(r.code).toBe(1);

@@ -56,7 +56,7 @@ describeBackends('retain and release', (backend) => {
     const { loadTag } = await kb.info();
     const before = await retainCountOf(kb, loadTag);
     expect(await kb.release()).toEqual({
-      ok: false, layer: 'userclient', name: 'kIOReturnNotPermitted', code: 0xe00002e2, loadTag,
+      ok: false, layer: 'userclient', name: 'kIOReturnNotPermitted', code: 0xe00002e2, loadTag, held: 0,
       message: expect.stringContaining('holds no retain'),
     });
     expect(await retainCountOf(kb, loadTag)).toBe(before);

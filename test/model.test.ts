@@ -7,8 +7,8 @@
 //   FC_SEED=… FC_PATH=… npx jest test/model.test.ts   replay a reported failure
 import * as fc from 'fast-check';
 import { isDeepStrictEqual } from 'util';
-import { createSimKernel, KextBridge, LoadedKext, open, SimKernel } from '../lib';
-import { INVALID_TAG, KernelModel, ModelConnection, ModelCounted, ModelKextSpec, ModelLoadedKext, Outcome } from './model/kernel-model';
+import { createSimKernel, KextBridge, KextHandle, LoadedKext, open, SimKernel } from '../lib';
+import { CODES, INVALID_TAG, KernelModel, ModelCodeName, ModelConnection, ModelCounted, ModelHandle, ModelKextSpec, ModelLoadedKext, ModelStale, ModelThrow, Outcome } from './model/kernel-model';
 
 const RUNS = Number(process.env.FC_RUNS ?? 1000);
 const SEED = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED);
@@ -39,7 +39,11 @@ type Cmd =
   | { op: 'loadedKexts'; c: number; via: 'async' | 'sync' | 'kernel' }
   | { op: 'close'; c: number }
   | { op: 'advance'; ms: number }
-  | { op: 'loadKext'; id: number; version: string; deps: ({ t: 'loaded'; i: number } | { t: 'missing' })[]; classes: { superclass?: string; instances: number }[]; autounload?: boolean; unloadUnsupported?: boolean }
+  | { op: 'loadKext'; id: number; version: string; deps: ({ t: 'loaded'; i: number } | { t: 'missing' })[]; classes: { superclass?: string; instances: number }[]; autounload?: boolean; unloadUnsupported?: boolean; uuid?: boolean }
+  | { op: 'injectFault'; kpi: 'retain' | 'release'; code: ModelCodeName; times: number }
+  | { op: 'reload'; tag: TagPick; version: string } // unload, then load the same bundle id with a new UUID and this version
+  | { op: 'handle'; c: number; tag: TagPick } // kb.kext(tag)
+  | { op: 'handleCall'; h: number; call: 'retain' | 'release' }
   | { op: 'unloadKext'; tag: TagPick }
   | { op: 'setInstances'; tag: TagPick; cls: number; count: number };
 
@@ -80,12 +84,26 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
         classes: fc.array(fc.record({ superclass: fc.constantFrom(undefined, 'IOService', 'OSObject'), instances: fc.nat(2) }, { requiredKeys: ['instances'] }), { maxLength: 2 }),
         autounload: fc.boolean(),
         unloadUnsupported: fc.oneof({ weight: 6, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+        uuid: fc.boolean(),
       },
       { requiredKeys: ['op', 'id', 'version', 'deps', 'classes'] },
     ),
   },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('unloadKext' as const), tag: tagPick }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('setInstances' as const), tag: tagPick, cls: fc.nat(3), count: fc.nat(2) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('injectFault' as const),
+      kpi: fc.constantFrom('retain' as const, 'release' as const),
+      // NotFound/InvalidArgument: codes the KPI can answer (a kernel result); kOSReturnError: one it cannot.
+      code: fc.constantFrom<ModelCodeName>('kOSKextReturnNotFound', 'kOSReturnError', 'kOSReturnError', 'kOSKextReturnInvalidArgument'),
+      times: fc.constantFrom(0, 1, 1, 2),
+    }),
+  },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('reload' as const), tag: fc.oneof(fc.record({ t: fc.constant('mine' as const), i: idx }), tagPick), version: fc.constantFrom('1.0', '2.0', '3.1') }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('handle' as const), c: conn, tag: fc.oneof(fc.record({ t: fc.constant('mine' as const), i: idx }), tagPick) }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('handleCall' as const), h: idx, call: fc.constantFrom('retain' as const, 'release' as const) }) },
 );
 
 const world = fc.record({ autounload: fc.oneof({ weight: 9, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }) });
@@ -98,8 +116,10 @@ async function settle<T>(f: () => T | Promise<T>): Promise<Outcome<T>> {
     return { value: await f() };
   } catch (e) {
     // Errors made by the addon come from the main realm: match them by name, not instanceof.
-    const err = e as { name?: string; codeName?: string };
-    return err.codeName === undefined ? { error: String(err.name) } : { error: String(err.name), codeName: err.codeName };
+    const err = e as { name?: string; codeName?: string; results?: ModelCounted[] };
+    if (err.codeName === undefined) return { error: String(err.name) };
+    // An interrupted batch: every tag's outcome travels with the error.
+    return err.results ? { error: String(err.name), codeName: err.codeName, results: err.results.map(counted) } : { error: String(err.name), codeName: err.codeName };
   }
 }
 
@@ -108,6 +128,28 @@ const counted = (r: ModelCounted): ModelCounted => {
   if (r.held !== undefined) o.held = r.held;
   return o;
 };
+const stale = (r: ModelCounted | ModelStale): ModelCounted | ModelStale =>
+  'stale' in r ? { ...counted(r), stale: r.stale, ...(r.currentLoadTag === undefined ? {} : { currentLoadTag: r.currentLoadTag }) } as ModelStale : counted(r);
+
+/**
+ * The public API's rule for a kernel answer the KPI cannot produce (README): a single call
+ * throws a KextBridgeError with that code…
+ */
+function single<T extends ModelCounted | ModelStale>(o: Outcome<T>): Outcome<T> {
+  return 'value' in o && o.value.layer === 'unexpected' ? { error: 'KextBridgeError', codeName: o.value.name } : o;
+}
+/** …and a batch rejects with the first such tag's code and every tag's outcome in `results`. */
+function batch(os: Outcome<ModelCounted>[], tags: number[]): Outcome<ModelCounted[]> {
+  // A batch that could not run at all (a closed or stopped connection): every tag not run.
+  const thrown = os.find((o) => !('value' in o)) as ModelThrow | undefined;
+  if (thrown) {
+    const name = thrown.codeName as ModelCodeName;
+    return { ...thrown, results: tags.map((loadTag) => ({ ok: false, layer: 'not-run' as never, name, code: CODES[name], loadTag })) };
+  }
+  const vs = os.map((o) => counted((o as { value: ModelCounted }).value));
+  const first = vs.find((v) => v.layer === 'unexpected');
+  return first ? { error: 'KextBridgeError', codeName: first.name, results: vs } : { value: vs };
+}
 const kexts = (list: LoadedKext[] | ModelLoadedKext[]): ModelLoadedKext[] =>
   [...list]
     .map(({ bundleId, loadTag, retainCount, started, version, dependencies, classes }) => ({ bundleId, loadTag, retainCount, started, version, dependencies, classes }))
@@ -122,6 +164,7 @@ function outcomeKey(o: unknown): string {
   if ('error' in o) return `throws ${(o as { error: string }).error} ${(o as { codeName?: string }).codeName ?? ''}`;
   const v = 'value' in o ? (o as { value: unknown }).value : o;
   if (Array.isArray(v)) return v.length && typeof v[0] === 'object' && 'name' in v[0] ? [...new Set(v.map((x: { name: string }) => x.name))].sort().join('+') : 'list';
+  if (v !== null && typeof v === 'object' && 'stale' in v) { const x = v as unknown as { name: string; stale: string }; return `${x.name} stale: ${x.stale}`; }
   return v !== null && typeof v === 'object' && 'name' in v ? String((v as { name: string }).name) : typeof v;
 }
 const plain = (v: unknown): unknown => (v === undefined ? v : JSON.parse(JSON.stringify(v)));
@@ -256,7 +299,8 @@ class Run {
             this.log.push(`${p.name}.sync.${op}Many([${tag}]);`);
             break;
         }
-        this.expectSame(`${op}(${tag}) via ${c.api}`, mapOutcome(mo, counted), mapOutcome(ro, counted));
+        const expected = c.api === 'many' || c.api === 'syncMany' ? mapOutcome(batch([mo], [tag]), (l) => l[0]) : single(mapOutcome(mo, counted));
+        this.expectSame(`${op}(${tag}) via ${c.api}`, expected, 'value' in ro ? mapOutcome(ro, counted) : ro);
         break;
       }
       case 'retainBurst': {
@@ -266,9 +310,7 @@ class Run {
         for (let i = 0; i < c.n; i++) mr.push(m.retain(p.m, tag));
         const ro = await settle(() => p.r.retainMany(new Array(c.n).fill(tag)));
         this.log.push(`await ${p.name}.retainMany(new Array(${c.n}).fill(${tag}));`);
-        const closed = mr.find((o) => !('value' in o));
-        if (closed) this.expectSame(`retainMany(${c.n} × ${tag})`, closed, ro);
-        else this.expectSame(`retainMany(${c.n} × ${tag})`, { value: mr.map((o) => counted((o as { value: ModelCounted }).value)) }, mapOutcome(ro, (l) => l.map(counted)));
+        this.expectSame(`retainMany(${c.n} × ${tag})`, batch(mr, new Array<number>(c.n).fill(tag)), mapOutcome(ro, (l) => l.map(counted)));
         break;
       }
       case 'releaseMany': {
@@ -277,9 +319,7 @@ class Run {
         const mr = tags.map((tag) => m.release(p.m, tag));
         const ro = await settle(() => (c.sync ? p.r.sync.releaseMany(tags) : p.r.releaseMany(tags)));
         this.log.push(`${c.sync ? '' : 'await '}${p.name}.${c.sync ? 'sync.' : ''}releaseMany(${JSON.stringify(tags)});`);
-        const closed = mr.find((o) => !('value' in o));
-        if (closed) this.expectSame(`releaseMany(${tags})`, closed, ro);
-        else this.expectSame(`releaseMany(${tags})`, { value: mr.map((o) => counted((o as { value: ModelCounted }).value)) }, mapOutcome(ro, (l) => l.map(counted)));
+        this.expectSame(`releaseMany(${tags})`, batch(mr, tags), mapOutcome(ro, (l) => l.map(counted)));
         break;
       }
       case 'held': {
@@ -336,6 +376,7 @@ class Run {
         };
         if (c.autounload !== undefined) spec.autounload = c.autounload;
         if (c.unloadUnsupported !== undefined) spec.unloadUnsupported = c.unloadUnsupported;
+        if (c.uuid) spec.uuid = this.newUuid();
         const mo = m.loadKext(spec);
         const ro = await settle(() => this.kernel.loadKext(spec));
         this.log.push(`kernel.loadKext(${JSON.stringify(spec)});`);
@@ -361,8 +402,62 @@ class Run {
         this.expectSame(`setInstances(${tag}, ${className}, ${c.count})`, mo, ro);
         break;
       }
+      case 'injectFault': {
+        m.injectFault(c.kpi, c.code, c.times);
+        const ro = await settle(() => this.kernel.injectFault(c.kpi, c.code as never, c.times));
+        this.log.push(`kernel.injectFault('${c.kpi}', '${c.code}', ${c.times});`);
+        this.expectSame(`injectFault(${c.kpi}, ${c.code}, ${c.times})`, { value: undefined }, ro, false);
+        break;
+      }
+      case 'reload': {
+        const tag = this.resolve(c.tag) ?? m.sampleLoadTag;
+        const bundleId = m.kernelLoadedKexts().find((k) => k.loadTag === tag)?.bundleId;
+        const mo = m.unloadKext(tag);
+        const ro = await settle(() => this.kernel.unloadKext(tag));
+        this.log.push(`kernel.unloadKext(${tag});`);
+        this.expectSame(`reload: unloadKext(${tag})`, mo, mapOutcome(ro, ({ ok, name, code }) => ({ ok, name, code })));
+        if (!('value' in mo) || !mo.value.ok || bundleId === undefined || tag === m.sampleLoadTag) break;
+        // The same bundle id again: a new load, so a new tag, with its own UUID and version.
+        const spec: ModelKextSpec = { bundleId, version: c.version, uuid: this.newUuid() };
+        const ml = m.loadKext(spec);
+        const rl = await settle(() => this.kernel.loadKext(spec));
+        this.log.push(`kernel.loadKext(${JSON.stringify(spec)});`);
+        this.expectSame(`reload: loadKext(${bundleId})`, ml, rl);
+        if ('value' in ml) {
+          const row = this.kernel.loadedKexts().find((k) => k.loadTag === ml.value);
+          this.expectSame(`reload: the table's uuid and version of ${bundleId}`, { uuid: m.uuidOf(ml.value), version: m.versionOf(ml.value) }, row && { uuid: row.uuid, version: row.version }, false);
+        }
+        break;
+      }
+      case 'handle': {
+        const p = pair!;
+        const tag = this.resolve(c.tag, p) ?? m.sampleLoadTag;
+        const mo = m.handle(p.m, tag);
+        const ro = await settle(() => p.r.kext(tag));
+        this.log.push(`const h${this.handles.length} = await ${p.name}.kext(${tag});`);
+        const known = 'value' in mo && mo.value?.uuid !== undefined;
+        this.expectSame(`kext(${tag})`, mo, mapOutcome(ro, (h) => h && { bundleId: h.bundleId, loadTag: h.loadTag, ...(known ? { uuid: h.uuid } : {}) }));
+        if ('value' in mo && mo.value && 'value' in ro && ro.value) this.handles.push({ pair: p, m: mo.value, r: ro.value, name: `h${this.handles.length}` });
+        break;
+      }
+      case 'handleCall': {
+        if (this.handles.length === 0) break;
+        const h = this.handles[this.handles.length - 1 - (c.h % this.handles.length)]; // the newest most often
+        const mo = m.handleCall(h.pair.m, h.m, c.call);
+        const ro = await settle(() => h.r[c.call]() as Promise<ModelCounted | ModelStale>);
+        this.log.push(`await ${h.name}.${c.call}(); // ${h.pair.name}'s handle on ${h.m.bundleId} (tag ${h.m.loadTag})`);
+        this.expectSame(`${h.name}.${c.call}() on tag ${h.m.loadTag}`, single(mapOutcome(mo, stale)), mapOutcome(ro, stale));
+        break;
+      }
     }
     await this.compareState();
+  }
+
+  readonly handles: { pair: Pair; m: ModelHandle; r: KextHandle; name: string }[] = [];
+  private uuids = 0;
+  /** A UUID no kext of this run has had. */
+  private newUuid(): string {
+    return `0000${(++this.uuids).toString(16).padStart(4, '0')}-0000-4000-8000-00000000abcd`.toUpperCase();
   }
 
   /** Everything observable without changing anything: clock, scan deadline, panic, the table, ledgers. */
@@ -385,9 +480,10 @@ class Run {
       if (!p.r.closed) for (const [what, mo] of [['held', this.model.held(p.m)], ['info', this.model.info(p.m)]] as const) {
         this.expectSame(`${p.name}.sync.${what}() at the end`, mo, await settle(() => p.r.sync[what]()));
       }
-      this.model.close(p.m);
-      await p.r.close();
+      const mo = this.model.close(p.m);
+      const ro = await settle(() => p.r.close());
       this.log.push(`await ${p.name}.close();`);
+      this.expectSame(`${p.name}.close() at the end`, mo, ro);
     }
     await this.compareState();
   }
@@ -442,6 +538,44 @@ describe('pinned sequences', () => {
         if (i === 9) expect([run.kernel.now, run.kernel.lookup('com.example.k0'), run.kernel.lookup('com.example.k1')]).toEqual([120_000, null, null]);
       }
       expect(run.kernel.lookup('com.example.k0')).toBe(11); // tags are never reused
+      await run.finish();
+    } finally {
+      await run.cleanup();
+    }
+  });
+
+  test('a handle across an unload and a reload with a new UUID and version answers stale, and faults strike where the model says', async () => {
+    const run = new Run();
+    try {
+      await run.start({ autounload: true });
+      const steps: Cmd[] = [
+        { op: 'loadKext', id: 2, version: '1.0', deps: [], classes: [], uuid: true }, // tag 9
+        { op: 'handle', c: 0, tag: { t: 'mine', i: 0 } }, // h0 on tag 9, with its UUID
+        { op: 'handleCall', h: 0, call: 'retain' },
+        { op: 'reload', tag: { t: 'mine', i: 0 }, version: '2.0' }, // retained: kOSKextReturnInUse, nothing reloaded
+        { op: 'injectFault', kpi: 'release', code: 'kOSReturnError', times: 1 },
+        { op: 'handleCall', h: 0, call: 'release' }, // the fault: a KextBridgeError, still held
+        { op: 'handleCall', h: 0, call: 'release' },
+        { op: 'reload', tag: { t: 'mine', i: 0 }, version: '2.0' }, // unloaded, loaded again as tag 10
+        { op: 'handleCall', h: 0, call: 'retain' }, // stale: 'reloaded', currentLoadTag 10
+        { op: 'handle', c: 0, tag: { t: 'mine', i: 0 } }, // h1 on tag 10, the new UUID
+        { op: 'injectFault', kpi: 'retain', code: 'kOSKextReturnNotFound', times: 1 },
+        { op: 'handleCall', h: 0, call: 'retain' }, // h1: the fault is a kernel answer (NotFound, not stale)
+        { op: 'handleCall', h: 0, call: 'retain' }, // h1: retained
+        { op: 'injectFault', kpi: 'retain', code: 'kOSReturnError', times: 2 },
+        { op: 'retainBurst', c: 0, tag: { t: 'mine', i: 0 }, n: 3 }, // two unexpected, one success
+        { op: 'unloadKext', tag: { t: 'mine', i: 0 } },
+        { op: 'handleCall', h: 1, call: 'release' }, // h0, still stale: 'reloaded'
+        { op: 'injectFault', kpi: 'release', code: 'kOSReturnError', times: 1 },
+        { op: 'close', c: 0 }, // the first release at close fails: close rejects, all stays held
+        { op: 'close', c: 0 },
+      ];
+      for (let i = 0; i < steps.length; i++) {
+        await run.exec(i, steps[i]);
+        if (i === 8) expect(run.handles.map((h) => h.m.loadTag)).toEqual([9]);
+      }
+      expect(run.handles.map((h) => [h.m.loadTag, h.r.uuid === run.handles[0].r.uuid])).toEqual([[9, true], [10, false]]);
+      expect(run.kernel.rawRetainCount(10)).toBe(2 + 2); // h1's retain and the burst's one success: never released
       await run.finish();
     } finally {
       await run.cleanup();

@@ -26,10 +26,23 @@ bool org_kextbridge_DeferredRelease::schedule(kbkext::ClientSession *session, IO
 void org_kextbridge_DeferredRelease::run(thread_call_param_t self, thread_call_param_t) {
   org_kextbridge_DeferredRelease *d = static_cast<org_kextbridge_DeferredRelease *>(self);
   // The core drops its lock around each KPI call; the kext lock may be taken here freely.
+  // close() also cancels every pending request; when it returns no callback can reach the
+  // session any more, so it may go. If an entry is still in use after it (a cancel the kernel
+  // could not carry out, kOSReturnError: its record may still be queued and call back into
+  // the table later, kernel-facts §8.4), the session is leaked rather than freed under it.
+  uint32_t requests = d->session_->core().requestsInUse();
   uint32_t released = d->session_->core().close();
-  if (released) KB_LOG("user client freed: released %u retain(s) it still held", released);
-  delete d->session_;
-  IOLockFree(d->lock_);
+  uint32_t left = d->session_->core().requestsInUse();
+  if (released || requests)
+    KB_LOG("user client freed: released %u retain(s) and ended %u request(s) it still had",
+           released, requests - left);
+  if (left) {
+    KB_LOG("user client freed: %u request(s) could not be cancelled; their state is kept",
+           left);
+  } else {
+    delete d->session_;
+    IOLockFree(d->lock_);
+  }
   // Freeing our own call while it runs is allowed: the thread running it holds a reference
   // until it returns. Then this instance goes, and with it the last thing that kept the kext.
   thread_call_free(d->call_);

@@ -29,6 +29,9 @@ uint32_t KpiKernelApi::loadKextWithIdentifier(const char *bundleId) {
 static_assert(__is_same(kb::ResourceCallback, OSKextRequestResourceCallback),
               "the core's resource callback has the KPI's type");
 
+// The callback is the core's own function, i.e. code of this kext, which is what the kernel
+// requires (it strips pointer authentication before it looks the address up, kernel-facts
+// §8.4). It may run before this returns, on kernelmanagerd's thread with sKextLock held.
 uint32_t KpiKernelApi::requestResource(const char *bundleId, const char *resourceName,
                                        kb::ResourceCallback callback, void *context,
                                        uint32_t *requestTag) {
@@ -38,11 +41,14 @@ uint32_t KpiKernelApi::requestResource(const char *bundleId, const char *resourc
   return (uint32_t)r;
 }
 
+// Once this returns, with either answer, no callback for the tag is running or will run
+// (kernel-facts §8.4).
 uint32_t KpiKernelApi::cancelRequest(uint32_t requestTag, void **context) {
   return (uint32_t)OSKextCancelRequest((OSKextRequestTag)requestTag, context);
 }
 
-void *KpiKernelApi::allocBuffer(uint32_t size) { return IOMalloc(size); }
+// May wait for memory: the core calls it with no lock held.
+void *KpiKernelApi::allocBuffer(uint32_t size) { return size ? IOMalloc(size) : nullptr; }
 
 void KpiKernelApi::freeBuffer(void *block, uint32_t size) {
   if (block) IOFree(block, size);

@@ -1,5 +1,8 @@
-// kb::KernelApi over the real KPIs: the kext-retain calls from com.apple.kpi.libkern and the
-// kext's own identity from libkmod (which reads this kext's kmod_info, stamped at load).
+// kb::KernelApi over the real KPIs: the kext-retain, load and resource-request calls from
+// com.apple.kpi.libkern (each takes the kernel's kext lock, so the core calls none of them
+// with its own lock held), the kext's own identity from libkmod (which reads this kext's
+// kmod_info, stamped at load), and resource buffers from IOMalloc (com.apple.kpi.iokit;
+// IOMallocData is not exported on macOS 11, kernel-facts §8.5).
 #ifndef KEXTBRIDGE_KEXT_KPI_KERNEL_API_H
 #define KEXTBRIDGE_KEXT_KPI_KERNEL_API_H
 

@@ -51,13 +51,19 @@ void org_kextbridge_SampleUserClient::holdOpenSlot(org_kextbridge_SampleService 
 // clientDied will never come for this client; only free() follows. The flag matters for a
 // call that looked the port up just before it was cut, and in the sim, which keeps the
 // connection and answers kIOReturnNotOpen (kernel-facts §4.4).
-// What the client holds is released in clientClose or clientDied when user space closes
+// What the client holds (retains; resource requests, which the core also stops completing
+// once terminated) is released or cancelled in clientClose or clientDied when user space closes
 // or dies first, else from free(), through a thread call (deferred_release.h).
 void org_kextbridge_SampleUserClient::stop(IOService *provider) {
   if (session_) session_->core().terminate();
   IOUserClient::stop(provider);
 }
 
+// free() must not call a KPI (below); with retains held or requests in the table the session
+// goes to a thread call, which releases the one and cancels the other. A pending request
+// keeps the session alive there: the kernel's callback points into it until its cancel has
+// returned (kernel-facts §8.4). Only a termination that bypassed clientClose gets here with
+// requests: an unload by kmutil is refused while any is pending.
 void org_kextbridge_SampleUserClient::free() {
   if (slotService_) {
     slotService_->releaseOpenSlot(slotPid_);
@@ -68,14 +74,19 @@ void org_kextbridge_SampleUserClient::free() {
   // holds is released from here, but never by calling a KPI on this thread. free() may run on
   // the unloading thread, or on IOKit's terminate thread while an unload holds the kext lock
   // and waits for that thread (kernel-facts §3.10); a thread call does it (deferred_release.h).
-  if (session_ && session_->core().outstanding() > 0) {
+  if (session_ &&
+      (session_->core().outstanding() > 0 || session_->core().requestsInUse() > 0)) {
     if (org_kextbridge_DeferredRelease::schedule(session_, lock_)) {
       session_ = nullptr;  // the deferred release owns both now
       lock_ = nullptr;
     } else {
-      KB_LOG("user client freed holding %u retain(s): no memory to release them later; they stay held",
-             session_->core().outstanding());
-      session_ = nullptr;  // leaked with what it holds: pinned, never over-released
+      // Leaked with what it holds: the retains stay (pinned, never over-released), and a
+      // request's callback still finds valid memory (the kernel keeps the kext loaded while
+      // it is pending; the table's wake-port rights stay with the leak).
+      KB_LOG("user client freed holding %u retain(s) and %u request(s): no memory to end "
+             "them later; they stay",
+             session_->core().outstanding(), session_->core().requestsInUse());
+      session_ = nullptr;
       lock_ = nullptr;
     }
   }
@@ -103,7 +114,10 @@ IOReturn org_kextbridge_SampleUserClient::clientDied() {
   return IOUserClient::clientDied();
 }
 
-// The core releases with its own lock dropped around each KPI call.
+// The core releases and cancels with its own lock dropped around each KPI call. With default
+// locking (kernel-facts §4.4, §8.1) IOKit holds this client's IPC lock for writing here, so no
+// externalMethod of this client runs meanwhile; the kernel's resource callback may, and the
+// core orders it against the close with its own lock.
 void org_kextbridge_SampleUserClient::releaseHeld(const char *when) {
   if (!session_) return;
   uint32_t released = session_->core().close();
@@ -128,11 +142,26 @@ IOReturn org_kextbridge_SampleUserClient::externalMethod(uint32_t selector,
   args.structureOutput = arguments->structureOutput;
   args.structureOutputSize = arguments->structureOutputSize;
   args.outOfLine = arguments->structureInputDescriptor || arguments->structureOutputDescriptor;
+  // is_io_connect_async_method has already put the wake port (and the 64-bit flag) into word
+  // 0 of the reference. The pointer is into the MIG request, valid for this call only: the
+  // core copies the words it keeps before it returns (kernel-facts §8.1).
   args.async = arguments->asyncWakePort != MACH_PORT_NULL;
+  if (args.async) {
+    args.asyncReference = arguments->asyncReference;
+    args.asyncReferenceCount = arguments->asyncReferenceCount;
+  }
 
-  // The core validates everything; the superclass dispatch is deliberately not used.
+  // The core validates everything (an async call to any selector but requestResource is
+  // refused, so MIG takes its wake port back); the superclass dispatch is deliberately not used.
   uint32_t kr = session_->core().externalMethod(selector, args);
   arguments->scalarOutputCount = args.scalarOutputCount;
   arguments->structureOutputSize = args.structureOutputSize;
   return (IOReturn)kr;
+}
+
+IOReturn org_kextbridge_SampleUserClient::sendCompletion(OSAsyncReference64 reference,
+                                                        IOReturn result,
+                                                        io_user_reference_t *args,
+                                                        UInt32 count) {
+  return sendAsyncResult64(reference, result, args, count);
 }

@@ -4,6 +4,7 @@
 #include <IOKit/IOUserClient.h>
 #include <libkern/OSKextLib.h>
 #include <libkern/OSReturn.h>
+#include <mach/kmod.h>
 
 #include "protocol.gen.h"
 #include "sample_service.h"
@@ -35,6 +36,22 @@ KB_SAME_CODE(kIOReturnNotOpen);
 KB_SAME_CODE(kOSReturnSuccess);
 KB_SAME_CODE(kOSKextReturnNotFound);
 KB_SAME_CODE(kOSKextReturnInvalidArgument);
+// Issue 13: load, resource requests and their completion.
+KB_SAME_CODE(kIOReturnNoMemory);
+KB_SAME_CODE(kIOReturnNoSpace);
+KB_SAME_CODE(kIOReturnNotFound);
+KB_SAME_CODE(kIOReturnNotReady);
+KB_SAME_CODE(kIOReturnUnsupported);
+KB_SAME_CODE(kOSReturnError);
+KB_SAME_CODE(kOSKextReturnDeferred);
+KB_SAME_CODE(kOSKextReturnDisabled);
+KB_SAME_CODE(kOSKextReturnNoMemory);
+KB_SAME_CODE(kOSKextReturnNoResources);
+KB_SAME_CODE(kOSKextReturnNotLoadable);
+KB_SAME_CODE(kOSKextReturnDependencies);
+KB_SAME_CODE(kOSKextReturnLoadedVersionDiffers);
+KB_SAME_CODE(kOSKextReturnStopping);
+KB_SAME_CODE(kOSKextReturnTimeout);
 
 #undef KB_SAME_CODE
 
@@ -44,9 +61,24 @@ static_assert(kb::kMaxScalars == (uint32_t)kIOExternalMethodScalarInputCountMax,
 static_assert(kb::kMaxScalars == (uint32_t)kIOExternalMethodScalarOutputCountMax,
               "kMaxScalars differs from kIOExternalMethodScalarOutputCountMax");
 
-// The core's own name for the invalid tag.
+// The core's own name for the invalid tags.
 static_assert(kb::kInvalidLoadTag == (uint32_t)kOSKextInvalidLoadTag,
               "kb::kInvalidLoadTag differs from kOSKextInvalidLoadTag");
+static_assert(kb::kInvalidRequestTag == (uint32_t)kOSKextRequestTagInvalid,
+              "kb::kInvalidRequestTag differs from kOSKextRequestTagInvalid");
+static_assert(SameType<uint32_t, OSKextRequestTag>::value, "a request tag is 32 bits");
+
+// The completion of requestResource: at most what sendAsyncResult64 carries, and the
+// reference the core stores is an OSAsyncReference64.
+static_assert(kb::Completion::fieldCount <= (uint32_t)kMaxAsyncArgs,
+              "the completion has more words than sendAsyncResult64 carries");
+static_assert(kb::kAsyncRefWords == (uint32_t)kOSAsyncRef64Count,
+              "kAsyncRefWords differs from kOSAsyncRef64Count");
+static_assert(sizeof(kb::AsyncRef) == sizeof(OSAsyncReference64),
+              "kb::AsyncRef is not an OSAsyncReference64");
+// The bundle-id field (NUL included) matches the kernel's kmod_info name field.
+static_assert(kb::kBundleIdSize == (uint32_t)KMOD_MAX_NAME,
+              "kBundleIdSize differs from KMOD_MAX_NAME");
 
 // The classes are declared with raw tokens (the metaclass macros need them). The token
 // must name the generated class (KB_*_CLASS) and spell the generated string

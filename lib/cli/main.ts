@@ -99,13 +99,15 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
 
   program
     .command('load')
-    .description('load a kext bundle (a Mac: kmutil load -p, as root; the sim: from its Info.plist) and wait until it is started')
-    .argument('<path>', 'the .kext bundle')
+    .description('load a kext: a bundle path (a Mac: kmutil load -p, as root; the sim: from its Info.plist) and wait until it is started, or a bundle id (OSKextLoadKextWithIdentifier; a deferred load is waited for)')
+    .argument('<path|bundle-id>', "the .kext bundle (has a '/' or ends in .kext), or a bundle id")
     .option('--timeout <duration>', 'give up after this long (60s, 500ms, 2m)', '60s')
+    .option('--no-wait', 'bundle id: do not wait for a load the kernel deferred to user space')
     .option('--json', 'one JSON document on stdout')
-    .addHelpText('after', EXAMPLE(['sudo kextbridge load build/MyDriver.kext', 'kextbridge --backend sim load MyDriver.kext --json']))
+    .addHelpText('after', EXAMPLE(['sudo kextbridge load build/MyDriver.kext', 'kextbridge --backend sim load MyDriver.kext --json', 'sudo kextbridge load com.example.driver --timeout 30s']))
     .action(async (p: string, opts, cmd: Command) => {
-      exitCode = await (await import('./load')).load(p, opts, globals(cmd), io);
+      const byId = await import('./load-id');
+      exitCode = byId.isBundlePath(p) ? await (await import('./load')).load(p, opts, globals(cmd), io) : await byId.loadById(p, opts, globals(cmd), io);
     });
 
   program

@@ -16,8 +16,7 @@ export interface UserClient {
 
 /**
  * One reason an explicit unload (kmutil unload) would answer kOSKextReturnInUse (or refuse
- * otherwise). `pendingRequests` is part of the contract but never reported yet: resource
- * requests (OSKextRequestResource) arrive with issue 13, and until then nothing can have one.
+ * otherwise).
  */
 export type Blocker =
   /** Outside retains (OSBundleRetainCount less the dependents), and how many this connection holds. */
@@ -60,11 +59,26 @@ export type Blocker =
       /** The processes with a user client open. */
       clients: UserClient[];
     }
+  /**
+   * Resource requests with this kext's callback still pending in the kernel
+   * (OSKextRequestResource): the kernel refuses to unload it until each is delivered, timed
+   * out or cancelled. On the sim every pending request of the kext; on a Mac the ones this
+   * connection made (through the sample kext), as user space cannot list the kernel's.
+   */
   | {
-      /** Resource requests in flight block the unload (never reported yet: issue 13). */
+      /** Pending resource requests block the unload. */
       kind: 'pendingRequests';
       /** How many requests are pending. */
       count: number;
+      /** Each pending request. */
+      requests: {
+        /** The kernel's tag for the request. */
+        requestTag: number;
+        /** The bundle the resource is asked from. */
+        bundleId: string;
+        /** The resource's name. */
+        resourceName: string;
+      }[];
     }
   /** Refused whatever its state: a kernel component, marked not unloadable, or unloading off. */
   | {
@@ -110,6 +124,15 @@ export interface SimFacts {
   sampleLoadTag: number;
 }
 
+/** A pending resource request and the kext whose callback it is. */
+export interface RequestFact {
+  requestTag: number;
+  /** The requesting kext (whose unload the request blocks). */
+  loadTag: number;
+  bundleId: string;
+  resourceName: string;
+}
+
 export interface Facts {
   kexts: readonly LoadedKext[];
   held: readonly Held[];
@@ -117,6 +140,8 @@ export interface Facts {
   userClients: readonly UserClient[];
   /** Absent on the iokit backend. */
   sim?: SimFacts;
+  /** Pending resource requests (sim: the kernel's; Mac: this connection's). */
+  requests?: readonly RequestFact[];
 }
 
 /** The rule `kextbridge list -k` uses where the table lacks OSKernelResource. */
@@ -154,6 +179,10 @@ export function explainFrom(facts: Facts, target: Target): Explanation {
   if (classes.length > 0) blockers.push({ kind: 'instances', classes });
 
   if (isSample && facts.userClients.length > 0) blockers.push({ kind: 'userClients', clients: facts.userClients.map((c) => ({ pid: c.pid, process: c.process })) });
+
+  const requests = (facts.requests ?? []).filter((r) => r.loadTag === k.loadTag);
+  if (requests.length > 0)
+    blockers.push({ kind: 'pendingRequests', count: requests.length, requests: requests.map((r) => ({ requestTag: r.requestTag, bundleId: r.bundleId, resourceName: r.resourceName })) });
 
   const flags = sim?.flags(k.loadTag) ?? null;
   const kernelComponent = flags ? flags.kernelComponent : isKernelComponentByName(k.bundleId);

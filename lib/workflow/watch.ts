@@ -72,6 +72,33 @@ export type WatchEvent =
       /** Retains this connection holds on the tag after the call, when the answer says. */
       held?: number;
     })
+  /**
+   * A resource request's life in the kernel (sim: from the kernel; a Mac: not observable
+   * there). loadTag is the requesting kext; bundleId and resourceName what it asked for.
+   */
+  | (Base & Kext & {
+      /** A resource request was queued, delivered, timed out or cancelled. */
+      type: 'request';
+      /** What happened to the request. */
+      phase: 'queued' | 'delivered' | 'timedOut' | 'cancelled';
+      /** The kernel's tag for the request. */
+      requestTag: number;
+      /** The resource's name. */
+      resourceName: string;
+      /** delivered / timedOut: the OSReturn the callback got. */
+      code?: number;
+      /** delivered: the bytes delivered. */
+      length?: number;
+    })
+  /** Sim: OSKextLoadKextWithIdentifier of an unknown id was queued to user space (kernelmanagerd). */
+  | (Base & {
+      /** A load request went to user space. */
+      type: 'loadRequested';
+      /** Always null: nothing is loaded yet. */
+      loadTag: null;
+      /** The bundle id asked for. */
+      bundleId: string;
+    })
   /** Events lost because the consumer fell behind (kernel ring or this queue): how many. */
   | (Base & {
       /** Some events were lost because the consumer fell behind. */

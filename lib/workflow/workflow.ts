@@ -5,7 +5,9 @@ import type { CallOptions } from '../abortable';
 import type { Held, LoadedKext, ReleaseResult, RetainResult } from '../results';
 import type { SimKernel } from '../sim';
 import { checkUint32 } from '../validate';
-import { explainFrom, Explanation, Facts, SimFacts, UserClient } from './explain';
+import { explainFrom, Explanation, Facts, RequestFact, SimFacts, UserClient } from './explain';
+import type { OwnRequest } from '../requests';
+import { SAMPLE_KEXT } from '../protocol.gen';
 import { KextHandle } from './handle';
 import { checkTarget, findTarget, Target } from './target';
 import { checkWaitOptions, hasRetainCount, isLoaded, isUnloaded, WaitOptions, WaitResult, waitPolling, waitVirtual, WaitSource } from './wait';
@@ -21,6 +23,13 @@ export interface WorkflowHost {
   release(loadTag: number, options?: CallOptions): Promise<ReleaseResult>;
   /** The transport's user clients on the sample kext's service (both backends). */
   _userClients(): Promise<UserClient[]>;
+  /** This connection's resource requests the kernel accepted and has not answered. */
+  _ownRequests?(): OwnRequest[];
+}
+
+/** The pending resource requests explain() reports: the kernel's on the sim. */
+export function simRequests(kernel: SimKernel): RequestFact[] {
+  return kernel.pendingRequests().map((p) => ({ requestTag: p.requestTag, loadTag: p.loadTag, bundleId: p.bundleId, resourceName: p.resourceName }));
 }
 
 /** The simulated kernel's facts beyond the loaded-kext table, read now. */
@@ -114,7 +123,16 @@ export class Workflow {
     const held = await this.host.held();
     const kexts = await this.host.loadedKexts();
     const userClients = await this.host._userClients();
-    return { kexts, held, userClients, sim: this.host.sim ? simFacts(this.host.sim) : undefined };
+    const sim = this.host.sim;
+    // On a Mac user space cannot list the kernel's requests: this connection's own, all made
+    // through the sample kext (its callback).
+    const sample = kexts.find((k) => k.bundleId === SAMPLE_KEXT.bundleId)?.loadTag;
+    const requests = sim
+      ? simRequests(sim)
+      : sample === undefined
+        ? []
+        : (this.host._ownRequests?.() ?? []).map((r) => ({ requestTag: r.requestTag!, loadTag: sample, bundleId: r.bundleId, resourceName: r.resourceName }));
+    return { kexts, held, userClients, sim: sim ? simFacts(sim) : undefined, requests };
   }
 
   private async explainChecked(t: Target): Promise<Explanation> {

@@ -36,6 +36,8 @@ export const UNLOAD_DELAY_MS = 60_000;
 export interface ModelThrow {
   error: string;
   codeName?: string;
+  /** An interrupted batch's error carries every tag's outcome (README, batches). */
+  results?: ModelCounted[];
 }
 export type Outcome<T> = { value: T } | ModelThrow;
 const fail = (codeName: ModelCodeName): ModelThrow => ({ error: 'KextBridgeError', codeName });
@@ -43,12 +45,44 @@ const fail = (codeName: ModelCodeName): ModelThrow => ({ error: 'KextBridgeError
 /** The comparable part of a RetainResult / ReleaseResult. */
 export interface ModelCounted {
   ok: boolean;
-  layer: 'kernel' | 'userclient';
+  /**
+   * 'unexpected': the kernel answered a code the KPI cannot produce (§3.1/§3.2 list what it
+   * can; only an injected fault answers anything else). Not a result the API returns as such:
+   * a single call throws it, a batch rejects and lists it in error.results (README, batches).
+   */
+  layer: 'kernel' | 'userclient' | 'unexpected';
   name: string;
   code: number;
   loadTag: number;
-  /** Present for kernel answers only (a user-client refusal carries no outputs, §5.3). */
+  /**
+   * The ledger's count on the tag after the call. Kernel answers carry it; a user-client
+   * refusal carries no outputs (§5.3), so the library asks the held selector right after and
+   * reports that count too (README: a refusal reports the real held count).
+   */
   held?: number;
+}
+
+/** The KPIs' own answers (§3.1 retain, §3.2 release): anything else is an injected fault. */
+export const KPI_CODES: readonly ModelCodeName[] = ['kOSReturnSuccess', 'kOSKextReturnNotFound', 'kOSKextReturnInvalidArgument'];
+
+/** A handle from kb.kext(target): pinned to a load tag (docs/design.md, the kext engineer's day). */
+export interface ModelHandle {
+  bundleId: string;
+  loadTag: number;
+  /** The UUID the loaded-kext table gave it; undefined when the test did not choose it. */
+  uuid?: string;
+}
+
+/** A stale handle's answer: NotFound, nothing reached the kernel, and why. */
+export interface ModelStale {
+  ok: false;
+  layer: 'kernel';
+  name: 'kOSKextReturnNotFound';
+  code: number;
+  loadTag: number;
+  held: number;
+  stale: 'unloaded' | 'reloaded';
+  currentLoadTag?: number;
 }
 
 export interface ModelOSReturn {
@@ -80,6 +114,7 @@ export interface ModelInfo {
 export interface ModelKextSpec {
   bundleId: string;
   version: string;
+  uuid?: string;
   dependencies?: string[];
   classes?: { name: string; superclass?: string; instances?: number }[];
   autounload?: boolean;
@@ -90,6 +125,8 @@ interface Kext {
   bundleId: string;
   loadTag: number;
   version: string;
+  /** OSBundleUUID when the test chose it (a reload gives the same bundle id a new one). */
+  uuid?: string;
   /** OSObject retain count, including the kernel's BASELINE. */
   raw: number;
   autounload: boolean;
@@ -109,6 +146,8 @@ export interface ModelConnection {
   stopped: boolean;
   /** loadTag → retains this connection holds. */
   readonly ledger: Map<number, number>;
+  /** What close() answered, once called: a later close() answers the same. */
+  closeOutcome?: Outcome<undefined>;
 }
 
 /** What the default world looks like, read through the public API of a fresh sim. */
@@ -151,6 +190,11 @@ export class KernelModel {
   readonly knownBundleIds = new Set<string>();
   panicked: string | null = null;
   private readonly globalAutounload: boolean;
+  /**
+   * kernel.injectFault (docs/design.md, sim controls): the next `times` calls of the KPI answer
+   * `code` and change nothing. A new injection replaces the armed one.
+   */
+  private readonly faults = { retain: { code: 'kOSReturnError' as ModelCodeName, times: 0 }, release: { code: 'kOSReturnError' as ModelCodeName, times: 0 } };
 
   constructor(world: Observation, options: { autounload?: boolean } = {}) {
     this.globalAutounload = options.autounload ?? true;
@@ -187,8 +231,22 @@ export class KernelModel {
 
   // ---------------------------------------------------------------- kernel (KPIs, §3.1–3.3)
 
+  injectFault(kpi: 'retain' | 'release', code: ModelCodeName, times: number): void {
+    this.faults[kpi] = { code, times };
+  }
+
+  /** An armed fault answers instead of the KPI (whatever the tag), and changes nothing. */
+  private fault(kpi: 'retain' | 'release'): ModelCodeName | null {
+    const f = this.faults[kpi];
+    if (f.times === 0) return null;
+    f.times--;
+    return f.code;
+  }
+
   /** OSKextRetainKextWithLoadTag (§3.1). */
   private kpiRetain(tag: number): ModelCodeName {
+    const f = this.fault('retain');
+    if (f) return f;
     if (tag === INVALID_TAG) return 'kOSKextReturnInvalidArgument';
     const k = this.kexts.get(tag);
     if (!k) return 'kOSKextReturnNotFound';
@@ -199,6 +257,8 @@ export class KernelModel {
 
   /** OSKextReleaseKextWithLoadTag (§3.2): considerUnloads() re-arms the scan, then release. */
   private kpiRelease(tag: number): ModelCodeName {
+    const f = this.fault('release');
+    if (f) return f;
     if (tag === INVALID_TAG) return 'kOSKextReturnInvalidArgument';
     const k = this.kexts.get(tag);
     if (!k) return 'kOSKextReturnNotFound';
@@ -268,7 +328,7 @@ export class KernelModel {
   }
 
   /**
-   * (choice) Loading an already-loaded bundle id answers its tag when the version matches and
+   * (choice) Loading an already-loaded bundle id answers its tag when the version (and a given UUID) matches and
    * kOSKextReturnLoadedVersionDiffers otherwise, before dependencies are looked at (§3.5: load()
    * of a loaded kext succeeds at once). A dependency that is not loaded fails the load with
    * kOSKextReturnDependencies; a failed load takes no tag (the tag is assigned late in load()).
@@ -277,7 +337,12 @@ export class KernelModel {
     if (this.panicked) return fail('kOSReturnError');
     const existing = this.lookup(spec.bundleId);
     if (existing !== null) {
-      return this.kexts.get(existing)!.version === spec.version ? { value: existing } : fail('kOSKextReturnLoadedVersionDiffers');
+      // §2 kOSKextReturnLoadedVersionDiffers: another version or UUID of it is loaded. (choice) A
+      // spec without a UUID asks for none in particular; a UUID the test chose never equals one
+      // the kernel gave a kext loaded without one.
+      const k = this.kexts.get(existing)!;
+      const sameBuild = k.version === spec.version && (spec.uuid === undefined || spec.uuid === k.uuid);
+      return sameBuild ? { value: existing } : fail('kOSKextReturnLoadedVersionDiffers');
     }
     const deps: number[] = [];
     for (const id of spec.dependencies ?? []) {
@@ -293,6 +358,7 @@ export class KernelModel {
       bundleId: spec.bundleId,
       loadTag: tag,
       version: spec.version,
+      ...(spec.uuid === undefined ? {} : { uuid: spec.uuid }),
       raw: BASELINE,
       autounload: !unloadUnsupported && ((spec.autounload ?? false) || classes.some((c) => c.superclass === 'IOService')),
       unloadUnsupported,
@@ -415,19 +481,24 @@ export class KernelModel {
   }
 
   private kernelAnswer(name: ModelCodeName, tag: number, held: number): ModelCounted {
+    if (!KPI_CODES.includes(name)) return { ok: false, layer: 'unexpected', name, code: CODES[name], loadTag: tag };
     return { ok: CODES[name] === 0, layer: 'kernel', name, code: CODES[name], loadTag: tag, held };
   }
 
-  private refusal(name: ModelCodeName, tag: number): ModelCounted {
-    return { ok: false, layer: 'userclient', name, code: CODES[name], loadTag: tag };
+  /** A refusal changes nothing; it reports what the ledger holds on the tag. */
+  private refusal(name: ModelCodeName, c: ModelConnection, tag: number): ModelCounted {
+    // A stopped client cannot be asked (its held selector answers kIOReturnNotOpen): no count.
+    const r: ModelCounted = { ok: false, layer: 'userclient', name, code: CODES[name], loadTag: tag };
+    if (!c.stopped) r.held = c.ledger.get(tag) ?? 0;
+    return r;
   }
 
   /** Selector 1: admin only; the ledger cap counts every retain this client holds. */
   retain(c: ModelConnection, tag: number): Outcome<ModelCounted> {
     if (c.closed) return fail('MACH_SEND_INVALID_DEST');
-    if (!c.privileged) return { value: this.refusal('kIOReturnNotPrivileged', tag) };
+    if (!c.privileged) return { value: this.refusal('kIOReturnNotPrivileged', c, tag) };
     if (c.stopped) return fail('kIOReturnNotOpen');
-    if (this.total(c) >= this.ledgerCap) return { value: this.refusal('kIOReturnNoResources', tag) };
+    if (this.total(c) >= this.ledgerCap) return { value: this.refusal('kIOReturnNoResources', c, tag) };
     const kr = this.kpiRetain(tag);
     if (kr === 'kOSReturnSuccess') c.ledger.set(tag, (c.ledger.get(tag) ?? 0) + 1);
     return { value: this.kernelAnswer(kr, tag, c.ledger.get(tag) ?? 0) };
@@ -439,10 +510,10 @@ export class KernelModel {
    */
   release(c: ModelConnection, tag: number): Outcome<ModelCounted> {
     if (c.closed) return fail('MACH_SEND_INVALID_DEST');
-    if (!c.privileged) return { value: this.refusal('kIOReturnNotPrivileged', tag) };
+    if (!c.privileged) return { value: this.refusal('kIOReturnNotPrivileged', c, tag) };
     if (c.stopped) return fail('kIOReturnNotOpen');
     const held = c.ledger.get(tag) ?? 0;
-    if (held === 0 && tag !== INVALID_TAG) return { value: this.refusal('kIOReturnNotPermitted', tag) };
+    if (held === 0 && tag !== INVALID_TAG) return { value: this.refusal('kIOReturnNotPermitted', c, tag) };
     const kr = this.kpiRelease(tag);
     if (kr === 'kOSReturnSuccess') {
       if (held === 1) c.ledger.delete(tag);
@@ -479,14 +550,63 @@ export class KernelModel {
     return { value: this.kernelLoadedKexts() };
   }
 
-  /** clientClose: release everything still held (each a real KPI release), idempotent. */
+  /**
+   * clientClose: release everything still held (each a real KPI release), idempotent. (choice,
+   * README close()) A release the kernel refuses (an injected fault) stops the releasing: what
+   * is left stays held in the kernel, and close() rejects saying so. With a release fault armed
+   * the first release already fails, so nothing is released whatever the ledger's order.
+   */
   close(c: ModelConnection): Outcome<undefined> {
-    if (c.closed) return { value: undefined };
+    if (c.closeOutcome) return c.closeOutcome;
     c.closed = true;
-    for (const [tag, n] of [...c.ledger]) for (let i = 0; i < n; i++) this.kpiRelease(tag);
-    c.ledger.clear();
+    let refused = false;
+    for (const [tag, n] of [...c.ledger]) {
+      for (let i = 0; i < n && !refused; i++) {
+        if (this.kpiRelease(tag) === 'kOSReturnSuccess') {
+          const left = c.ledger.get(tag)! - 1;
+          if (left) c.ledger.set(tag, left);
+          else c.ledger.delete(tag);
+        } else refused = true;
+      }
+    }
     const uc = this.classOfSample('IOUserClient');
     if (uc) uc.instances--;
-    return { value: undefined };
+    c.closeOutcome = refused ? fail('kOSReturnError') : { value: undefined };
+    return c.closeOutcome;
+  }
+
+  /** kb.kext(tag): a handle on the loaded kext with that tag, or null. Closed: the table call throws. */
+  handle(c: ModelConnection, tag: number): Outcome<ModelHandle | null> {
+    if (c.closed) return fail('MACH_SEND_INVALID_DEST');
+    const k = this.kexts.get(tag);
+    return { value: k ? { bundleId: k.bundleId, loadTag: k.loadTag, ...(k.uuid === undefined ? {} : { uuid: k.uuid }) } : null };
+  }
+
+  /**
+   * handle.retain() / release(): while the handle's tag is loaded, the call itself. Once it is
+   * gone (tags are never reused, §1.1): NotFound without reaching the kernel, 'reloaded' with
+   * the tag its bundle id has now if one is loaded (a new load: new tag, its own UUID and
+   * version), else 'unloaded'; held is what this connection still holds on the old tag.
+   */
+  handleCall(c: ModelConnection, h: ModelHandle, op: 'retain' | 'release'): Outcome<ModelCounted | ModelStale> {
+    if (c.closed) return fail('MACH_SEND_INVALID_DEST');
+    if (this.kexts.has(h.loadTag)) return op === 'retain' ? this.retain(c, h.loadTag) : this.release(c, h.loadTag);
+    if (c.stopped) return fail('kIOReturnNotOpen'); // the held count cannot be asked
+    const now = this.lookup(h.bundleId);
+    return {
+      value: {
+        ok: false, layer: 'kernel', name: 'kOSKextReturnNotFound', code: CODES.kOSKextReturnNotFound, loadTag: h.loadTag,
+        held: c.ledger.get(h.loadTag) ?? 0,
+        ...(now === null ? { stale: 'unloaded' as const } : { stale: 'reloaded' as const, currentLoadTag: now }),
+      },
+    };
+  }
+
+  uuidOf(tag: number): string | undefined {
+    return this.kexts.get(tag)?.uuid;
+  }
+
+  versionOf(tag: number): string | undefined {
+    return this.kexts.get(tag)?.version;
   }
 }

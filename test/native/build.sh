@@ -19,7 +19,7 @@ shift 2
 [ $# -gt 0 ] || { echo "build.sh: no harness source given" >&2; exit 64; }
 
 CORE_SRC=(kext-sample/core/*.cpp)
-PRODUCT_SRC=(sim/sim_kernel.cpp bridge/sim_transport.cc bridge/serial_queue.cc bridge/job.cc)
+PRODUCT_SRC=(sim/sim_kernel.cpp bridge/sim_transport.cc bridge/serial_queue.cc bridge/job.cc bridge/resource_job.cc)
 INCLUDES=(-I kext-sample/core -I sim -I bridge)
 CORE_ONLY=(-fno-exceptions -fno-rtti -nostdinc++)  # kernel-safe C++, as in the kext
 core_defs=()
