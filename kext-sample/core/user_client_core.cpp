@@ -536,8 +536,11 @@ uint32_t UserClientCore::onCancelRequest(MethodArgs &args) {
       if (completed && slot->keep && isOpen) slot->state = RequestSlot::Ready;
       else finishSlot(*slot, true);
       // No completion went out (dropped, or the callback found the client stopped or
-      // closed): "the delivery won" would leave user space waiting for nothing.
-      if (!completed) answer = isOpen ? RC_kIOReturnNotFound : RC_kIOReturnNotOpen;
+      // closed): "the delivery won" (NotFound, either layer) would leave user space waiting
+      // for nothing. kIOReturnNotOpen says the request is over with no completion; the kernel
+      // drops a record only when the requesting kext (this one) is not started, i.e. its
+      // service is going away.
+      if (!completed) answer = RC_kIOReturnNotOpen;
     } else if (isOpen) {
       slot->state = RequestSlot::Pending;  // the kernel refused otherwise: still pending
     } else {

@@ -2088,7 +2088,7 @@ TEST(cancel_of_a_dropped_record_ends_it, "cancelRequest: the kernel dropped the 
   CHECK_EQ(b.notes.got.size(), 0u);  // but never called
   CHECK_EQ(b.core->requestsInUse(), 1u);
   uint64_t cout[1] = {0xBAD};
-  CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnNotFound);
+  CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnNotOpen);  // no completion
   CHECK_EQ(b.core->requestsInUse(), 0u);  // not back to Pending forever
   CHECK_EQ(b.notes.refs, 1);
   CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnNotFound);  // gone
