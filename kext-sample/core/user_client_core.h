@@ -103,7 +103,7 @@ class UserClientCore {
   uint32_t heldCount(uint32_t loadTag);
   uint32_t outstanding();
   bool closed();
-  uint32_t requestsInUse();     // table entries not Free (pending, in flight or unfetched)
+  uint32_t requestsInUse();     // table entries not Free (pending, in flight, unfetched, orphaned)
   uint32_t oversizeRefused();   // deliveries refused for exceeding kMaxResourceSize
   uint32_t completionsSent();   // sendAsyncResult calls made
 
