@@ -175,6 +175,12 @@ std::vector<UserClientInfo> SimUserClients(const sim::SimKernel &kernel) {
 uint32_t SimTransport::close() {
   if (closed_.exchange(true)) return RC_MACH_SEND_INVALID_DEST;
   core_.close();  // clientClose: the ledger is released, pending requests cancelled
+  // A cancel the kernel answered kOSReturnError dequeued nothing: the kernel still holds that
+  // entry's address, so the core (a member: it goes with this transport) must outlive it.
+  // Retry, as the kext's deferred release does; each retry is one more cancel per such entry.
+  // (The sim's failCancels is finite, so this ends; a kernel that refused forever would keep
+  // the entry, and the kext leaks its session then rather than free it under the kernel.)
+  for (uint32_t i = 0; i < kCancelRetries && core_.requestsInUse() > 0; i++) core_.close();
   // The core keeps what the kernel refused to release (an injected fault): say so.
   unreleased_ = core_.outstanding();
   kernel_->closeUserClient(this, pid_);

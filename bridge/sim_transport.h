@@ -66,6 +66,7 @@ class SimTransport : public Transport, public sim::UserClientHandle, public Asyn
  private:
   SimTransport(std::shared_ptr<sim::SimKernel> kernel, bool privileged, int32_t pid);
 
+  static const uint32_t kCancelRetries = 64;  // close(): further cancels of orphaned requests
   std::shared_ptr<sim::SimKernel> kernel_;
   sim::SampleKextApi api_;
   sim::MutexLock lock_;

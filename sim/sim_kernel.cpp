@@ -734,6 +734,8 @@ void SimKernel::resetKernelmanagerd() {
   withhold_ = false;
   resourceFaultCode_ = 0;
   resourceFaultTimes_ = 0;
+  cancelFaultTimes_ = 0;
+  dropTimes_ = 0;
 }
 
 bool SimKernel::hasPendingRequests(uint32_t callerTag) const {
@@ -848,6 +850,10 @@ void SimKernel::answerRequestLocked(size_t index) {
   e.code = code;
   e.length = bytes ? bytes->size() : 0;
   emit(std::move(e));
+  if (dropTimes_ > 0) {  // dequeued, then dropped uncalled
+    dropTimes_--;
+    return;
+  }
   invokeLocked(r, code, bytes);
 }
 
@@ -885,6 +891,10 @@ void SimKernel::timeoutScanLocked() {
 
 uint32_t SimKernel::cancelRequest(uint32_t requestTag, void **contextOut) {
   std::lock_guard<std::recursive_mutex> g(mu_);
+  if (cancelFaultTimes_ > 0) {  // before the lookup: nothing dequeued, the record stays
+    cancelFaultTimes_--;
+    return RC_kOSReturnError;
+  }
   for (size_t i = 0; i < requests_.size(); i++) {
     if (requests_[i].rec.requestTag != requestTag) continue;
     Request r = std::move(requests_[i]);
@@ -940,6 +950,16 @@ void SimKernel::failResources(uint32_t code, uint32_t times) {
   std::lock_guard<std::recursive_mutex> g(mu_);
   resourceFaultCode_ = code;
   resourceFaultTimes_ = times;
+}
+
+void SimKernel::failCancels(uint32_t times) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  cancelFaultTimes_ = times;
+}
+
+void SimKernel::dropResources(uint32_t times) {
+  std::lock_guard<std::recursive_mutex> g(mu_);
+  dropTimes_ = times;
 }
 
 uint32_t SimKernel::setStopping(uint32_t loadTag, bool stopping) {

@@ -194,7 +194,7 @@ class SimKernel {
   uint32_t requestResource(uint32_t callerTag, const char *bundleId, const char *resourceName,
                            ResourceCallback callback, void *context, uint32_t *requestTagOut);
   // OSKextCancelRequest: kOSReturnSuccess and *contextOut (the callback never runs), or
-  // kOSKextReturnNotFound.
+  // kOSKextReturnNotFound; kOSReturnError (nothing dequeued) while failCancels is in force.
   uint32_t cancelRequest(uint32_t requestTag, void **contextOut);
 
   // ---- kernelmanagerd: the installed kexts and test controls ----
@@ -212,6 +212,14 @@ class SimKernel {
   void withholdResources(bool on);
   // The next `times` answers deliver `code` with no data instead of the resource.
   void failResources(uint32_t code, uint32_t times);
+  // The next `times` cancels answer kOSReturnError and dequeue nothing, as xnu's
+  // OSKextCancelRequest does when it cannot build its lookup key (the record stays queued:
+  // delivered or timed out later, its callback still runs).
+  void failCancels(uint32_t times);
+  // The next `times` records kernelmanagerd answers are dequeued and dropped without their
+  // callback, as dispatchResource drops a record it cannot call (the requesting kext not
+  // started, a wrapper without context, no callback). A cancel then answers NotFound.
+  void dropResources(uint32_t times);
   // Marks a kext as stopping (its stop routine running): kOSKextReturnNotFound if none.
   uint32_t setStopping(uint32_t loadTag, bool stopping);
   // Arms the autounload scan (what a release does), for tests that wait for a timeout.
@@ -363,6 +371,8 @@ class SimKernel {
   bool withhold_ = false;
   uint32_t resourceFaultCode_ = 0;
   uint32_t resourceFaultTimes_ = 0;
+  uint32_t cancelFaultTimes_ = 0;
+  uint32_t dropTimes_ = 0;
 };
 
 // The KernelApi the core sees inside the sample kext: KPIs of the shared SimKernel and the

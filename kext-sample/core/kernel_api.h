@@ -37,8 +37,11 @@ class KernelApi {
   virtual uint32_t requestResource(const char *bundleId, const char *resourceName,
                                    ResourceCallback callback, void *context,
                                    uint32_t *requestTag) = 0;
-  // OSKextCancelRequest: kOSReturnSuccess (the callback will never run; *context receives the
-  // request's context) or kOSKextReturnNotFound (no such pending request: it was delivered).
+  // OSKextCancelRequest: kOSReturnSuccess (dequeued: the callback will never run; *context
+  // receives the request's context), kOSKextReturnNotFound (no such record: its callback has
+  // run, or the kernel dequeued and dropped it without calling), or kOSReturnError (the kernel
+  // could not look it up, or the record was malformed): NOTHING was dequeued, the kernel may
+  // still call the callback with this context later.
   virtual uint32_t cancelRequest(uint32_t requestTag, void **context) = 0;
 
   // Storage for delivered resource bytes (the core allocates nothing itself): a block of

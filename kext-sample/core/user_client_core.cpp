@@ -262,19 +262,25 @@ uint32_t UserClientCore::close() {
     closed_ = true;  // from here no completion is sent
   }
   // Every pending request is cancelled in the kernel, one at a time, outside the lock. When
-  // the cancel returns, the kernel can no longer call back for it: xnu dequeues a record and
-  // invokes its callback within one hold of sKextLock (dispatchResource, under handleRequest
-  // or the autounload thread call), and OSKextCancelRequest takes that lock too. So either
-  // the cancel found it (the callback never runs) or the callback has already finished (it
-  // saw the closed flag and did nothing). An entry another thread is requesting or
-  // cancelling is left to that thread, which sees the flag when its KPI returns.
+  // the cancel answers kOSReturnSuccess (dequeued) or kOSKextReturnNotFound (no record: its
+  // callback has run or the kernel dropped it), the kernel can no longer call back for it:
+  // xnu dequeues a record and invokes its callback within one hold of sKextLock
+  // (dispatchResource, under handleRequest or the autounload thread call), and
+  // OSKextCancelRequest takes that lock too. Any other answer (kOSReturnError: the kernel
+  // could not build its lookup key, or a malformed record) dequeued nothing: the kernel still
+  // holds the entry's address and may call it later, so the entry stays Orphaned (counted by
+  // requestsInUse(), absorbing that callback) and the next close() retries its cancel. An
+  // entry another thread is requesting or cancelling is left to that thread, which sees the
+  // flag when its KPI returns.
   for (uint32_t i = 0; i < kRequestCapacity; i++) {
     RequestSlot &slot = slots_[i];
     uint32_t tag = kInvalidRequestTag;
+    bool ownsRef = true;
     void *spare = nullptr;
     {
       LockGuard guard(lock_);
-      if (slot.state == RequestSlot::Pending) {
+      if (slot.state == RequestSlot::Pending || slot.state == RequestSlot::Orphaned) {
+        if (slot.state == RequestSlot::Orphaned) ownsRef = slot.ownsRef;
         slot.state = RequestSlot::Cancelling;
         tag = slot.tag;
       } else if (slot.state == RequestSlot::Ready) {
@@ -287,11 +293,12 @@ uint32_t UserClientCore::close() {
     }
     if (tag != kInvalidRequestTag) {
       void *context = nullptr;
-      (void)kernel_.cancelRequest(tag, &context);  // found or already delivered: done either way
+      const uint32_t kr = kernel_.cancelRequest(tag, &context);
       LockGuard guard(lock_);
-      finishSlot(slot, true);
-      spare = slot.buffer;
-      slot.buffer = nullptr;
+      if (settleClosedCancel(slot, kr, ownsRef)) {
+        spare = slot.buffer;
+        slot.buffer = nullptr;
+      }
     }
     if (spare) kernel_.freeBuffer(spare, kMaxResourceSize);
   }
@@ -335,9 +342,20 @@ void UserClientCore::finishSlot(RequestSlot &slot, bool releaseRef) {
   slot.called = false;
   slot.keep = false;
   slot.sent = false;
+  slot.ownsRef = false;
   slot.tag = kInvalidRequestTag;
   slot.length = 0;
   slot.fetched = 0;
+}
+
+bool UserClientCore::settleClosedCancel(RequestSlot &slot, uint32_t kr, bool ownsRef) {
+  if (kr == RC_kOSReturnSuccess || kr == RC_kOSKextReturnNotFound || slot.called) {
+    finishSlot(slot, ownsRef);
+    return true;
+  }
+  slot.state = RequestSlot::Orphaned;
+  slot.ownsRef = ownsRef;
+  return false;
 }
 
 // Reserve an entry (and its buffer) first, so the callback, which may run as soon as the KPI
@@ -406,10 +424,11 @@ uint32_t UserClientCore::onRequestResource(MethodArgs &args) {
     }
   }
   if (cancel) {
+    // The error reply gives the wake port back (MIG): the entry never owns the reference.
     void *context = nullptr;
-    (void)kernel_.cancelRequest(tag, &context);
+    const uint32_t ckr = kernel_.cancelRequest(tag, &context);
     LockGuard guard(lock_);
-    finishSlot(*slot, false);
+    (void)settleClosedCancel(*slot, ckr, false);
     return RC_kIOReturnNotOpen;
   }
   args.scalarOutput[RequestResourceOut::osReturn] = kr;
@@ -433,7 +452,12 @@ void UserClientCore::delivered(RequestSlot &slot, uint32_t tag, uint32_t result,
   if (slot.state != RequestSlot::Requesting && slot.tag != tag) return;
   slot.called = true;
   slot.tag = tag;
-  if (!open()) return;  // nothing is delivered to a closed or stopped client
+  if (!open()) {  // nothing is delivered to a closed or stopped client
+    // An orphan's one callback: the kernel is done with the entry now (its buffer stays
+    // attached, freed by a later close() or the destructor: no KernelApi call here).
+    if (slot.state == RequestSlot::Orphaned) finishSlot(slot, slot.ownsRef);
+    return;
+  }
   uint32_t verdict = RC_kIOReturnSuccess;
   if (result == RC_kOSReturnSuccess && length > kMaxResourceSize) {
     verdict = RC_kIOReturnNoSpace;  // refused: not kept, counted
@@ -497,22 +521,40 @@ uint32_t UserClientCore::onCancelRequest(MethodArgs &args) {
   void *context = nullptr;
   const uint32_t kr = kernel_.cancelRequest(tag, &context);
   void *spare = nullptr;
+  uint32_t answer = RC_kIOReturnSuccess;
   {
     LockGuard guard(lock_);
-    if (kr == RC_kOSReturnSuccess || slot->called || !open()) {
-      // Cancelled; or the delivery won (its completion went out) — keep what it kept unless
-      // the client closed meanwhile (close() left this entry to us).
-      if (kr != RC_kOSReturnSuccess && slot->keep && open()) slot->state = RequestSlot::Ready;
+    const bool isOpen = open();
+    if (kr == RC_kOSReturnSuccess) {
+      finishSlot(*slot, true);  // cancelled: the callback never runs
+    } else if (slot->called || kr == RC_kOSKextReturnNotFound) {
+      // The kernel no longer has it: the callback ran (the delivery won), or the kernel
+      // dropped the record without calling (dispatchResource does when the requesting kext
+      // is not started, among others). Its bytes are kept only for an open client that got
+      // the completion.
+      const bool completed = slot->called && slot->sent;
+      if (completed && slot->keep && isOpen) slot->state = RequestSlot::Ready;
       else finishSlot(*slot, true);
-      if (!open() && slot->state == RequestSlot::Free) {
-        spare = slot->buffer;
-        slot->buffer = nullptr;
-      }
-    } else {
+      // No completion went out (dropped, or the callback found the client stopped or
+      // closed): "the delivery won" (NotFound, either layer) would leave user space waiting
+      // for nothing. kIOReturnNotOpen says the request is over with no completion; the kernel
+      // drops a record only when the requesting kext (this one) is not started, i.e. its
+      // service is going away.
+      if (!completed) answer = RC_kIOReturnNotOpen;
+    } else if (isOpen) {
       slot->state = RequestSlot::Pending;  // the kernel refused otherwise: still pending
+    } else {
+      // Closed or stopped meanwhile (close() left this entry to us) and nothing dequeued.
+      (void)settleClosedCancel(*slot, kr, true);
+      answer = RC_kIOReturnNotOpen;
+    }
+    if (!isOpen && slot->state == RequestSlot::Free) {
+      spare = slot->buffer;
+      slot->buffer = nullptr;
     }
   }
   if (spare) kernel_.freeBuffer(spare, kMaxResourceSize);
+  if (answer != RC_kIOReturnSuccess) return answer;
   args.scalarOutput[CancelRequestOut::osReturn] = kr;
   return RC_kIOReturnSuccess;
 }

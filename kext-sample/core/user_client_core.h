@@ -47,12 +47,17 @@ struct RequestSlot {
     Pending,     // the kernel has it under tag; no callback yet
     Cancelling,  // a thread is in OSKextCancelRequest for it (cancel or close)
     Ready,       // delivered; bytes wait for fetchResource
+    Orphaned,    // closed or stopped, and its cancel answered kOSReturnError: the kernel may
+                 // still hold the request (and call back); ended by a later cancel that
+                 // answers success or NotFound (close() retries) or by the callback
   };
   class UserClientCore *core = nullptr;
   State state = Free;
   bool called = false;  // the kernel's callback ran for this occupancy (exactly once)
   bool keep = false;    // the callback kept bytes for fetchResource
   bool sent = false;    // the callback sent the completion
+  bool ownsRef = false; // Orphaned: the async reference is ours to release when it ends (not
+                        // when the request's own reply was an error: MIG took the right back)
   uint32_t tag = 0xFFFFFFFFu;
   uint32_t length = 0;   // Ready: bytes in buffer
   uint32_t fetched = 0;  // Ready: bytes handed out so far
@@ -82,7 +87,9 @@ class UserClientCore {
   // releases this call made. Every pending resource request is cancelled in the kernel
   // (outside the lock) and no completion is sent after close() has set the closed flag;
   // when close() returns, the kernel can no longer call back into this client for any of
-  // them (the core may be destroyed once no externalMethod call is running).
+  // them (the core may be destroyed once no externalMethod call is running) — unless a
+  // cancel answered kOSReturnError: that entry stays Orphaned (requestsInUse() > 0, the
+  // core must NOT be destroyed yet); a later close() retries its cancel.
   uint32_t close();
 
   // The OSKextRequestResource callback (context: a RequestSlot of some core). Kernel code of
@@ -96,7 +103,7 @@ class UserClientCore {
   uint32_t heldCount(uint32_t loadTag);
   uint32_t outstanding();
   bool closed();
-  uint32_t requestsInUse();     // table entries not Free (pending, in flight or unfetched)
+  uint32_t requestsInUse();     // table entries not Free (pending, in flight, unfetched, orphaned)
   uint32_t oversizeRefused();   // deliveries refused for exceeding kMaxResourceSize
   uint32_t completionsSent();   // sendAsyncResult calls made
 
@@ -139,6 +146,10 @@ class UserClientCore {
                  uint32_t length);  // the callback's work, under lock_
   // Back to Free; releases the async reference when the call that gave it answered success.
   void finishSlot(RequestSlot &slot, bool releaseRef);  // under lock_
+  // After the cancel of an entry of a closed or stopped client (under lock_): success or
+  // NotFound (the kernel no longer has it) or a callback that already ran ends it; any other
+  // answer (kOSReturnError: nothing was dequeued) leaves it Orphaned. True when ended.
+  bool settleClosedCancel(RequestSlot &slot, uint32_t kr, bool ownsRef);
 };
 
 } // namespace kb

@@ -41,8 +41,8 @@ uint32_t KpiKernelApi::requestResource(const char *bundleId, const char *resourc
   return (uint32_t)r;
 }
 
-// Once this returns, with either answer, no callback for the tag is running or will run
-// (kernel-facts §8.4).
+// Once this answers kOSReturnSuccess or kOSKextReturnNotFound, no callback for the tag is
+// running or will run; kOSReturnError dequeued nothing (kernel-facts §8.4).
 uint32_t KpiKernelApi::cancelRequest(uint32_t requestTag, void **context) {
   return (uint32_t)OSKextCancelRequest((OSKextRequestTag)requestTag, context);
 }

@@ -980,6 +980,10 @@ void sameEvents(SimKernel &a, SimKernel &b) {
 // autounload scan).
 // A resource callback that does nothing (reset tests only compare what the kernel records).
 void noteCallback(uint32_t, int32_t, const void *, uint32_t, void *) {}
+// Counts its calls in *(int *)context (reset tests: a dropped record is never called).
+void countCallback(uint32_t, int32_t, const void *, uint32_t, void *context) {
+  if (context) ++*(int *)context;
+}
 
 void checkSameAsNew(SimKernel &a, SimKernel &b) {
   std::vector<KextRow> ta = a.loadedKexts(), tb = b.loadedKexts();
@@ -1067,6 +1071,19 @@ void checkSameAsNew(SimKernel &a, SimKernel &b) {
   b.advance(dueB - b.now());
   sameEvents(a, b);
   CHECK_EQ(a.loadKextWithIdentifier("com.example.unknown"), b.loadKextWithIdentifier("com.example.unknown"));
+  // No cancel fault or drop left over: a cancel dequeues, a delivery calls back.
+  int calledA = 0, calledB = 0;
+  CHECK_EQ(a.requestResource(a.sampleLoadTag(), "com.example.res", "x", countCallback, &calledA, &ra),
+           b.requestResource(b.sampleLoadTag(), "com.example.res", "x", countCallback, &calledB, &rb));
+  void *ca = nullptr, *cb = nullptr;
+  CHECK_EQ(a.cancelRequest(ra, &ca), b.cancelRequest(rb, &cb));
+  CHECK(ca == &calledA && cb == &calledB);  // dequeued (a left-over fault answers an error)
+  CHECK_EQ(a.requestResource(a.sampleLoadTag(), "com.example.res", "x", countCallback, &calledA, &ra),
+           b.requestResource(b.sampleLoadTag(), "com.example.res", "x", countCallback, &calledB, &rb));
+  a.advance(100);
+  b.advance(100);
+  CHECK_EQ(calledA, calledB);
+  CHECK_EQ(calledA, 1);
 }
 
 // Drives every part of a kernel's state away from the default world.
@@ -1102,6 +1119,8 @@ void dirty(SimKernel &k) {
   k.setLoadReplyDelay(777);
   k.withholdResources(true);
   k.failResources(RC_kOSReturnError, 4);
+  k.failCancels(3);
+  k.dropResources(2);
   // Over-release: the machine panics.
   CHECK_EQ(k.releaseKextWithLoadTag(dep), RC_kOSReturnError);  // the injected fault first
   for (int i = 0; i < 4; i++) k.releaseKextWithLoadTag(kMach);  // a fault, then below its baseline
@@ -1127,11 +1146,11 @@ TEST(reset_is_indistinguishable_from_new, "reset(): a used kernel (kexts, clock,
 #if defined(__GLIBCXX__) && defined(__x86_64__) && defined(__linux__)
   // A tripwire for new members: when SimKernel grows, reset() must reset the new member and
   // checkSameAsNew above must observe it; then update this number (libstdc++, x86-64 Linux).
-  if (sizeof(SimKernel) != 1112)
+  if (sizeof(SimKernel) != 1120)
     fprintf(stderr, "  sizeof(SimKernel) is %zu: a member was added or removed. Reset it in "
             "SimKernel::reset (sim/sim_kernel.cpp), compare it in checkSameAsNew, then update "
             "the size here.\n", sizeof(SimKernel));
-  CHECK_EQ(sizeof(SimKernel), 1112u);
+  CHECK_EQ(sizeof(SimKernel), 1120u);
 #endif
 }
 
@@ -1845,6 +1864,286 @@ TEST(core_races_at_fixed_points, "core: delivery before the reply, delivery insi
     CHECK_EQ(core.requestsInUse(), 0u);
     CHECK_EQ(notes.refs, 1);
   }
+}
+
+// Issue 13 review, finding 1: OSKextCancelRequest can answer kOSReturnError and dequeue nothing
+// (the kernel still holds the entry's address). The kext frees the session once requestsInUse()
+// is 0; this does the same with the core, so ASan sees a use after free if an entry is freed
+// while the kernel may still call it.
+struct CoreBox {
+  HookedApi api;
+  MutexLock lock;
+  Notes notes;
+  std::unique_ptr<UserClientCore> core;
+  explicit CoreBox(std::shared_ptr<SimKernel> k) : api(k) {
+    core.reset(new UserClientCore(api, lock, true, &notes));
+  }
+  // What the kext's free() / deferred release do: the session goes when nothing is in use.
+  void freeIfIdle() {
+    if (core && core->requestsInUse() == 0) core.reset();
+  }
+};
+
+std::shared_ptr<SimKernel> resourceKernel() {
+  auto k = std::make_shared<SimKernel>();
+  KextSpec s;
+  s.bundleId = kRes;
+  CHECK_EQ(k->installKext(s, {{"r", pattern(9)}}), OK);
+  k->setResourceDelay(10);
+  return k;
+}
+
+TEST(cancel_error_at_close_keeps_the_entry, "close: a cancel answering kOSReturnError leaves the entry to the kernel; its delivery is absorbed, a retry ends it") {
+  {  // the kernel delivers later: absorbed, then the entry ends
+    auto k = resourceKernel();
+    CoreBox b(k);
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(*b.core, 21, out), RC_kIOReturnSuccess);
+    k->failCancels(1);
+    CHECK_EQ(b.core->close(), 0u);
+    CHECK_EQ(k->pendingRequestCount(kSample), 1u);  // nothing dequeued
+    CHECK_EQ(b.core->requestsInUse(), 1u);          // so the entry stays: free() must defer
+    CHECK_EQ(b.notes.refs, 0);
+    b.freeIfIdle();
+    CHECK(b.core != nullptr);
+    k->advance(100);  // the delivery reaches the orphan (no use after free under ASan)
+    CHECK_EQ(countEvents(*k, EventType::RequestDelivered), 1u);
+    CHECK(b.core != nullptr);
+    CHECK_EQ(b.notes.got.size(), 0u);  // nothing to a closed client
+    CHECK_EQ(b.core->completionsSent(), 0u);
+    CHECK_EQ(b.core->requestsInUse(), 0u);
+    CHECK_EQ(b.notes.refs, 1);  // the accepted call's reference, released once
+    CHECK_EQ(b.core->close(), 0u);
+    CHECK_EQ(b.notes.refs, 1);
+  }
+  {  // a later close retries the cancel: success ends it, nothing arrives after
+    auto k = resourceKernel();
+    CoreBox b(k);
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(*b.core, 22, out), RC_kIOReturnSuccess);
+    k->failCancels(2);
+    b.core->close();
+    b.core->close();
+    CHECK_EQ(b.core->requestsInUse(), 1u);  // two errors: still the kernel's
+    b.freeIfIdle();
+    CHECK(b.core != nullptr);
+    b.core->close();
+    CHECK_EQ(k->pendingRequestCount(kSample), 0u);
+    CHECK_EQ(b.core->requestsInUse(), 0u);
+    CHECK_EQ(b.notes.refs, 1);
+    b.freeIfIdle();
+    CHECK(b.core == nullptr);
+    k->advance(100);
+    CHECK_EQ(countEvents(*k, EventType::RequestDelivered), 0u);
+  }
+  {  // the timeout reaches the orphan: absorbed too
+    auto k = resourceKernel();
+    k->withholdResources(true);
+    CoreBox b(k);
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(*b.core, 23, out), RC_kIOReturnSuccess);
+    k->failCancels(1);
+    b.core->close();
+    CHECK_EQ(b.core->requestsInUse(), 1u);
+    for (int scan = 0; scan < 2; scan++) {  // the second scan that sees it times it out
+      k->armAutounloadScan();
+      k->advance(SimKernel::kConsiderUnloadDelayMs);
+    }
+    CHECK_EQ(countEvents(*k, EventType::RequestTimedOut), 1u);
+    CHECK_EQ(b.notes.got.size(), 0u);
+    CHECK_EQ(b.core->requestsInUse(), 0u);
+    CHECK_EQ(b.notes.refs, 1);
+  }
+}
+
+TEST(cancel_error_when_closed_inside_a_request, "requestResource: closed meanwhile and its cancel answers kOSReturnError: NotOpen, the entry stays without the reference") {
+  auto k = resourceKernel();
+  CoreBox b(k);
+  b.api.afterRequest = [&] {
+    k->failCancels(1);
+    b.core->close();  // the entry is Requesting: left to the requester
+  };
+  uint64_t out[2];
+  CHECK_EQ(coreRequest(*b.core, 24, out), RC_kIOReturnNotOpen);
+  b.api.afterRequest = nullptr;
+  CHECK_EQ(k->pendingRequestCount(kSample), 1u);
+  CHECK_EQ(b.core->requestsInUse(), 1u);
+  b.freeIfIdle();
+  CHECK(b.core != nullptr);
+  k->advance(100);  // the delivery: absorbed
+  CHECK_EQ(countEvents(*k, EventType::RequestDelivered), 1u);
+  CHECK_EQ(b.notes.got.size(), 0u);
+  CHECK_EQ(b.core->requestsInUse(), 0u);
+  CHECK_EQ(b.notes.refs, 0);  // the error reply gave the wake port back: never ours
+  {  // and a retrying close ends it the same way, still without releasing the reference
+    auto k2 = resourceKernel();
+    CoreBox c(k2);
+    c.api.afterRequest = [&] {
+      k2->failCancels(1);
+      c.core->close();
+    };
+    CHECK_EQ(coreRequest(*c.core, 25, out), RC_kIOReturnNotOpen);
+    CHECK_EQ(c.core->requestsInUse(), 1u);
+    c.core->close();
+    CHECK_EQ(k2->pendingRequestCount(kSample), 0u);
+    CHECK_EQ(c.core->requestsInUse(), 0u);
+    CHECK_EQ(c.notes.refs, 0);
+  }
+}
+
+TEST(cancel_error_when_closed_inside_a_cancel, "cancelRequest: closed or stopped meanwhile and the kernel answers kOSReturnError: NotOpen, the entry stays") {
+  for (int stop = 0; stop < 2; stop++) {
+    auto k = resourceKernel();
+    CoreBox b(k);
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(*b.core, 26, out), RC_kIOReturnSuccess);
+    bool once = true;
+    b.api.beforeCancel = [&] {
+      if (!once) return;
+      once = false;
+      k->failCancels(1);
+      if (stop) b.core->terminate();
+      else b.core->close();  // the entry is Cancelling: left to the canceller
+    };
+    uint64_t cout[1] = {0xBAD};
+    CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnNotOpen);
+    CHECK_EQ(k->pendingRequestCount(kSample), 1u);
+    CHECK_EQ(b.core->requestsInUse(), 1u);
+    b.freeIfIdle();
+    CHECK(b.core != nullptr);
+    k->advance(100);  // absorbed
+    CHECK_EQ(b.notes.got.size(), 0u);
+    CHECK_EQ(b.core->requestsInUse(), 0u);
+    CHECK_EQ(b.notes.refs, 1);
+    b.core->close();
+    CHECK_EQ(b.notes.refs, 1);
+  }
+  {  // stopped, then closed before the kernel calls: close's retry ends it
+    auto k = resourceKernel();
+    CoreBox b(k);
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(*b.core, 27, out), RC_kIOReturnSuccess);
+    bool once = true;
+    b.api.beforeCancel = [&] {
+      if (!once) return;
+      once = false;
+      k->failCancels(1);
+      b.core->terminate();
+    };
+    uint64_t cout[1];
+    CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnNotOpen);
+    CHECK_EQ(b.core->requestsInUse(), 1u);
+    b.core->close();
+    CHECK_EQ(k->pendingRequestCount(kSample), 0u);
+    CHECK_EQ(b.core->requestsInUse(), 0u);
+    CHECK_EQ(b.notes.refs, 1);
+  }
+  {  // while open, an error leaves the request pending; a later cancel succeeds
+    auto k = resourceKernel();
+    CoreBox b(k);
+    uint64_t out[2];
+    CHECK_EQ(coreRequest(*b.core, 28, out), RC_kIOReturnSuccess);
+    k->failCancels(1);
+    uint64_t cout[1];
+    CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnSuccess);
+    CHECK_EQ(cout[0], RC_kOSReturnError);
+    CHECK_EQ(b.core->requestsInUse(), 1u);
+    CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnSuccess);
+    CHECK_EQ(cout[0], OK);
+    CHECK_EQ(b.core->requestsInUse(), 0u);
+    CHECK_EQ(b.notes.refs, 1);
+  }
+}
+
+// Finding 2: the callback ran but sent nothing (the client was stopped inside the cancel):
+// the kernel says NotFound, yet no completion exists: the cancel must not claim the delivery.
+TEST(cancel_not_found_without_completion_when_stopped, "cancelRequest: stopped inside the cancel, the callback ran and sent nothing: NotOpen, not 'the delivery won'") {
+  auto k = resourceKernel();
+  k->setResourceDelay(0);
+  CoreBox b(k);
+  uint64_t out[2];
+  CHECK_EQ(coreRequest(*b.core, 31, out), RC_kIOReturnSuccess);
+  b.api.beforeCancel = [&] {
+    b.core->terminate();
+    k->advance(0);  // the delivery: the callback sees a stopped client and sends nothing
+  };
+  uint64_t cout[1] = {0xBAD};
+  CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnNotOpen);
+  CHECK_EQ(countEvents(*k, EventType::RequestDelivered), 1u);
+  CHECK_EQ(b.notes.got.size(), 0u);
+  CHECK_EQ(b.core->requestsInUse(), 0u);
+  CHECK_EQ(b.notes.refs, 1);
+}
+
+// Finding 3: NotFound also when the kernel dequeued the record and dropped it uncalled.
+TEST(cancel_of_a_dropped_record_ends_it, "cancelRequest: the kernel dropped the record without calling: the entry ends and the reply says no completion") {
+  auto k = resourceKernel();
+  CoreBox b(k);
+  uint64_t out[2];
+  CHECK_EQ(coreRequest(*b.core, 32, out), RC_kIOReturnSuccess);
+  k->dropResources(1);
+  k->advance(100);
+  CHECK_EQ(countEvents(*k, EventType::RequestDelivered), 1u);  // dequeued by kernelmanagerd's answer
+  CHECK_EQ(k->pendingRequestCount(kSample), 0u);
+  CHECK_EQ(b.notes.got.size(), 0u);  // but never called
+  CHECK_EQ(b.core->requestsInUse(), 1u);
+  uint64_t cout[1] = {0xBAD};
+  CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnNotOpen);  // no completion
+  CHECK_EQ(b.core->requestsInUse(), 0u);  // not back to Pending forever
+  CHECK_EQ(b.notes.refs, 1);
+  CHECK_EQ(coreCancel(*b.core, (uint32_t)out[1], cout), RC_kIOReturnNotFound);  // gone
+  {  // and close of such an entry ends it too (NotFound is final)
+    auto k2 = resourceKernel();
+    CoreBox c(k2);
+    CHECK_EQ(coreRequest(*c.core, 33, out), RC_kIOReturnSuccess);
+    k2->dropResources(1);
+    k2->advance(100);
+    c.core->close();
+    CHECK_EQ(c.core->requestsInUse(), 0u);
+    CHECK_EQ(c.notes.refs, 1);
+  }
+}
+
+// Finding 4: every release (or request) pushes an armed scan back, so steady activity postpones
+// an unanswered request's timeout indefinitely; it comes two quiet scan delays after it stops.
+TEST(steady_activity_postpones_the_timeout, "resources: a release every 30 s keeps the scan from firing, so an unanswered request never times out until the activity stops") {
+  auto k = std::make_shared<SimKernel>();
+  Conn c(k);
+  k->withholdResources(true);
+  uint32_t osr, tag;
+  CHECK_EQ(c.request(5, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+  k->armAutounloadScan();
+  for (int i = 0; i < 40; i++) {  // 20 virtual minutes
+    k->advance(SimKernel::kConsiderUnloadDelayMs / 2);
+    CHECK_EQ(k->retainKextWithLoadTag(kSample), OK);
+    CHECK_EQ(k->releaseKextWithLoadTag(kSample), OK);  // cancels and re-enters the scan
+  }
+  CHECK_EQ(c.sink.count(), 0u);
+  CHECK_EQ(countEvents(*k, EventType::RequestTimedOut), 0u);
+  CHECK_EQ(k->pendingRequests().size(), 1u);
+  CHECK(!k->pendingRequests().empty() && !k->pendingRequests()[0].stale);  // no scan has fired at all
+  k->advance(SimKernel::kConsiderUnloadDelayMs);  // quiet: the first scan marks it stale
+  CHECK_EQ(c.sink.count(), 0u);
+  k->armAutounloadScan();  // (the scan does not re-arm itself; an idle machine's next release would)
+  k->advance(SimKernel::kConsiderUnloadDelayMs);
+  CHECK_EQ(c.sink.count(), 1u);
+  CHECK_EQ(c.sink.got[0].osReturn, RC_kOSKextReturnTimeout);
+}
+
+TEST(transport_close_retries_an_erroring_cancel, "SimTransport: close retries a cancel that answered kOSReturnError, so the core never goes while the kernel holds its entry") {
+  auto k = resourceKernel();
+  {
+    Conn c(k);
+    uint32_t osr, tag;
+    CHECK_EQ(c.request(41, kRes, "r", &osr, &tag), RC_kIOReturnSuccess);
+    k->failCancels(3);
+    CHECK_EQ(c.t->close(), RC_kIOReturnSuccess);
+    CHECK_EQ(k->pendingRequestCount(kSample), 0u);  // the fourth cancel dequeued it
+    CHECK_EQ(c.sim()->core().requestsInUse(), 0u);
+    CHECK_EQ(c.sim()->asyncRefsHeld(), 0);
+  }
+  k->advance(100);  // nothing left to call (ASan: no use of the freed core)
+  CHECK_EQ(countEvents(*k, EventType::RequestDelivered), 0u);
 }
 
 int main() { return unit::runAll(); }
