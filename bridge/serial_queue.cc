@@ -35,8 +35,12 @@ thread_local SerialQueue *draining = nullptr;
 
 }  // namespace
 
-// The process's worker threads: a few (2-4), started on first use, never stopped (they park
-// when idle and die with the process). A queue with work waits in `ready_` for a thread.
+// The process's worker threads: a few (2-4), started on first use; they park when idle. A
+// queue with work waits in `ready_` for a thread. The threads run code of this library, so
+// they must not outlive it: the addon counts the Node environments using it (addUser /
+// removeUser) and when the last one goes away (after every connection of that environment
+// was stopped by its own cleanup, so no queue is scheduled) the threads are stopped and
+// joined before Node unloads the library. A later user starts them again.
 class WorkerPool {
  public:
   static WorkerPool &instance() {
@@ -53,7 +57,7 @@ class WorkerPool {
           throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
                                   "thread start refused (test)");
         }
-        std::thread(&WorkerPool::loop, this).detach();
+        workers_.emplace_back(&WorkerPool::loop, this);
         threads_++;
       } catch (const std::system_error &e) {
         if (threads_ > 0) return true;  // fewer threads than wished for: still works
@@ -62,6 +66,31 @@ class WorkerPool {
       }
     }
     return true;
+  }
+
+  void addUser() {
+    std::lock_guard<std::mutex> users(usersMu_);
+    users_++;
+  }
+
+  // The last user gone: stop the threads and join them. Held across the join, usersMu_ makes
+  // a new user (another environment loading the addon meanwhile) wait until the old threads
+  // are gone; its connections then start new ones.
+  void removeUser() {
+    std::lock_guard<std::mutex> users(usersMu_);
+    if (users_ == 0 || --users_ > 0) return;
+    if (onPoolThread) return;  // never join from a pool thread (no environment runs on one)
+    std::vector<std::thread> joining;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stopping_ = true;
+      joining.swap(workers_);
+    }
+    cv_.notify_all();
+    for (std::thread &t : joining) t.join();
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_ = false;
+    threads_ = 0;
   }
 
   void schedule(SerialQueue *q) {
@@ -89,11 +118,15 @@ class WorkerPool {
   }
 
   void loop() {
+    onPoolThread = true;
     for (;;) {
       SerialQueue *q;
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [this] { return !ready_.empty(); });
+        cv_.wait(lk, [this] { return !ready_.empty() || stopping_; });
+        // Stopping with no user left: every queue was stopped, so none is ready. Should one
+        // be, it still runs first (its drain sees it stopped and lets go of it).
+        if (ready_.empty()) return;
         q = ready_.front();
         ready_.pop_front();
         readyCount_.store(ready_.size(), std::memory_order_relaxed);
@@ -102,13 +135,21 @@ class WorkerPool {
     }
   }
 
-  std::mutex mu_;
+  static thread_local bool onPoolThread;
+
+  std::mutex mu_;  // guards the fields below (not users_)
   std::condition_variable cv_;
   std::deque<SerialQueue *> ready_;
   std::atomic<size_t> readyCount_{0};
+  std::vector<std::thread> workers_;
   int threads_ = 0;
   int target_ = 2;
+  bool stopping_ = false;
+  std::mutex usersMu_;  // guards users_; held while the threads are joined
+  int users_ = 0;
 };
+
+thread_local bool WorkerPool::onPoolThread = false;
 
 SerialQueue::SerialQueue(std::function<void(Job &)> run, std::function<bool(Job *)> done)
     : run_(std::move(run)), done_(std::move(done)) {}
@@ -120,6 +161,10 @@ bool SerialQueue::start(std::string *why) { return WorkerPool::instance().ensure
 size_t SerialQueue::poolThreads() { return WorkerPool::instance().threads(); }
 
 void SerialQueue::failThreadStartsForTest(int n) { failThreadStarts = n; }
+
+void SerialQueue::addPoolUser() { WorkerPool::instance().addUser(); }
+
+void SerialQueue::removePoolUser() { WorkerPool::instance().removeUser(); }
 
 void SerialQueue::post(std::unique_ptr<Job> job, bool last) {
   bool schedule = false;

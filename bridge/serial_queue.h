@@ -5,6 +5,7 @@
 // A queue is a strand on a small process-wide pool of worker threads (not a thread each), so
 // 100,000 open queues cost 100,000 small objects and a handful of threads. A pool thread takes
 // a queue that has work and runs its jobs in order; no two threads ever run one queue at once.
+// The threads are joined when the pool's last user goes away (addPoolUser/removePoolUser).
 #ifndef KEXTBRIDGE_SERIAL_QUEUE_H
 #define KEXTBRIDGE_SERIAL_QUEUE_H
 
@@ -48,6 +49,14 @@ class SerialQueue {
   // Waits until the queue ran its last job (or was stopped) and no pool thread touches it any
   // more: after join() returns the queue may be destroyed.
   void join();
+
+  // The pool's users (the addon: one per Node environment that loaded it). When the last
+  // user is removed the pool's threads are stopped and joined (they run this library's code,
+  // which Node unloads once no environment uses it); the next start() starts new ones. Every
+  // queue must be stopped or joined first. Never call removePoolUser() from a job. Without
+  // users (the C++ tests) the threads run until the process exits.
+  static void addPoolUser();
+  static void removePoolUser();
 
   // Test seams: the pool's size, and the next `n` thread starts failing as if the system
   // refused them (only matters while the pool has no thread).

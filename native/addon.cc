@@ -185,9 +185,20 @@ Napi::Value AsyncWorkerNoop(const Napi::CallbackInfo &info) {
   return p;
 }
 
+// The environment is going away. Cleanup hooks run in reverse order of registration, and this
+// one is registered by Init, before any connection of this environment registers its own: so
+// every connection here was shut down already (its queue stopped, no job running). When this
+// was the last environment using the addon, the shared pool's threads are joined here, before
+// Node unloads the library they run in.
+void OnAddonEnvCleanup(void *) { SerialQueue::removePoolUser(); }
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  SerialQueue::addPoolUser();
+  // The napi_env as the hook's argument: Node refuses a second hook with the same function and
+  // argument, and jest's module resets load the addon again into one Node environment.
+  napi_add_env_cleanup_hook(env, &OnAddonEnvCleanup, static_cast<napi_env>(env));
   AddonData *data = new AddonData();
   data->connection = Napi::Persistent(Connection::Define(env));
   data->simKernel = Napi::Persistent(SimKernelWrap::Define(env));

@@ -287,10 +287,71 @@ void testManyQueues() {
   queues.clear();
 }
 
+// The pool's users (the addon counts Node environments): while one is left the threads stay;
+// when the last goes they are stopped and joined (the process has none of them any more), and
+// the next start() makes new ones. Users come and go on several threads while each runs its
+// own queue: no job is stranded on a stopped pool (TSan runs this too).
+void testPoolJoinedWhenLastUserGoes() {
+  {
+    Harness h;
+    std::string why;
+    CHECK(h.queue.start(&why), "start: %s", why.c_str());
+  }
+  const int others = ThreadsOfProcess() - (int)SerialQueue::poolThreads();
+  SerialQueue::addPoolUser();
+  SerialQueue::addPoolUser();
+  {
+    Harness h;
+    std::string why;
+    CHECK(h.queue.start(&why), "start: %s", why.c_str());
+    for (int i = 0; i < 10; i++) h.queue.post(std::unique_ptr<Job>(new TestJob(i)), i == 9);
+    h.queue.join();
+    CHECK(h.count() == 10, "ran %zu of 10", h.count());
+  }
+  SerialQueue::removePoolUser();
+  CHECK(SerialQueue::poolThreads() > 0, "one user left, but the pool stopped");
+  SerialQueue::removePoolUser();
+  CHECK(SerialQueue::poolThreads() == 0, "the last user went, %zu threads left", SerialQueue::poolThreads());
+  int left = ThreadsOfProcess();
+  CHECK(left == -1 || left == others, "the pool's threads were not joined: %d threads, %d before the pool", left, others);
+  SerialQueue::removePoolUser();  // one too many: ignored
+  {
+    Harness h;  // no user: the pool starts again and runs
+    std::string why;
+    CHECK(h.queue.start(&why), "restart: %s", why.c_str());
+    CHECK(SerialQueue::poolThreads() > 0, "start() did not restart the pool");
+    for (int i = 0; i < 10; i++) h.queue.post(std::unique_ptr<Job>(new TestJob(i)), i == 9);
+    h.queue.join();
+    CHECK(h.count() == 10, "after the restart ran %zu of 10", h.count());
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> users;
+  for (int t = 0; t < 4; t++)
+    users.emplace_back([&wrong] {
+      for (int round = 0; round < 40; round++) {
+        SerialQueue::addPoolUser();
+        {
+          Harness h;
+          std::string why;
+          if (!h.queue.start(&why)) wrong++;
+          for (int i = 0; i < 20; i++) h.queue.post(std::unique_ptr<Job>(new TestJob(i)), i == 19);
+          h.queue.join();
+          if (h.count() != 20) wrong++;
+        }
+        SerialQueue::removePoolUser();
+      }
+    });
+  for (auto &t : users) t.join();
+  CHECK(wrong == 0, "%d rounds of users coming and going went wrong", wrong.load());
+  CHECK(SerialQueue::poolThreads() == 0, "every user went, %zu threads left", SerialQueue::poolThreads());
+  CHECK(alive == 0, "%d jobs leaked", alive.load());
+}
+
 }  // namespace
 
 int main() {
   testThreadStartRefused();
+  testPoolJoinedWhenLastUserGoes();
   testManyQueues();
   testOrder();
   testExclusiveAfterQueued();
