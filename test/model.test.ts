@@ -845,8 +845,10 @@ class Run {
   /** Explicit unload: pending requests (the sample's callbacks) refuse the sample's unload first (kernel-facts §3.6). */
   private unloadKext(tag: number): Outcome<{ ok: boolean; name: string; code: number }> {
     const m = this.model;
-    if (!m.panicked && tag === m.sampleLoadTag && this.rm.pending.length > 0 && m.rawRetainCount(tag) === BASELINE)
+    if (!m.panicked && tag === m.sampleLoadTag && this.rm.pending.length > 0 && m.rawRetainCount(tag) === BASELINE) {
+      count('unloadKext(sample): refused by its pending requests');
       return { value: { ok: false, name: 'kOSKextReturnInUse', code: RCODES.kOSKextReturnInUse } };
+    }
     return m.unloadKext(tag);
   }
 
@@ -948,6 +950,7 @@ class Run {
       this.expectSame('explain(sample): pendingRequests blocker', pend.length ? [{ kind: 'pendingRequests', count: pend.length, requests: pend }] : [], e.blockers.filter((b) => b.kind === 'pendingRequests'), false);
       const openClients = this.pairs.filter((p) => !p.m.closed).length;
       const otherInstances = sample.classes.some((x) => x.instances > 0 && x.superclass !== 'IOService' && x.superclass !== 'IOUserClient');
+      if (pend.length) count(`explain(sample): ${pend.length > 1 ? 'several' : 'one'} pending`);
       this.expectSame('explain(sample).unloadable', sample.retainCount === 0 && openClients === 0 && pend.length === 0 && !otherInstances, e.unloadable, false);
     }
   }
@@ -1055,6 +1058,48 @@ describe('pinned sequences', () => {
       }
       expect(run.handles.map((h) => [h.m.loadTag, h.r.uuid === run.handles[0].r.uuid])).toEqual([[9, true], [10, false]]);
       expect(run.kernel.rawRetainCount(10)).toBe(2 + 2); // h1's retain and the burst's one success: never released
+      await run.finish();
+    } finally {
+      await run.cleanup();
+    }
+  });
+
+  test('issue 13: a deferred load is picked up after the reply delay; requests in flight block the sample\'s unload, abort before and after delivery, time out at the second scan, and close cancels the rest', async () => {
+    const run = new Run();
+    try {
+      await run.start({ autounload: true });
+      const steps: Cmd[] = [
+        { op: 'kbLoadKext', c: 0, id: 2, sync: false }, // unknown: deferred, pickup due at 10
+        { op: 'install', id: 2, version: '2.0', autounload: false }, // installed before kernelmanagerd comes
+        { op: 'advance', ms: 9 },
+        { op: 'advance', ms: 1 }, // at 10: loaded as tag 9
+        { op: 'kbLoadKext', c: 0, id: 2, sync: true }, // loaded: success, same tag
+        { op: 'withhold', on: true },
+        { op: 'request', c: 0, bundle: 0, name: 3 }, // r0: tag 0, 4097 bytes, idle in the kernel
+        { op: 'request', c: 0, bundle: 0, name: 1 }, // r1: tag 1
+        { op: 'unloadKext', tag: { t: 'sample' } }, // refused: pending requests (the service is not terminated)
+        { op: 'abort', r: 0, ms: 0 }, // r1: cancelled in the kernel
+        { op: 'abort', r: 0, ms: 10 }, // r0: delivered by this advance, then aborted: the data, abortedAfterDelivery
+        { op: 'withhold', on: true },
+        { op: 'request', c: 0, bundle: 0, name: 2 }, // r2: tag 2
+        { op: 'retain', c: 0, tag: { t: 'sample' }, api: 'async' },
+        { op: 'release', c: 0, tag: { t: 'sample' }, api: 'async' }, // arms the scan: r2 jumps the clock to it, goes stale
+        { op: 'retain', c: 0, tag: { t: 'sample' }, api: 'sync' },
+        { op: 'release', c: 0, tag: { t: 'sample' }, api: 'sync' }, // the second scan: r2 times out
+        { op: 'request', c: 0, bundle: 0, name: 0 }, // r3: pending when the connection closes
+        { op: 'close', c: 0 },
+      ];
+      for (let i = 0; i < steps.length; i++) {
+        await run.exec(i, steps[i]);
+        if (i === 2) expect(run.kernel.lookup('com.example.k2')).toBeNull();
+        if (i === 3) expect([run.kernel.now, run.kernel.lookup('com.example.k2')]).toEqual([10, 9]);
+        if (i === 8) expect(run.kernel.pendingRequests().map((r) => r.requestTag)).toEqual([0, 1]);
+        if (i === 16) expect(run.kernel.now).toBe(10 + 10 + 2 * 60_000);
+      }
+      const settled = run.flights.map((f) => f.model && 'value' in f.model && (f.model.value as Norm));
+      expect(settled.map((r) => r && [r.name, r.abortedAfterDelivery ?? r.cancelled])).toEqual([
+        ['kOSReturnSuccess', true], ['Aborted', true], ['kOSKextReturnTimeout', false], ['Closed', true],
+      ]);
       await run.finish();
     } finally {
       await run.cleanup();
