@@ -20,9 +20,13 @@ void runCall(Transport &t, Job &job) {
   uint32_t outCount = job.outCount;
   size_t outStruct = job.outStructSize;
   job.userClientCalls++;
-  job.kr = t.callMethod(job.selector, job.in.data(), (uint32_t)job.in.size(), job.structIn.data(),
-                        job.structIn.size(), job.out.data(), &outCount, job.structOut.data(),
-                        &outStruct);
+  job.kr = job.kind == Job::Kind::AsyncCall  // IOConnectCallAsyncMethod: the same, with a refcon
+               ? t.callAsyncMethod(job.selector, job.refcon, job.in.data(), (uint32_t)job.in.size(),
+                                   job.structIn.data(), job.structIn.size(), job.out.data(),
+                                   &outCount, job.structOut.data(), &outStruct)
+               : t.callMethod(job.selector, job.in.data(), (uint32_t)job.in.size(),
+                              job.structIn.data(), job.structIn.size(), job.out.data(), &outCount,
+                              job.structOut.data(), &outStruct);
   job.out.resize(outCount);
   job.structOut.resize(outStruct);
   if ((job.selector == kSelectorRetain || job.selector == kSelectorRelease) && job.in.size() == 1 &&
@@ -105,6 +109,7 @@ double HeldAfterRefusal(Transport &t, uint32_t loadTag, uint32_t *calls) {
 void Execute(Transport &transport, Job &job) {
   switch (job.kind) {
     case Job::Kind::Call:
+    case Job::Kind::AsyncCall:
       runCall(transport, job);
       break;
     case Job::Kind::Batch:
@@ -115,9 +120,6 @@ void Execute(Transport &transport, Job &job) {
       break;
     case Job::Kind::UserClients:
       job.kr = transport.userClients(job.clients);
-      break;
-    case Job::Kind::AsyncCall:
-      ExecuteAsyncCall(transport, job);
       break;
     case Job::Kind::FetchResource:
       ExecuteFetchResource(transport, job);

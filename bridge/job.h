@@ -62,11 +62,10 @@ void Execute(Transport &transport, Job &job);
 // comes between; other connections never change this ledger. NaN when the user client does
 // not answer the query (stopped, closed). Adds its user-client calls to *calls.
 double HeldAfterRefusal(Transport &transport, uint32_t loadTag, uint32_t *calls);
-// bridge/resource_job.cc. AsyncCall: one IOConnectCallAsyncMethod with job.refcon.
-// FetchResource: fetchResource(requestTag = in[0]) from offset 0, one user-client call per
-// fetchChunkSize piece, until the whole delivery is in structOut (or a call fails: kr, and
-// structOut holds what came before). One job, so JS gets one Buffer.
-void ExecuteAsyncCall(Transport &transport, Job &job);
+// bridge/resource_job.cc. FetchResource: fetchResource(requestTag = in[0]) from offset 0, one
+// user-client call per fetchChunkSize piece, until the whole delivery is in structOut (or a
+// call fails: kr, and structOut holds what came before). One job, so JS gets one Buffer.
+// (AsyncCall runs as a Call, through callAsyncMethod with job.refcon.)
 void ExecuteFetchResource(Transport &transport, Job &job);
 
 } // namespace kb

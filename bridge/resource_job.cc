@@ -1,22 +1,9 @@
-// The resource-request jobs (selectors 7 and 8): the async call that carries a refcon, and
-// the fetch of a whole delivery in fetchChunkSize pieces. Plain C++, no JS.
+// The fetch of a whole resource delivery (selector 8) in fetchChunkSize pieces: one job, so JS
+// gets one Buffer. (The async call of selector 7 is an ordinary call job: bridge/job.cc.) Plain C++.
 #include "job.h"
 #include "protocol.gen.h"
 
 namespace kb {
-
-void ExecuteAsyncCall(Transport &t, Job &job) {
-  job.out.assign(job.outCount, 0);
-  job.structOut.assign(job.outStructSize, 0);
-  uint32_t outCount = job.outCount;
-  size_t outStruct = job.outStructSize;
-  job.userClientCalls++;
-  job.kr = t.callAsyncMethod(job.selector, job.refcon, job.in.data(), (uint32_t)job.in.size(),
-                             job.structIn.data(), job.structIn.size(), job.out.data(), &outCount,
-                             job.structOut.data(), &outStruct);
-  job.out.resize(outCount);
-  job.structOut.resize(outStruct);
-}
 
 // out: [length, copied so far]. Stops at the first failure (kr), when the offset reaches
 // length, or with kIOReturnInternalError for an answer whose sizes do not add up or a piece

@@ -37,7 +37,7 @@ export function checkCallOptions(options: unknown): CallOptions | undefined {
 }
 
 /** Node's AbortSignal, or one from another realm or a polyfill with the same surface. Never throws. */
-function isAbortSignal(v: unknown): v is AbortSignal {
+export function isAbortSignal(v: unknown): v is AbortSignal {
   try {
     if (typeof AbortSignal === 'function' && v instanceof AbortSignal) return true;
     if (v === null || typeof v !== 'object') return false;

@@ -1,7 +1,7 @@
 // Load by identifier (selector 6) and resource requests (selectors 7–9): the result types, the
 // byte layouts, and the life of one request — the async call, its completion, the fetch of the
 // delivery, and an abort that really cancels in the kernel (OSKextCancelRequest).
-import { abortError, CallOptions, reasonOf, subscribe } from './abortable';
+import { abortError, CallOptions, isAbortSignal, reasonOf, subscribe } from './abortable';
 import { codeValue, describeReturn } from './codes';
 import { CallSite, KextBridgeError } from './errors';
 import type { NativeCallResult, NativeConnection } from './native';
@@ -282,24 +282,13 @@ export function checkRequestOptions(options: unknown): RequestOptions {
   if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${options === null ? 'null' : typeof options}`);
   const { signal, timeout } = options as Record<string, unknown>;
   for (const k of Object.keys(options)) if (k !== 'signal' && k !== 'timeout') throw new TypeError(`options.${k.slice(0, 100)} is not an option of requestResource (signal, timeout)`);
-  if (signal !== undefined && !isSignal(signal)) throw new TypeError(`options.signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`);
+  if (signal !== undefined && !isAbortSignal(signal)) throw new TypeError(`options.signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`);
   if (timeout !== undefined) {
     if (typeof timeout !== 'number') throw new TypeError(`options.timeout must be a number of milliseconds, got ${typeof timeout}`);
     if (!Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMEOUT)
       throw new RangeError(`options.timeout must be an integer number of milliseconds from 0 to ${MAX_TIMEOUT}, got ${timeout}`);
   }
   return { signal: signal as AbortSignal | undefined, timeout: timeout as number | undefined };
-}
-
-function isSignal(v: unknown): boolean {
-  try {
-    if (typeof AbortSignal === 'function' && v instanceof AbortSignal) return true;
-    if (v === null || typeof v !== 'object') return false;
-    const s = v as Partial<AbortSignal>;
-    return typeof s.addEventListener === 'function' && typeof s.removeEventListener === 'function' && 'aborted' in s;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -255,6 +255,9 @@ describeBackends('loadKext and requestResource', (backend) => {
       install({ a: 'x' });
       kernel.withholdResources(true);
       const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      // The count is process-wide: let short timers of earlier tests run out first, so none of
+      // them expiring below can hide one left behind here.
+      await new Promise((r) => setTimeout(r, 50));
       const timersBefore = timers();
       const ps = [kb.requestResource(RES, 'a'), kb.requestResource(RES, 'a'), kb.requestResource(RES, 'a')];
       while (kernel.pendingRequests().length < 3) await new Promise((r) => setImmediate(r));
