@@ -385,14 +385,8 @@ void Connection::ReleaseCompletions() {
 Napi::Value Connection::CallAsync(const Napi::CallbackInfo &info) {
   nativeCalls_++;
   Napi::Env env = info.Env();
-  std::unique_ptr<PendingJob> call = ParseCall(info);  // every argument read once, checked
+  std::unique_ptr<PendingJob> job = ParseCall(info, Job::Kind::AsyncCall);  // read once, checked
   if (!info[5].IsFunction()) throw Napi::TypeError::New(env, "onCompletion must be a function");
-  std::unique_ptr<PendingJob> job(new PendingJob(Job::Kind::AsyncCall));
-  job->selector = call->selector;
-  job->in = std::move(call->in);
-  job->structIn = std::move(call->structIn);
-  job->outCount = call->outCount;
-  job->outStructSize = call->outStructSize;
   if (!closing_) {
     if (!completionsMade_) {
       // Made on the first async call, not per connection: most connections never make one.

@@ -13,9 +13,9 @@ const uint32_t kMaxScalarArgs = 256;    // MIG refuses > 16; accept enough to be
 const size_t kMaxBatchTags = 65536;     // MAX_BATCH_TAGS in lib/validate.ts
 }  // namespace
 
-std::unique_ptr<PendingJob> ParseCall(const Napi::CallbackInfo &info) {
+std::unique_ptr<PendingJob> ParseCall(const Napi::CallbackInfo &info, Job::Kind kind) {
   Napi::Env env = info.Env();
-  std::unique_ptr<PendingJob> job(new PendingJob(Job::Kind::Call));
+  std::unique_ptr<PendingJob> job(new PendingJob(kind));
   job->selector = (uint32_t)ToUint(info[0], "selector", 0xFFFFFFFFull);
   if (!info[1].IsArray()) throw Napi::TypeError::New(env, "scalars must be an array");
   Napi::Array scalars = info[1].As<Napi::Array>();

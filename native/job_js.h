@@ -17,8 +17,9 @@ struct PendingJob : Job {
   Napi::Promise::Deferred *deferred = nullptr;
 };
 
-// call(selector, scalars, structIn, outScalars, outStructSize)
-std::unique_ptr<PendingJob> ParseCall(const Napi::CallbackInfo &info);
+// call(selector, scalars, structIn, outScalars, outStructSize); callAsync parses the same
+// arguments into an AsyncCall job.
+std::unique_ptr<PendingJob> ParseCall(const Napi::CallbackInfo &info, Job::Kind kind = Job::Kind::Call);
 // callBatch(selector, loadTags: Uint32Array)
 std::unique_ptr<PendingJob> ParseBatch(const Napi::CallbackInfo &info);
 // { kr, scalars, struct } | { kr, results } | { kr, kexts } | { kr }
