@@ -50,6 +50,22 @@ export function counted(op: Counted, loadTag: number, r: NativeCallResult): Reta
   return decode(op, loadTag, r.kr, Number(r.scalars[o.osReturn] ?? 0), Number(r.scalars[o.heldAfter] ?? 0));
 }
 
+/**
+ * kb.sync's retain or release: the fast path's packed answer (NativeConnection.bindSync)
+ * unpacked into its typed result, or a KextBridgeError for a refusal the op cannot have.
+ */
+export function decodeSync<S extends Counted>(op: S, loadTag: number, r: number, heldSpan: number): ResultFor<S> {
+  if (r >= 0) {
+    const held = r % heldSpan;
+    return decode(op, loadTag, 0, (r - held) / heldSpan, held) as ResultFor<S>;
+  }
+  const v = -1 - r;
+  const h = v % heldSpan;
+  const kr = (v - h) / heldSpan;
+  if (!refusable(op, kr)) throw new KextBridgeError(op, kr);
+  return decode(op, loadTag, kr, 0, h === 0 ? NaN : h - 1) as ResultFor<S>;
+}
+
 let successMessage: string | undefined;
 
 /**

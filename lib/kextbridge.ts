@@ -3,7 +3,7 @@
 // in abortable.ts, and choosing and opening a backend in open.ts.
 import { abortable, CallOptions, checkCallOptions } from './abortable';
 import { codeValue } from './codes';
-import { checkTransport, Counted, counted, decode, decodeHeld, decodeInfo, decodeKexts, decodeMany, decodeManyAsync, refusable, ResultFor } from './decode';
+import { checkTransport, Counted, counted, decodeHeld, decodeInfo, decodeKexts, decodeMany, decodeManyAsync, decodeSync, ResultFor } from './decode';
 import { callSite, KextBridgeError } from './errors';
 import { binding, NativeCallResult, NativeConnection } from './native';
 import { OUT, SELECTORS } from './protocol.gen';
@@ -35,11 +35,6 @@ const shape = (s: (typeof SELECTORS)[keyof typeof SELECTORS], scalars: number[] 
   outScalars: s.scalarOutputs,
   outStruct: s.structOutputSize,
 });
-
-/** Where bindSync's output array carries the answer: retain and release share the layout. */
-const SYNC_OS_RETURN = OUT.retain.osReturn;
-const SYNC_HELD_AFTER = OUT.retain.heldAfter;
-if (OUT.release.osReturn !== SYNC_OS_RETURN || OUT.release.heldAfter !== SYNC_HELD_AFTER) throw new Error('kextbridge: retain and release outputs differ');
 
 /** The same operations as KextBridge, run on the calling thread (after anything queued). */
 export interface SyncApi {
@@ -102,19 +97,19 @@ export class KextBridge {
     this.backendReason = backendReason;
     this.sim = sim;
     this.ownLoadTag = ownLoadTag;
-    // The sync retain/release fast path: native functions bound to this connection, writing
-    // [osReturn, heldAfter] into one buffer made once (README "Performance").
+    // The sync retain/release fast path: native functions bound to this connection, each
+    // answering one packed Number (README "Performance").
     const fast = conn.bindSync();
-    const out = fast.out;
+    const span = fast.heldSpan;
     this.sync = {
       info: () => decodeInfo(this.callSync('getInfo', shape(sel.getInfo)), this.backendReason),
       retain: (loadTag?: number) => {
         const tag = loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
-        return this.countedSync('retain', fast.retain(tag), tag, out);
+        return this.reported('retain', decodeSync('retain', tag, fast.retain(tag), span));
       },
       release: (loadTag?: number) => {
         const tag = loadTag === undefined ? this.ownLoadTag : checkLoadTag(loadTag);
-        return this.countedSync('release', fast.release(tag), tag, out);
+        return this.reported('release', decodeSync('release', tag, fast.release(tag), span));
       },
       retainMany: (tags) => this.manySync('retain', checkLoadTags(tags)),
       releaseMany: (tags) => this.manySync('release', checkLoadTags(tags)),
@@ -423,11 +418,6 @@ export class KextBridge {
 
   private callSync(op: string, c: Call): NativeCallResult {
     return checkTransport(op, this.conn.callSync(c.selector, c.scalars, null, c.outScalars, c.outStruct), c.outScalars);
-  }
-
-  private countedSync<S extends Counted>(op: S, kr: number, loadTag: number, out: Float64Array): ResultFor<S> {
-    if (kr !== 0 && !refusable(op, kr)) throw new KextBridgeError(op, kr);
-    return this.reported(op, decode(op, loadTag, kr, out[SYNC_OS_RETURN], out[SYNC_HELD_AFTER]) as RetainResult) as ResultFor<S>;
   }
 
   private manySync<S extends Counted>(op: S, tags: Uint32Array): ResultFor<S>[] {

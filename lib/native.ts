@@ -26,14 +26,13 @@ export type NativeKext = LoadedKext;
 export interface NativeConnection {
   call(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): Promise<NativeCallResult>;
   callSync(selector: number, scalars: (number | bigint)[], structIn: Uint8Array | null, outScalars: number, outStructSize: number): NativeCallResult;
-  /** One scalar in; writes out.length scalars into `out` (zeros when none came back); returns kr. */
-  callScalarSync(selector: number, scalar: number, out: Float64Array): number;
   /**
    * The sync retain/release fast path: functions bound to this connection that take a load
-   * tag, write [osReturn, heldAfter] into `out` (on a refusal [0, the held count or NaN]) and
-   * return kr. `out` is the connection's one buffer, made once.
+   * tag and answer one Number, packed (native/connection.h): r >= 0, the user client answered
+   * (held = r % heldSpan, osReturn = (r - held) / heldSpan); r < 0, it refused
+   * (-1 - r = kr * heldSpan + (held + 1, or 0 when unknown)). decodeSync unpacks it.
    */
-  bindSync(): { out: Float64Array; retain(loadTag: number): number; release(loadTag: number): number };
+  bindSync(): { heldSpan: number; retain(loadTag: number): number; release(loadTag: number): number };
   /**
    * IOConnectCallAsyncMethod: as call(), with a refcon the native side picks and registers
    * before the call is queued. onCompletion(result, args) runs on the JS thread at most once,

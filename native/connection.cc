@@ -4,6 +4,7 @@
 #include "js_values.h"
 #include "protocol.gen.h"
 
+#include <cmath>
 #include <new>
 
 namespace kb {
@@ -17,7 +18,6 @@ Napi::Function Connection::Define(Napi::Env env) {
   return DefineClass(env, "Connection",
                      {InstanceMethod<&Connection::Call>("call"),
                       InstanceMethod<&Connection::CallSync>("callSync"),
-                      InstanceMethod<&Connection::CallScalarSync>("callScalarSync"),
                       InstanceMethod<&Connection::BindSync>("bindSync"),
                       InstanceMethod<&Connection::CallBatch>("callMany"),
                       InstanceMethod<&Connection::CallBatchSync>("callManySync"),
@@ -159,100 +159,100 @@ Napi::Value Connection::RunSync(Napi::Env env, Job &job) {
 
 // ---- the JS methods ----
 
-Napi::Value Connection::CallScalarSync(const Napi::CallbackInfo &info) {
-  nativeCalls_++;
-  Napi::Env env = info.Env();
-  uint32_t selector = (uint32_t)ToUint(info[0], "selector", 0xFFFFFFFFull);
-  uint64_t scalar = ToUint(info[1], "scalar", UINT64_MAX, true);
-  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    throw Napi::TypeError::New(env, "out must be a Float64Array");
-  Napi::Float64Array out = info[2].As<Napi::Float64Array>();
-  uint64_t scalars[kMaxScalars] = {0};
-  uint32_t outCount = out.ElementLength() < kMaxScalars ? (uint32_t)out.ElementLength() : kMaxScalars;
-  uint32_t kr = RC_MACH_SEND_INVALID_DEST;
-  if (closing_) {
-    outCount = 0;
-  } else {
-    Exclusive([&] {
-      size_t outStruct = 0;
-      userClientCalls_++;
-      kr = transport_->callMethod(selector, &scalar, 1, nullptr, 0, scalars, &outCount, nullptr, &outStruct);
-    });
-  }
-  for (size_t i = 0; i < out.ElementLength(); i++) out[i] = i < outCount ? (double)scalars[i] : 0;
-  return Napi::Number::New(env, kr);
-}
-
 namespace {
-constexpr uint32_t kSyncOutCount = RetainOut::fieldCount;
 static_assert((uint32_t)RetainOut::fieldCount == (uint32_t)ReleaseOut::fieldCount &&
                   (uint32_t)RetainOut::osReturn == (uint32_t)ReleaseOut::osReturn &&
                   (uint32_t)RetainOut::heldAfter == (uint32_t)ReleaseOut::heldAfter,
               "retain and release share the sync output layout");
 const double kMaxSafeInteger = 9007199254740991.0;
+// The packed answer's held field (connection.h): any held count, and held + 1 on a refusal.
+const double kHeldSpan = (double)(1u << kSyncHeldBits);
+static_assert(kLedgerCapacity + 1 < (1u << kSyncHeldBits), "a held count fits the packed answer");
 
 struct FastSync {
   std::shared_ptr<Connection *> conn;
   uint32_t selector;
 };
+
+// A safe-integer Number, the common case, read with one N-API call.
+bool FastTag(napi_env env, napi_value v, uint64_t *tag) {
+  double d = 0;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0 && d <= kMaxSafeInteger) || d != (double)(uint64_t)d)
+    return false;
+  *tag = (uint64_t)d;
+  return true;
+}
 }  // namespace
 
 Napi::Value Connection::BindSync(const Napi::CallbackInfo &info) {
   nativeCalls_++;
   Napi::Env env = info.Env();
-  if (syncOut_.IsEmpty())
-    syncOut_ = Napi::Persistent(Napi::ArrayBuffer::New(env, kSyncOutCount * sizeof(double)));
   Napi::Object r = Napi::Object::New(env);
-  r.Set("out", Napi::Float64Array::New(env, kSyncOutCount, syncOut_.Value(), 0));
+  r.Set("heldSpan", Napi::Number::New(env, kHeldSpan));
   const struct {
     const char *name;
     uint32_t selector;
   } ops[] = {{"retain", kSelectorRetain}, {"release", kSelectorRelease}};
   for (const auto &op : ops) {
     FastSync *data = new FastSync{alive_, op.selector};
-    Napi::Function fn = Napi::Function::New<&Connection::FastScalarSync>(env, op.name, data);
-    fn.AddFinalizer([](Napi::Env, FastSync *d) { delete d; }, data);
-    r.Set(op.name, fn);
+    napi_value fn;
+    if (napi_create_function(env, op.name, NAPI_AUTO_LENGTH, &Connection::FastScalarSync, data, &fn) != napi_ok) {
+      delete data;
+      throw Napi::Error::New(env, "kextbridge: could not make the sync functions");
+    }
+    Napi::Function f(env, fn);
+    f.AddFinalizer([](Napi::Env, FastSync *d) { delete d; }, data);
+    r.Set(op.name, f);
   }
   return r;
 }
 
-Napi::Value Connection::FastScalarSync(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  const FastSync *f = static_cast<const FastSync *>(info.Data());
+// A plain napi_callback, not node-addon-api's wrapper: the common call (a live connection, one
+// safe-integer tag) makes three N-API calls in all. Everything else takes SlowScalarSync, whose
+// C++ exceptions become JS ones there.
+napi_value Connection::FastScalarSync(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg = nullptr;
+  void *data = nullptr;
+  if (napi_get_cb_info(env, info, &argc, &arg, nullptr, &data) != napi_ok) return nullptr;
+  const FastSync *f = static_cast<const FastSync *>(data);
   Connection *self = *f->conn;
-  if (self == nullptr) throw Napi::Error::New(env, "kextbridge: this sync function's connection is gone");
+  uint64_t tag;
+  if (self == nullptr || argc < 1 || !FastTag(env, arg, &tag)) return SlowScalarSync(env, info);
   self->nativeCalls_++;
-  // The common case in one N-API call: a safe integer Number. Anything else (a BigInt, junk)
-  // takes ToUint's full check and its error.
-  double d = 0;
-  uint64_t scalar;
-  if (info.Length() >= 1 && napi_get_value_double(env, info[0], &d) == napi_ok && d >= 0 && d <= kMaxSafeInteger &&
-      d == (double)(uint64_t)d)
-    scalar = (uint64_t)d;
+  const double r = self->ScalarSync(f->selector, tag);
+  napi_value out = nullptr;
+  if (r >= -2147483648.0 && r <= 2147483647.0)
+    napi_create_int32(env, (int32_t)r, &out);  // a Smi: nothing allocated
   else
-    scalar = ToUint(info[0], "loadTag", UINT64_MAX, true);
-  return Napi::Number::New(env, self->ScalarSync(env, f->selector, scalar));
+    napi_create_double(env, r, &out);
+  return out;
 }
 
-uint32_t Connection::ScalarSync(Napi::Env env, uint32_t selector, uint64_t scalar) {
-  // The buffer is this connection's own, but reachable from JS: a detached (transferred) one
-  // reads as zero bytes and is an error, never a write through a stale pointer.
-  napi_value ab;
-  void *data = nullptr;
-  size_t bytes = 0;
-  if (napi_get_reference_value(env, syncOut_, &ab) != napi_ok || ab == nullptr ||
-      napi_get_arraybuffer_info(env, ab, &data, &bytes) != napi_ok || bytes < kSyncOutCount * sizeof(double))
-    throw Napi::TypeError::New(env, "the sync output array's buffer was detached (transferred)");
-  double *out = static_cast<double *>(data);
+napi_value Connection::SlowScalarSync(napi_env env, napi_callback_info info) {
+  try {
+    Napi::CallbackInfo ci(env, info);
+    const FastSync *f = static_cast<const FastSync *>(ci.Data());
+    Connection *self = *f->conn;
+    if (self == nullptr) throw Napi::Error::New(env, "kextbridge: this sync function's connection is gone");
+    self->nativeCalls_++;
+    const uint64_t tag = ToUint(ci[0], "loadTag", UINT64_MAX, true);  // BigInt, or a clear error
+    return Napi::Number::New(env, self->ScalarSync(f->selector, tag));
+  } catch (const Napi::Error &e) {
+    e.ThrowAsJavaScriptException();
+    return nullptr;
+  }
+}
+
+double Connection::ScalarSync(uint32_t selector, uint64_t scalar) {
   uint32_t kr = RC_MACH_SEND_INVALID_DEST;
-  uint64_t scalars[kSyncOutCount] = {0, 0};
+  uint64_t scalars[RetainOut::fieldCount] = {0, 0};
   uint32_t outCount = 0;
   double refusedHeld = NAN;
   if (!closing_) {
     uint32_t calls = 0;
     Exclusive([&] {
-      outCount = kSyncOutCount;
+      outCount = RetainOut::fieldCount;
       size_t outStruct = 0;
       calls++;
       kr = transport_->callMethod(selector, &scalar, 1, nullptr, 0, scalars, &outCount, nullptr, &outStruct);
@@ -261,14 +261,16 @@ uint32_t Connection::ScalarSync(Napi::Env env, uint32_t selector, uint64_t scala
     });
     userClientCalls_ += calls;
   }
-  if (kr == RC_kIOReturnSuccess) {
-    out[RetainOut::osReturn] = outCount > RetainOut::osReturn ? (double)scalars[RetainOut::osReturn] : 0;
-    out[RetainOut::heldAfter] = outCount > RetainOut::heldAfter ? (double)scalars[RetainOut::heldAfter] : 0;
-  } else {
-    out[RetainOut::osReturn] = 0;
-    out[RetainOut::heldAfter] = refusedHeld;
+  if (kr != RC_kIOReturnSuccess) {
+    const bool known = !std::isnan(refusedHeld) && refusedHeld + 1 < kHeldSpan;
+    return -1 - ((double)kr * kHeldSpan + (known ? refusedHeld + 1 : 0));
   }
-  return kr;
+  const uint64_t osReturn = outCount > RetainOut::osReturn ? scalars[RetainOut::osReturn] : 0;
+  const uint64_t held = outCount > RetainOut::heldAfter ? scalars[RetainOut::heldAfter] : 0;
+  // An answer that cannot be true (an OSReturn above 32 bits, more held than any ledger holds)
+  // is the user client's bug: shown as kIOReturnInternalError, never as a wrong count.
+  if (osReturn > 0xFFFFFFFFull || (double)held + 1 >= kHeldSpan) return -1 - (double)RC_kIOReturnInternalError * kHeldSpan;
+  return (double)osReturn * kHeldSpan + (double)held;
 }
 
 Napi::Value Connection::Call(const Napi::CallbackInfo &info) {

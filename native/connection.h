@@ -20,6 +20,9 @@ namespace kb {
 // How the constructor's error starts when no worker thread could be started for it.
 constexpr const char *kNoWorkerThread = "kextbridge: could not start a worker thread for the connection";
 
+// The held field of the sync fast path's packed answer (Connection::BindSync).
+constexpr uint32_t kSyncHeldBits = 21;
+
 class Connection : public Napi::ObjectWrap<Connection> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -41,17 +44,17 @@ class Connection : public Napi::ObjectWrap<Connection> {
   // JS: call(selector, scalars, structIn, outScalars, outStructSize) → Promise<CallResult>
   Napi::Value Call(const Napi::CallbackInfo &info);
   Napi::Value CallSync(const Napi::CallbackInfo &info);
-  // JS: callScalarSync(selector, scalar, out: Float64Array) → kr. One scalar in, out.length
-  // scalars out, no result object: the sync path's cost is mostly building JS values.
-  Napi::Value CallScalarSync(const Napi::CallbackInfo &info);
-  // JS: bindSync() → { out: Float64Array(2), retain(tag) → kr, release(tag) → kr }: the sync
-  // retain/release fast path. The output array is made here once per connection (later calls
-  // return views of the same buffer); each call writes [osReturn, heldAfter] into it (on a
-  // refusal [0, the held count or NaN]). The functions carry the connection in their data,
-  // so a call does no unwrap and no brand check; once the connection is collected they throw.
+  // JS: bindSync() → { retain(tag), release(tag), heldSpan }: the sync retain/release fast
+  // path. The functions carry the connection in their data, so a call does no unwrap and no
+  // brand check; once the connection is collected they throw. Each answers one Number, packed
+  // so that nothing is written or allocated (a Smi in the common case); heldSpan = 2^kSyncHeldBits:
+  //   r >= 0   the user client answered: held = r % heldSpan, osReturn = (r - held) / heldSpan
+  //   r <  0   it refused (MIG drops outputs): -1 - r = kr * heldSpan + h, where h is the held
+  //            count asked right after plus 1, or 0 when none could be asked
   Napi::Value BindSync(const Napi::CallbackInfo &info);
-  static Napi::Value FastScalarSync(const Napi::CallbackInfo &info);
-  uint32_t ScalarSync(Napi::Env env, uint32_t selector, uint64_t scalar);
+  static napi_value FastScalarSync(napi_env env, napi_callback_info info);
+  static napi_value SlowScalarSync(napi_env env, napi_callback_info info);
+  double ScalarSync(uint32_t selector, uint64_t scalar);
   // Runs sync work on the JS thread after everything queued and never beside the worker.
   // pending_ counts async jobs posted and not yet delivered; only this (JS) thread posts, and a
   // job is delivered only after the worker finished running it (the thread-safe function's
@@ -131,7 +134,6 @@ class Connection : public Napi::ObjectWrap<Connection> {
   bool closing_ = false;  // close() accepted: later calls answer MACH_SEND_INVALID_DEST
   bool shutdown_ = false;
   uint32_t pending_ = 0;  // queued or executing async jobs; while > 0 the handle is ref'd
-  Napi::Reference<Napi::ArrayBuffer> syncOut_;  // bindSync's output buffer
   // What bindSync's functions hold: this connection, nulled by the destructor.
   std::shared_ptr<Connection *> alive_ = std::make_shared<Connection *>(this);
   // Async calls awaiting a completion, by refcon; while non-empty completions_ is ref'd.

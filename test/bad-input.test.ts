@@ -349,10 +349,8 @@ describe('native level (the user-client protocol itself)', () => {
     expect(() => conn.call(1, [1], 'x' as never, 0, 0)).toThrow(named('TypeError'));
     expect(() => conn.callMany(1, [1] as never)).toThrow(named('TypeError'));
     expect(() => binding().createSimKernel().injectFault('retain', 0, 1)).toThrow(named('RangeError'));
-    expect(() => conn.callScalarSync(1, 8, [0, 0] as never)).toThrow(named('TypeError'));
-    expect(() => conn.callScalarSync(1, 8, new Float32Array(2) as never)).toThrow(named('TypeError'));
-    expect(() => conn.callScalarSync(1, -8, new Float64Array(2))).toThrow(named('RangeError'));
-    expect(() => conn.callScalarSync('1' as never, 8, new Float64Array(2))).toThrow(named('TypeError'));
+    expect(() => conn.bindSync().retain(-8)).toThrow(named('RangeError'));
+    expect(() => conn.bindSync().release('8' as never)).toThrow(named('TypeError'));
     expect(() => new (binding().Connection as unknown as new (x: unknown) => unknown)({})).toThrow(/open\(\)/);
   });
 
@@ -364,20 +362,72 @@ describe('native level (the user-client protocol itself)', () => {
   });
 });
 
-describe('the sync fast path (callScalarSync)', () => {
-  test('answers exactly what the full call answers, and writes no stale outputs', async () => {
+describe("the sync fast path's packed answer (bindSync)", () => {
+  // The contract (native/connection.h), written out here on its own: r >= 0 is the user
+  // client's answer, osReturn * 2^21 + held; r < 0 a refusal, -1 - (kr * 2^21 + (held + 1 | 0)).
+  const SPAN = 2 ** 21;
+  const answered = (osReturn: number, held: number) => osReturn * SPAN + held;
+  const refused = (kr: number, held?: number) => -1 - (kr * SPAN + (held === undefined ? 0 : held + 1));
+
+  test('answers exactly what the full call answers, at the edges of each field', async () => {
     const native = binding();
-    const conn = native.openSim(native.createSimKernel(), true) as NativeConnection;
-    const out = new Float64Array([7, 7]);
-    const own = (await conn.call(0, [], null, 4, 128)).scalars[1] as number;
-    expect(conn.callScalarSync(SELECTORS.retain.selector, own, out)).toBe(0);
-    expect([...out]).toEqual([0, 1]); // kOSReturnSuccess, held 1
-    expect(conn.callScalarSync(SELECTORS.release.selector, 4242, out)).toBe(0xe00002e2); // not held
-    expect([...out]).toEqual([0, 0]); // MIG drops outputs on a refusal
-    expect(conn.callScalarSync(SELECTORS.retain.selector, 2 ** 32 + own, out)).toBe(0xe00002c2);
-    expect(conn.callScalarSync(SELECTORS.retain.selector, own, new Float64Array(1))).toBe(0xe00002c2); // wrong output count
-    expect(conn.callScalarSync(7, own, out)).toBe(0xe00002c2);
+    const kernel = native.createSimKernel();
+    const conn = native.openSim(kernel, true) as NativeConnection;
+    const fast = conn.bindSync();
+    expect(fast.heldSpan).toBe(SPAN);
+    const own = (await conn.call(SELECTORS.getInfo.selector, [], null, 4, 128)).scalars[1] as number;
+    const full = async (selector: number, tag: number) => {
+      const r = await conn.call(selector, [tag], null, 2, 0);
+      return r.kr === 0 ? answered(Number(r.scalars[0]), Number(r.scalars[1])) : refused(r.kr, r.held);
+    };
+    expect(fast.retain(own)).toBe(answered(0, 1)); // kOSReturnSuccess, held 1: a Smi
+    expect(await full(SELECTORS.retain.selector, own)).toBe(answered(0, 2));
+    // Up to the ledger's cap (256), then the user client's refusal, with the held count.
+    for (let held = 3; held <= 256; held++) expect(fast.retain(own)).toBe(answered(0, held));
+    expect(fast.retain(own)).toBe(refused(0xe00002be, 256)); // kIOReturnNoResources
+    expect(await full(SELECTORS.retain.selector, own)).toBe(refused(0xe00002be, 256));
+    for (let held = 255; held >= 1; held--) expect(fast.release(own)).toBe(answered(0, held));
+    // The kernel's refusal: a 32-bit OSReturn in the high field (a double, not a Smi).
+    kernel.injectFault('retain', 0xdc008011, 1);
+    expect(fast.retain(own)).toBe(answered(0xdc008011, 1));
+    kernel.injectFault('retain', 0xdc008011, 1);
+    expect(await full(SELECTORS.retain.selector, own)).toBe(answered(0xdc008011, 1));
+    // Not held: refused with the held count 0; above 32 bits: refused, no count asked.
+    expect(fast.release(4242)).toBe(refused(0xe00002e2, 0)); // kIOReturnNotPermitted
+    expect(await full(SELECTORS.release.selector, 4242)).toBe(refused(0xe00002e2, 0));
+    expect(fast.retain(2 ** 32 + own)).toBe(refused(0xe00002c2)); // kIOReturnBadArgument
+    expect(fast.release(own)).toBe(answered(0, 0));
     await conn.close();
-    expect(conn.callScalarSync(SELECTORS.retain.selector, own, out)).toBe(0x10000003);
+    expect(fast.retain(own)).toBe(refused(0x10000003)); // MACH_SEND_INVALID_DEST
+  });
+
+  test('kb.sync decodes every packed case as the awaited call does', async () => {
+    const kernel = createSimKernel();
+    const kb = await open({ backend: 'sim', kernel });
+    const tag = kernel.loadKext({ bundleId: 'com.example.packed', version: '1.0' });
+    const both = async (op: 'retain' | 'release', t: number) => {
+      const s = op === 'retain' ? kb.sync.retain(t) : kb.sync.release(t);
+      const a = op === 'retain' ? await kb.retain(t) : await kb.release(t);
+      return [s, a];
+    };
+    let [s, a] = await both('retain', tag);
+    expect(s).toMatchObject({ ok: true, name: 'kOSReturnSuccess', held: 1 });
+    expect(a).toMatchObject({ ok: true, held: 2 });
+    for (let i = 2; i < 254; i++) kb.sync.retain(tag);
+    [s, a] = await both('retain', tag); // the 255th and the 256th
+    expect(s).toMatchObject({ ok: true, held: 255 });
+    expect(a).toMatchObject({ ok: true, held: 256 });
+    [s, a] = await both('retain', tag);
+    expect(s).toEqual(a);
+    expect(s).toMatchObject({ ok: false, layer: 'userclient', name: 'kIOReturnNoResources', code: 0xe00002be, held: 256 });
+    kernel.injectFault('release', 'kOSKextReturnNotFound', 2);
+    [s, a] = await both('release', tag);
+    expect(s).toEqual(a);
+    expect(s).toMatchObject({ ok: false, layer: 'kernel', name: 'kOSKextReturnNotFound', held: 256 });
+    [s, a] = await both('release', 0xfffff);
+    expect(s).toEqual(a);
+    expect(s).toMatchObject({ ok: false, layer: 'userclient', name: 'kIOReturnNotPermitted', held: 0 });
+    expect(() => kb.sync.retain(2 ** 32)).toThrow(RangeError); // checked in JS before native
+    await kb.close();
   });
 });
