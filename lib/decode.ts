@@ -55,6 +55,7 @@ export function counted(op: Counted, loadTag: number, r: NativeCallResult): Reta
  * unpacked into its typed result, or a KextBridgeError for a refusal the op cannot have.
  */
 export function decodeSync<S extends Counted>(op: S, loadTag: number, r: number, heldSpan: number): ResultFor<S> {
+  if (r >= 0 && r < heldSpan) return succeeded(loadTag, r) as ResultFor<S>; // kOSReturnSuccess, held r
   if (r >= 0) {
     const held = r % heldSpan;
     return decode(op, loadTag, 0, (r - held) / heldSpan, held) as ResultFor<S>;
@@ -68,6 +69,11 @@ export function decodeSync<S extends Counted>(op: S, loadTag: number, r: number,
 
 let successMessage: string | undefined;
 
+/** The common answer, without the code table (kOSReturnSuccess is in both KPIs' kernelCodes). */
+function succeeded(loadTag: number, held: number): RetainResult | ReleaseResult {
+  return { ok: true, layer: 'kernel', name: 'kOSReturnSuccess', code: 0, message: (successMessage ??= describeReturn(0).message), loadTag, held };
+}
+
 /**
  * A user-client refusal (kr), or the kernel's answer (osReturn) with the held count. For a
  * refusal `held` is the ledger's count on the tag when the user client said it, NaN when not
@@ -80,8 +86,7 @@ export function decode(op: Counted, loadTag: number, kr: number, osReturn: numbe
     if (!Number.isNaN(held)) r.held = held;
     return r;
   }
-  // The common answer, without the code table (kOSReturnSuccess is in both KPIs' kernelCodes).
-  if (osReturn === 0) return { ok: true, layer: 'kernel', name: 'kOSReturnSuccess', code: 0, message: (successMessage ??= describeReturn(0).message), loadTag, held };
+  if (osReturn === 0) return succeeded(loadTag, held);
   const d = describeCached(osReturn);
   if (!(sel[op].kernelCodes as readonly string[]).includes(d.name))
     throw new KextBridgeError(op, d.value, `the kernel answered ${d.name}, which ${op} cannot produce: ${d.message}`);

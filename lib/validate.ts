@@ -1,11 +1,15 @@
 // Argument checks, done before anything reaches native code (which checks again).
 
 export function checkUint32(name: string, value: unknown): number {
+  // The check small enough to be inlined (the sync path); the errors are built out of line.
+  if (typeof value === 'number' && value >>> 0 === value) return value;
+  return notUint32(name, value);
+}
+
+function notUint32(name: string, value: unknown): never {
   if (typeof value !== 'number')
     throw new TypeError(`${name} must be a number (an unsigned 32-bit integer), got ${describeValue(value)}`);
-  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
-    throw new RangeError(`${name} must be an integer from 0 to 0xFFFFFFFF, got ${value}`);
-  return value;
+  throw new RangeError(`${name} must be an integer from 0 to 0xFFFFFFFF, got ${value}`);
 }
 
 export function checkLoadTag(value: unknown, name = 'loadTag'): number {

@@ -108,7 +108,11 @@ export class Workflow {
 
   /** KextBridge reports each retain/release answer (one per tag of a batch). */
   reportCall(op: 'retain' | 'release', r: RetainResult | ReleaseResult): void {
-    if (this.listeners.size === 0) return;
+    // Small enough to be inlined into the sync path, which nobody watches as a rule.
+    if (this.listeners.size !== 0) this.deliverCall(op, r);
+  }
+
+  private deliverCall(op: 'retain' | 'release', r: RetainResult | ReleaseResult): void {
     const c = { op, loadTag: r.loadTag, ok: r.ok, name: r.name, ...('held' in r ? { held: r.held } : {}) };
     for (const l of this.listeners) l.call(c);
   }
