@@ -5,6 +5,7 @@
 #include <system_error>
 #include <thread>
 #include <vector>
+#include <pthread.h>
 #ifdef __linux__
 #include <sched.h>
 #endif
@@ -119,6 +120,12 @@ class WorkerPool {
 
   void loop() {
     onPoolThread = true;
+    // Named, so a thread list (top -H, a crash report, the lifetime test) tells ours apart.
+#ifdef __APPLE__
+    pthread_setname_np("kextbridge");
+#else
+    pthread_setname_np(pthread_self(), "kextbridge");
+#endif
     for (;;) {
       SerialQueue *q;
       {

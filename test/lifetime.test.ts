@@ -284,8 +284,9 @@ describe('in child processes', () => {
   // the shared pool's threads left running in it, this crashed in about 3 runs of 4 (SIGSEGV,
   // at terminate() or at exit; 74 of 100 plain runs, 44 of 50 with requests). 20 runs, half
   // with resource requests: missing a crash that frequent is a chance of about 1 in 10^11
-  // (and 1 in 3,000 even at a rate of 1 in 3). Each run also counts the process's threads:
-  // the pool's are joined, so the workers leave none behind (deterministic, Linux only).
+  // (and 1 in 3,000 even at a rate of 1 in 3). Each run also lists the threads named
+  // "kextbridge" after the worker is gone: the pool's are joined, so there are none
+  // (deterministic, Linux only; a count of all threads also saw Node's own come and go).
   test('a process whose only user of the addon is a terminated worker exits cleanly: the pool threads are joined before the library is unloaded (20 runs)', async () => {
     const RUNS = 20;
     const outcomes: unknown[] = [];
@@ -300,11 +301,9 @@ describe('in child processes', () => {
       }
       outcomes.push({ code: run.code, signal: run.signal, killed: run.killed, stderr: run.stderr, report });
     }
-    const expected = { code: 0, signal: null, killed: false, stderr: '', report: { exits: [1], loadedHere: false, threads: expect.anything() } };
+    const pool = process.platform === 'linux' ? 0 : null;
+    const expected = { code: 0, signal: null, killed: false, stderr: '', report: { exits: [1], loadedHere: false, poolThreads: pool } };
     expect(outcomes).toEqual(new Array(RUNS).fill(expected));
-    if (process.platform === 'linux')
-      for (const o of outcomes as { report: { threads: { before: number; after: number } } }[])
-        expect(o.report.threads.after).toBe(o.report.threads.before);
   }, 60_000);
 
   test('a process that ends its script with 3 open connections holding retains exits on its own, promptly', async () => {
