@@ -186,9 +186,15 @@ bool SimKernel::reset(const Options &options) {
   clients_.clear();     // empty already (checked above)
   clientPids_.clear();  // empty already
   // The boot events, copied into the first slots; later slots keep their storage (emit).
-  if (ring_.size() < p.ring_.size()) ring_.resize(p.ring_.size());
+  if (ring_.size() < p.ring_.size()) {
+    ring_.resize(p.ring_.size());
+    ringText_.resize(p.ringText_.size());
+  }
   std::copy(p.ring_.begin(), p.ring_.end(), ring_.begin());
+  std::copy(p.ringText_.begin(), p.ringText_.end(), ringText_.begin());
   nextSeq_ = p.nextSeq_;
+  goneIds_ = p.goneIds_;
+  goneOrder_ = p.goneOrder_;
   // openLimit_: no client is open, so its table counts nothing (checked above); it has no
   // other state. openLimitLock_: a plain mutex, not held between calls.
   callDelay_ = p.callDelay_.load();
@@ -205,12 +211,17 @@ bool SimKernel::reset(const Options &options) {
 
 // ---- lookups ----
 
-SimKernel::Kext *SimKernel::find(uint32_t loadTag) {
+// Also an unloaded kext not yet swept out of kexts_.
+SimKernel::Kext *SimKernel::findRecord(uint32_t loadTag) const {
   auto it = std::lower_bound(
       kexts_.begin(), kexts_.end(), loadTag,
       [](const std::unique_ptr<Kext> &k, uint32_t tag) { return k->tag < tag; });
-  if (it == kexts_.end() || (*it)->tag != loadTag || (*it)->removed) return nullptr;
-  return it->get();
+  return it == kexts_.end() || (*it)->tag != loadTag ? nullptr : it->get();
+}
+
+SimKernel::Kext *SimKernel::find(uint32_t loadTag) {
+  Kext *k = findRecord(loadTag);
+  return k && !k->removed ? k : nullptr;
 }
 
 const SimKernel::Kext *SimKernel::find(uint32_t loadTag) const {
@@ -492,63 +503,117 @@ void SimKernel::recordPanic(const char *call, const Kext &k) {
                    k.bundleId + " to retain count " + std::to_string(k.count) +
                    ", below the kernel's baseline of " + std::to_string(kBaseline) +
                    " (use-after-free)";
-  emit(EventType::Panic, k).message = panic_.message;
+  textOf(emit(EventType::Panic, k)).message = panic_.message;
 }
 
 // ---- events ----
 
-// The event for seq lives in ring_[seq % kEventRing]. A slot is overwritten in place, every
-// field set, so its strings keep their storage: once the ring has filled (or on a reset
-// kernel, whose ring keeps its slots) an event costs no allocation. Slots past the events
-// the stream holds (after a reset) are never read: eventsSince reads [oldest, nextSeq_).
-Event &SimKernel::nextSlot(EventType type) {
+// The event for seq lives in ring_[seq % kEventRing], its strings (if any) in ringText_ at the
+// same index. A slot is overwritten whole; the strings beside it keep their storage, so once
+// the ring has filled (or on a reset kernel) an event costs no allocation. Slots past the
+// events the stream holds (after a reset) are never read: eventsSince reads [oldest, nextSeq_).
+SimKernel::Slot &SimKernel::nextSlot(EventType type) {
   const size_t i = (size_t)(nextSeq_ % kEventRing);
-  if (i == ring_.size()) ring_.emplace_back();  // still filling: slots are taken in order
-  Event &e = ring_[i];
-  e.seq = nextSeq_++;
+  if (i == ring_.size()) {  // still filling: slots are taken in order
+    ring_.emplace_back();
+    ringText_.emplace_back();
+  }
+  nextSeq_++;
+  // The ring has moved past a swept kext's last event: nothing can ask for its id again.
+  while (!goneOrder_.empty() && goneOrder_.front().first + kEventRing <= nextSeq_) {
+    goneIds_.erase(goneOrder_.front().second);
+    goneOrder_.pop_front();
+  }
+  Slot &e = ring_[i];
+  e = Slot();
   e.timeMs = nowMs_;
   e.type = type;
-  e.loadTag = 0;
-  e.bundleId.clear();
-  e.cause = UnloadCause::Explicit;
-  e.from = e.to = 0;
-  e.className.clear();
-  e.message.clear();
-  e.requestTag = 0;
-  e.resourceName.clear();
-  e.code = 0;
-  e.length = 0;
   return e;
 }
 
-Event &SimKernel::emit(EventType type, const Kext &k) {
-  Event &e = nextSlot(type);
+SimKernel::SlotText &SimKernel::textOf(Slot &slot) {
+  SlotText &t = ringText_[(size_t)(&slot - ring_.data())];
+  if (!slot.hasText) {
+    slot.hasText = true;
+    t.bundleId.clear();
+    t.className.clear();
+    t.message.clear();
+    t.resourceName.clear();
+  }
+  return t;
+}
+
+SimKernel::Slot &SimKernel::emit(EventType type, const Kext &k) {
+  Slot &e = nextSlot(type);
   e.loadTag = k.tag;
-  e.bundleId = k.bundleId;
   return e;
 }
 
-// kernelmanagerd's events, built whole (they are rare): stamped with the slot's seq and time.
+// kernelmanagerd's events, built whole (they are rare): stamped with the slot's time; their
+// bundle id is their own (it need not be loadTag's kext, or any loaded kext).
 void SimKernel::emit(Event e) {
-  Event &slot = nextSlot(e.type);
-  e.seq = slot.seq;
-  e.timeMs = slot.timeMs;
-  slot = std::move(e);
+  Slot &slot = nextSlot(e.type);
+  slot.loadTag = e.loadTag;
+  slot.cause = e.cause;
+  slot.from = e.from;
+  slot.to = e.to;
+  slot.requestTag = e.requestTag;
+  slot.code = e.code;
+  slot.length = e.length;
+  SlotText &t = textOf(slot);
+  slot.ownId = true;
+  t.bundleId = std::move(e.bundleId);
+  t.className = std::move(e.className);
+  t.message = std::move(e.message);
+  t.resourceName = std::move(e.resourceName);
 }
 
 // OSBundleRetainCount before and after: the count less the kernel's own references.
 void SimKernel::emitRetainCount(const Kext &k, int64_t fromCount) {
-  Event &e = emit(EventType::RetainCount, k);
+  Slot &e = emit(EventType::RetainCount, k);
   e.from = fromCount - kBaseline;
   e.to = k.count - kBaseline;
 }
 
 void SimKernel::emitInstances(const Kext &k, const std::string &cls, uint32_t from, uint32_t to) {
   if (from == to) return;
-  Event &e = emit(EventType::Instances, k);
-  e.className = cls;
+  Slot &e = emit(EventType::Instances, k);
   e.from = from;
   e.to = to;
+  textOf(e).className = cls;
+}
+
+// A kext's id by its tag: loaded, unloaded but not yet swept, or swept (goneIds_). Every tag
+// the ring holds resolves (compactLocked keeps a swept id until the ring has moved past it).
+const std::string &SimKernel::bundleIdOfTag(uint32_t loadTag) const {
+  static const std::string none;
+  if (const Kext *k = findRecord(loadTag)) return k->bundleId;
+  auto gone = goneIds_.find(loadTag);
+  return gone == goneIds_.end() ? none : gone->second;
+}
+
+Event SimKernel::eventAt(uint64_t seq) const {
+  const size_t i = (size_t)(seq % kEventRing);
+  const Slot &slot = ring_[i];
+  Event e;
+  e.seq = seq;
+  e.timeMs = slot.timeMs;
+  e.type = slot.type;
+  e.loadTag = slot.loadTag;
+  e.cause = slot.cause;
+  e.from = slot.from;
+  e.to = slot.to;
+  e.requestTag = slot.requestTag;
+  e.code = slot.code;
+  e.length = slot.length;
+  if (slot.hasText) {
+    const SlotText &t = ringText_[i];
+    e.className = t.className;
+    e.message = t.message;
+    e.resourceName = t.resourceName;
+  }
+  e.bundleId = slot.ownId ? ringText_[i].bundleId : bundleIdOfTag(slot.loadTag);
+  return e;
 }
 
 uint64_t SimKernel::eventsSince(uint64_t cursor, std::vector<Event> &out, uint64_t *dropped) const {
@@ -556,7 +621,7 @@ uint64_t SimKernel::eventsSince(uint64_t cursor, std::vector<Event> &out, uint64
   const uint64_t oldest = nextSeq_ > kEventRing ? nextSeq_ - kEventRing : 0;
   if (dropped) *dropped = cursor < oldest ? oldest - cursor : 0;
   if (cursor < oldest) cursor = oldest;
-  for (uint64_t s = cursor; s < nextSeq_; s++) out.push_back(ring_[s % kEventRing]);
+  for (uint64_t s = cursor; s < nextSeq_; s++) out.push_back(eventAt(s));
   return nextSeq_;  // also for a cursor from the future: it resumes at the stream's end
 }
 
@@ -997,8 +1062,13 @@ uint32_t SimKernel::pendingRequestCount(uint32_t callerTag) const {
 
 // Drops kexts marked removed, and their bundle ids, in one linear sweep.
 void SimKernel::compactLocked() {
-  for (const std::unique_ptr<Kext> &k : kexts_)
-    if (k->removed) byId_.erase(k->bundleId);
+  for (const std::unique_ptr<Kext> &k : kexts_) {
+    if (!k->removed) continue;
+    byId_.erase(k->bundleId);
+    // Its events may still be in the ring: keep its id until the ring has moved past them.
+    goneIds_[k->tag] = k->bundleId;
+    goneOrder_.emplace_back(nextSeq_, k->tag);
+  }
   kexts_.erase(std::remove_if(kexts_.begin(), kexts_.end(),
                               [](const std::unique_ptr<Kext> &k) { return k->removed; }),
                kexts_.end());

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -301,6 +302,7 @@ class SimKernel {
 
  private:
   struct Kext;
+  Kext *findRecord(uint32_t loadTag) const;
   Kext *find(uint32_t loadTag);
   const Kext *find(uint32_t loadTag) const;
   Kext *findById(const std::string &bundleId);
@@ -314,9 +316,31 @@ class SimKernel {
   void compactLocked();                   // sweeps marked kexts out of kexts_ and byId_
   void recordPanic(const char *call, const Kext &k);
   void terminateSampleServiceLocked();    // IOService termination of the sample's service
-  Event &emit(EventType type, const Kext &k);  // the next event's slot, filled for k (under mu_)
+  // One event as the ring keeps it (under mu_): its numbers in one cache line, no strings.
+  // Most of the stream (every retain and release) needs none: the bundle id of a kext's event
+  // is looked up by its tag when the event is read (load tags are never reused). Events with
+  // text, or a bundle id of their own (kernelmanagerd's), keep it in ringText_ beside the slot.
+  struct Slot {
+    uint64_t timeMs = 0;
+    int64_t from = 0, to = 0;
+    uint64_t length = 0;
+    uint32_t loadTag = 0;
+    uint32_t requestTag = 0;
+    uint32_t code = 0;
+    EventType type = EventType::Loaded;
+    UnloadCause cause = UnloadCause::Explicit;
+    bool hasText = false;  // ringText_ at this index holds the event's text
+    bool ownId = false;    // ... and its bundle id (else: the bundle id of loadTag's kext)
+  };
+  struct SlotText {
+    std::string bundleId, className, message, resourceName;
+  };
+  Slot &emit(EventType type, const Kext &k);  // the next event's slot, filled for k (under mu_)
   void emit(Event e);                         // a whole event (kernelmanagerd's), stamped
-  Event &nextSlot(EventType type);            // the next slot, every field cleared
+  Slot &nextSlot(EventType type);             // the next slot, every field cleared
+  SlotText &textOf(Slot &slot);               // the slot's strings, from now on its own
+  Event eventAt(uint64_t seq) const;          // the public event, bundle id resolved
+  const std::string &bundleIdOfTag(uint32_t loadTag) const;
   void emitRetainCount(const Kext &k, int64_t fromCount);
   void emitInstances(const Kext &k, const std::string &cls, uint32_t from, uint32_t to);
 
@@ -334,8 +358,14 @@ class SimKernel {
   PanicRecord panic_;
   std::vector<UserClientHandle *> clients_;  // registered open user clients
   std::vector<int32_t> clientPids_;          // one per open user client, in open order
-  std::vector<Event> ring_;                  // events[seq % kEventRing], grows to kEventRing
+  std::vector<Slot> ring_;                   // events[seq % kEventRing], grows to kEventRing
+  std::vector<SlotText> ringText_;           // beside ring_, meaningful where hasText
   uint64_t nextSeq_ = 0;
+  // Bundle ids of kexts swept out of kexts_, by tag, while the ring may still hold one of
+  // their events: dropped once the ring has moved past the sweep (goneOrder_: the seq the next
+  // event had then, and the tag, oldest first). So this never holds more than the ring.
+  std::unordered_map<uint32_t, std::string> goneIds_;
+  std::deque<std::pair<uint64_t, uint32_t>> goneOrder_;
   // The sample kext's cap on open clients per process, as in the kext (its own leaf lock).
   MutexLock openLimitLock_;
   OpenLimit openLimit_{openLimitLock_};

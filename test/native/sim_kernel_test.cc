@@ -920,6 +920,52 @@ TEST(events_ring_is_bounded_and_reports_what_a_slow_reader_missed) {
   CHECK_EQ(future, cursor);
 }
 
+TEST(events_of_an_unloaded_kext_keep_its_bundle_id_while_the_ring_holds_them) {
+  // The ring stores no strings for a kext's events (their id is looked up by tag when read),
+  // so a kext unloaded and swept out of the table must still be named by its events.
+  SimKernel k;
+  uint64_t cursor = k.eventCursor();
+  uint32_t a = load(k, spec("com.example.swept.a"));
+  uint32_t b = load(k, spec("com.example.swept.b"));
+  CHECK_EQ(k.retainKextWithLoadTag(a), OK);
+  CHECK_EQ(k.releaseKextWithLoadTag(a), OK);
+  CHECK_EQ(k.unloadKext(a), OK);
+  CHECK_EQ(k.lookupLoadTag("com.example.swept.a"), kInvalidLoadTag);  // gone from the table
+  uint64_t dropped = 0;
+  std::vector<Event> v = eventsFrom(k, &cursor, &dropped);
+  size_t named = 0;
+  for (const Event &e : v) {
+    CHECK_STR(e.bundleId, e.loadTag == a ? "com.example.swept.a" : "com.example.swept.b");
+    if (e.loadTag == a) named++;
+  }
+  CHECK_EQ(named, 4u);  // loaded, +1, -1, unloaded
+  // Later events do not drop the id while the ring still holds one of the unloaded kext's
+  // events: exactly when its last one (Unloaded) is the oldest in the ring, it is still named.
+  const uint64_t lastOfA = v.back().seq;
+  CHECK(v.back().type == EventType::Unloaded && v.back().loadTag == a);
+  for (uint64_t i = 0; k.eventCursor() < lastOfA + SimKernel::kEventRing; i++)  // one event each
+    CHECK_EQ(i % 2 ? k.releaseKextWithLoadTag(b) : k.retainKextWithLoadTag(b), OK);
+  uint64_t start = 0;
+  v = eventsFrom(k, &start, &dropped);
+  CHECK_EQ(v.front().seq, lastOfA);
+  CHECK_EQ(v.front().loadTag, a);
+  CHECK_STR(v.front().bundleId, "com.example.swept.a");
+  if (k.retainCount(b) > 0) CHECK_EQ(k.releaseKextWithLoadTag(b), OK);
+  // Past the ring: the unloaded kext's events are gone, the others' still named.
+  for (uint64_t i = 0; i < SimKernel::kEventRing / 2; i++) {
+    CHECK_EQ(k.retainKextWithLoadTag(b), OK);
+    CHECK_EQ(k.releaseKextWithLoadTag(b), OK);
+  }
+  uint64_t from = 0;
+  v = eventsFrom(k, &from, &dropped);
+  CHECK_EQ(v.size(), SimKernel::kEventRing);
+  for (const Event &e : v) {
+    CHECK(e.loadTag != a);
+    if (e.loadTag == b) CHECK_STR(e.bundleId, "com.example.swept.b");
+    CHECK(!e.bundleId.empty());
+  }
+}
+
 TEST(flags_and_user_client_pids) {
   SimKernel k;
   KextFlags f;
@@ -1146,11 +1192,11 @@ TEST(reset_is_indistinguishable_from_new, "reset(): a used kernel (kexts, clock,
 #if defined(__GLIBCXX__) && defined(__x86_64__) && defined(__linux__)
   // A tripwire for new members: when SimKernel grows, reset() must reset the new member and
   // checkSameAsNew above must observe it; then update this number (libstdc++, x86-64 Linux).
-  if (sizeof(SimKernel) != 1120)
+  if (sizeof(SimKernel) != 1280)
     fprintf(stderr, "  sizeof(SimKernel) is %zu: a member was added or removed. Reset it in "
             "SimKernel::reset (sim/sim_kernel.cpp), compare it in checkSameAsNew, then update "
             "the size here.\n", sizeof(SimKernel));
-  CHECK_EQ(sizeof(SimKernel), 1120u);
+  CHECK_EQ(sizeof(SimKernel), 1280u);
 #endif
 }
 
